@@ -1,0 +1,140 @@
+"""Morphology posteriors from a bundle: one trunk pass per galaxy, many MC-dropout head samples.
+
+Each posterior sample is one dropout mask of the stochastic head (epistemic part) followed by one
+draw from that pass's predicted Gaussian N(mu, L D L^T) (aleatoric part), as in GaMPEN §4.4,
+with the calibrated dropout rate and per-parameter spread factors of the bundle's card.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from galaxy_inspector.errors import BundleError, InputError
+from galaxy_inspector.models.bundle import Bundle, load_bundle
+from galaxy_inspector.models.networks import build_network, sample_ldl
+
+__all__ = ["MorphologyModel", "MorphologyPrediction", "pick_device"]
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    """CUDA when present (or the device asked for), else the CPU."""
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclass
+class MorphologyPrediction:
+    """Posterior samples for N galaxies.
+
+    Attributes
+    ----------
+    names, units : list of str
+        Parameter names (``bt``, ``re_arcsec``, ``flux_njy``) and units.
+    samples : ndarray, shape (N, S, P), float32
+        Posterior samples in physical units.
+    stn_scale : ndarray, shape (N,)
+        Spatial-transformer zoom: the crop the CNN read spans ``stn_scale * stamp_size`` pixels.
+    crops : ndarray, shape (N, C, C) or None
+        The crops the CNN read (arsinh-scaled pixels), for display.
+    """
+
+    names: list
+    units: list
+    samples: np.ndarray
+    stn_scale: np.ndarray
+    crops: np.ndarray | None = None
+
+
+class MorphologyModel:
+    """A loaded morphology bundle ready for inference.
+
+    Parameters
+    ----------
+    bundle : Bundle, str or path
+        A loaded bundle, a bundle folder, or the name of a shipped bundle.
+    device : str, optional
+        ``"cuda"``, ``"cpu"``...; default CUDA when available.
+    """
+
+    def __init__(self, bundle, device: str | None = None):
+        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+        card = self.bundle.card
+        if card["task"] != "morphology":
+            raise BundleError(f"bundle {self.bundle.name!r} is a {card['task']!r} model, "
+                              "not a morphology model")
+        self.device = pick_device(device)
+        self.network = build_network(card["architecture"], card["hyperparameters"])
+        state = {k: torch.from_numpy(v) for k, v in self.bundle.tensors.items()}
+        try:
+            self.network.load_state_dict(state)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise BundleError(f"weights do not fit architecture {card['architecture']!r}: "
+                              f"{first}") from None
+        self.network.to(self.device).eval()
+        self.outputs = self.bundle.outputs
+        posterior = card.get("posterior", {})
+        self.dropout = float(posterior.get("dropout", self.network.dropout))
+        self.sigma_scale = posterior.get("sigma_scale")
+        self.default_samples = int(posterior.get("n_samples", 500))
+
+    @property
+    def names(self) -> list[str]:
+        return [o.name for o in self.outputs]
+
+    @property
+    def pixel_scale(self) -> float:
+        """Native pixel scale in arcsec per pixel."""
+        return float(self.bundle.input["pixel_scale_arcsec"])
+
+    @property
+    def stamp_size(self) -> int:
+        return int(self.bundle.input["stamp_size"])
+
+    def predict(self, stamps, n_samples: int | None = None, seed: int = 0,
+                return_crops: bool = False, batch_size: int = 64) -> MorphologyPrediction:
+        """Posterior samples for stamps of shape ``(N, H, W)`` (or one ``(H, W)``) in nJy/pixel.
+
+        Stamps must already be on the model's grid (``pixel_scale``, ``stamp_size``), centred on
+        the galaxy, with no NaNs: ``galaxy_inspector.preprocessing`` prepares them.
+        """
+        x = np.asarray(stamps, dtype=np.float32)
+        if x.ndim == 2:
+            x = x[None]
+        size = self.stamp_size
+        if x.ndim != 3 or x.shape[1:] != (size, size):
+            raise InputError(f"stamps must be {size}x{size} pixels for model "
+                             f"{self.bundle.name!r}, got shape {x.shape}")
+        if not np.isfinite(x).all():
+            raise InputError("stamps contain NaN or infinite pixels; fill them first")
+        n_samples = int(n_samples or self.default_samples)
+        if n_samples < 1:
+            raise InputError("the number of posterior samples must be at least 1")
+        n_params = len(self.outputs)
+        samples = np.empty((len(x), n_samples, n_params), dtype=np.float32)
+        scales = np.empty(len(x), dtype=np.float32)
+        crops = [] if return_crops else None
+        # Head rows per call stay near 32k so memory is flat in the number of samples.
+        per_call = max(1, min(batch_size, 32768 // n_samples))
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        with torch.random.fork_rng(devices=[]), torch.inference_mode():
+            torch.manual_seed(seed)
+            for start in range(0, len(x), per_call):
+                xb = torch.from_numpy(x[start:start + per_call]).to(self.device).unsqueeze(1)
+                h, s, crop = self.network.trunk(xb)
+                rows = h.repeat_interleave(n_samples, dim=0)
+                out = self.network.head(rows, dropout=self.dropout, sample=True)
+                draw = sample_ldl(out, n_params, generator=generator, scale=self.sigma_scale)
+                draw = draw.reshape(len(xb), n_samples, n_params).cpu().numpy()
+                for j, spec in enumerate(self.outputs):
+                    samples[start:start + len(xb), :, j] = spec.inverse(draw[..., j])
+                scales[start:start + len(xb)] = s.cpu().numpy()
+                if return_crops:
+                    crops.append(crop[:, 0].cpu().numpy())
+        return MorphologyPrediction(
+            names=self.names, units=[o.unit for o in self.outputs], samples=samples,
+            stn_scale=scales, crops=np.concatenate(crops) if return_crops else None)

@@ -1,0 +1,48 @@
+"""``galaxy-inspector-train``: simulate, train, calibrate and evaluate Galaxy Inspector models."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from training.progress import Progress
+
+
+def _simulate(args, progress):
+    from training.simulate import simulate
+
+    simulate(args.out, n=args.n, seed=args.seed, workers=args.workers, progress=progress)
+    progress.emit("done", out=args.out, n=args.n)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="galaxy-inspector-train",
+        description="Simulate training sets, train, calibrate and evaluate Galaxy Inspector models.",
+    )
+    parser.add_argument("--json", action="store_true",
+                        help="print machine-readable progress as JSON lines (used by the GUI)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sim = sub.add_parser("simulate", help="draw a GalSim bulge+disk training set into HDF5")
+    sim.add_argument("--n", type=int, required=True, help="number of galaxies")
+    sim.add_argument("--seed", type=int, required=True, help="random seed (fixes the set)")
+    sim.add_argument("--out", required=True, help="output HDF5 file")
+    sim.add_argument("--workers", type=int, default=0, help="processes (default: all cores)")
+    sim.set_defaults(func=_simulate)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    progress = Progress(json_lines=args.json)
+    try:
+        args.func(args, progress)
+    except (OSError, ValueError) as exc:
+        print(f"galaxy-inspector-train: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
