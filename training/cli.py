@@ -15,6 +15,15 @@ def _simulate(args, progress):
     progress.emit("done", out=args.out, n=args.n)
 
 
+def _train(args, progress):
+    from training.train import TrainConfig, train
+
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                         seed=args.seed, dropout=args.dropout, limit=args.limit,
+                         device=args.device)
+    train(args.train, args.val, args.out, config, resume=not args.restart, progress=progress)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="galaxy-inspector-train",
@@ -30,6 +39,21 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--out", required=True, help="output HDF5 file")
     sim.add_argument("--workers", type=int, default=0, help="processes (default: all cores)")
     sim.set_defaults(func=_simulate)
+
+    tr = sub.add_parser("train", help="train the morphology network (resumes from a checkpoint)")
+    tr.add_argument("--train", required=True, help="training set (HDF5 from 'simulate')")
+    tr.add_argument("--val", required=True, help="validation set (HDF5 from 'simulate')")
+    tr.add_argument("--out", required=True,
+                    help="run folder: checkpoint.pt, and bundle/ when training ends")
+    tr.add_argument("--epochs", type=int, default=12)
+    tr.add_argument("--batch-size", type=int, default=128)
+    tr.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (one-cycle)")
+    tr.add_argument("--dropout", type=float, default=0.1, help="dropout rate of the MC head")
+    tr.add_argument("--seed", type=int, default=1)
+    tr.add_argument("--limit", type=int, default=None, help="use only the first N galaxies")
+    tr.add_argument("--device", default=None, help="cuda, cpu, ... (default: CUDA if present)")
+    tr.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    tr.set_defaults(func=_train)
     return parser
 
 

@@ -1,0 +1,79 @@
+"""Load simulated sets and build training targets; refuse broken files before any training."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import torch
+
+from galaxy_inspector.models.bundle import OutputSpec
+
+__all__ = ["PARAMETERS", "REQUIRED_COLUMNS", "SimulatedSet", "load_set", "fit_output_specs"]
+
+#: Predicted parameters, their units, transforms and descriptions (DESIGN.md conventions).
+PARAMETERS = (
+    ("bt", "", "logit", "bulge-to-total flux ratio L_B/L_T"),
+    ("re_arcsec", "arcsec", "log10",
+     "circular half-light radius of the intrinsic bulge+disk light"),
+    ("flux_njy", "nJy", "log10", "total intrinsic flux"),
+)
+BT_CLIP = (0.01, 0.99)
+REQUIRED_COLUMNS = ("images", "bt", "re_arcsec")
+
+
+class SimulatedSet:
+    """Unit-flux stamps ``images`` (N, H, W) and their structural truth."""
+
+    def __init__(self, images: torch.Tensor, table: dict[str, np.ndarray], attrs: dict):
+        self.images = images
+        self.table = table
+        self.attrs = attrs
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def load_set(path, limit: int | None = None) -> SimulatedSet:
+    """Read a set written by ``training.simulate``; ``ValueError`` names what is wrong."""
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise ValueError(f"cannot open training set {path}: {exc}") from None
+    with f:
+        missing = [c for c in REQUIRED_COLUMNS if c not in f]
+        if missing:
+            raise ValueError(f"training set {path} is missing column(s): {', '.join(missing)}")
+        if not f.attrs.get("complete", False):
+            raise ValueError(f"training set {path} is incomplete (its simulation was "
+                             "interrupted); simulate it again")
+        n = len(f["images"]) if limit is None else min(limit, len(f["images"]))
+        table = {k: f[k][:n] for k in f if k != "images"}
+        for name in ("bt", "re_arcsec"):
+            bad = np.flatnonzero(~np.isfinite(table[name]))
+            if bad.size:
+                raise ValueError(f"training set {path} has non-finite {name} in rows "
+                                 f"{bad[:10].tolist()}{' ...' if bad.size > 10 else ''}")
+        images = torch.empty((n, *f["images"].shape[1:]), dtype=torch.float32)
+        for start in range(0, n, 2048):
+            images[start:start + 2048] = torch.from_numpy(f["images"][start:min(n, start + 2048)])
+        attrs = dict(f.attrs)
+    if not torch.isfinite(images).all():
+        raise ValueError(f"training set {path} has non-finite pixels")
+    return SimulatedSet(images, table, attrs)
+
+
+def fit_output_specs(table: dict[str, np.ndarray], flux_range) -> list[OutputSpec]:
+    """Standard scalers for the transformed targets (flux: its log-uniform training law)."""
+    specs = []
+    for name, unit, transform, description in PARAMETERS:
+        if name == "flux_njy":
+            lo, hi = np.log10(flux_range)
+            mean, std = (lo + hi) / 2.0, (hi - lo) / np.sqrt(12.0)
+        else:
+            proto = OutputSpec(name, unit, transform, 0.0, 1.0,
+                               BT_CLIP if transform == "logit" else None)
+            values = proto.forward(table[name])
+            mean, std = float(values.mean()), float(values.std())
+        specs.append(OutputSpec(name, unit, transform, float(mean), float(std),
+                                BT_CLIP if transform == "logit" else None, description))
+    return specs

@@ -1,0 +1,218 @@
+"""Train the morphology network on a simulated set (CUDA when present, else CPU).
+
+Every epoch sees each stored shape once, in one of its 8 dihedral orientations, at a new flux
+and noise draw (``training.observe``). The epoch's permutation, orientations, conditions, noise
+and dropout masks are seeded from ``(seed, epoch)``, so a run resumed from its checkpoint makes
+the same model as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import galaxy_inspector
+from galaxy_inspector.models.bundle import save_bundle
+from galaxy_inspector.models.morphology import pick_device
+from galaxy_inspector.models.networks import MorphologyNet, gaussian_nll_ldl
+from training.dataset import load_set, fit_output_specs
+from training.observe import CONDITION_RANGES, draw_conditions, observe
+from training.progress import Progress
+
+__all__ = ["TrainConfig", "train", "targets_for", "observed_batch", "export_bundle"]
+
+ARCHITECTURE = "gampen-stn-mcdropout-head"
+
+
+def default_hyperparameters() -> dict:
+    return {"stamp_size": 128, "crop_size": 64, "n_params": 3, "dropout": 0.1,
+            "arsinh_scale": 2.0, "aperture_radii": [2, 4, 8, 16, 32, 60],
+            "aperture_scale": 10.0, "channels": [32, 48, 96, 128], "hidden": 256}
+
+
+def targets_for(table, conditions, specs, index) -> torch.Tensor:
+    """Standard-scaled targets (bt, re, flux) for rows ``index`` observed at ``conditions``."""
+    values = {"bt": table["bt"][index], "re_arcsec": table["re_arcsec"][index],
+              "flux_njy": conditions["flux_njy"]}
+    return torch.tensor(np.stack([s.forward(values[s.name]) for s in specs], axis=1),
+                        dtype=torch.float32)
+
+
+def observed_batch(images, index, conditions, rng, generator, augment=True):
+    """Observed stamps ``(B, 1, H, W)`` for stored shapes ``index`` (one random orientation)."""
+    x = images[torch.as_tensor(index)]
+    if augment:
+        x = torch.rot90(x, int(rng.integers(4)), dims=(1, 2))
+        if rng.integers(2):
+            x = torch.flip(x, dims=(2,))
+    x = observe(x, conditions["flux_njy"], conditions["sky_sigma_njy"],
+                conditions["njy_per_electron"], generator=generator)
+    return x.unsqueeze(1)
+
+
+def fixed_observations(dataset, seed: int, limit: int | None = None):
+    """A deterministic noisy version of a set (validation/test): stamps, targets, conditions."""
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    rng = np.random.default_rng([seed, 99])
+    conditions = draw_conditions(n, rng)
+    generator = torch.Generator().manual_seed(seed)
+    x = observe(dataset.images[:n], conditions["flux_njy"], conditions["sky_sigma_njy"],
+                conditions["njy_per_electron"], generator=generator)
+    return x, conditions
+
+
+class TrainConfig:
+    """Options of one training run (stored in the card)."""
+
+    def __init__(self, epochs=12, batch_size=128, lr=2e-3, weight_decay=1e-4, seed=1,
+                 dropout=0.1, channels=(32, 48, 96, 128), hidden=256, limit=None, device=None):
+        self.epochs, self.batch_size, self.lr = epochs, batch_size, lr
+        self.weight_decay, self.seed, self.limit, self.device = weight_decay, seed, limit, device
+        self.dropout, self.channels, self.hidden = dropout, list(channels), hidden
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in vars(self).items() if k != "device"}
+
+
+def _checkpoint(path: Path, **state) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def train(train_path, val_path, out_dir, config: TrainConfig, resume: bool = True,
+          progress: Progress | None = None) -> Path:
+    """Train, checkpointing each epoch into ``out_dir``; returns the exported bundle folder."""
+    progress = progress or Progress()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = pick_device(config.device)
+    torch.manual_seed(config.seed)
+    train_set = load_set(train_path, config.limit)
+    val_set = load_set(val_path, 2000)
+    specs = fit_output_specs(train_set.table, CONDITION_RANGES["flux_njy"])
+    hyper = {**default_hyperparameters(), "dropout": config.dropout,
+             "channels": config.channels, "hidden": config.hidden,
+             "stamp_size": int(train_set.images.shape[-1])}
+    model = MorphologyNet(**hyper).to(device).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
+                                  weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch,
+        pct_start=0.15)
+    val_x, val_cond = fixed_observations(val_set, seed=config.seed + 1000)
+    val_y = targets_for(val_set.table, val_cond, specs, np.arange(len(val_set)))
+    history, start_epoch, elapsed = [], 0, 0.0
+    ckpt_path = out_dir / "checkpoint.pt"
+    if resume and ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, elapsed = int(state["epoch"]), float(state["elapsed"])
+        history = json.loads(state["history"])
+        progress.emit("resumed", epoch=start_epoch)
+    progress.emit("start", n_train=len(train_set), epochs=config.epochs, device=str(device))
+    for epoch in range(start_epoch, config.epochs):
+        t0 = time.time()
+        model.train()
+        rng = np.random.default_rng([config.seed, epoch])
+        generator = torch.Generator().manual_seed(config.seed * 100003 + epoch)
+        torch.manual_seed(config.seed * 7919 + epoch)
+        order = rng.permutation(len(train_set))
+        running = 0.0
+        for step in range(steps_per_epoch):
+            index = np.sort(order[step * config.batch_size:(step + 1) * config.batch_size])
+            conditions = draw_conditions(len(index), rng)
+            x = observed_batch(train_set.images, index, conditions, rng, generator)
+            y = targets_for(train_set.table, conditions, specs, index)
+            loss = gaussian_nll_ldl(model(x.to(device)), y.to(device)).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            optimizer.step()
+            scheduler.step()
+            running += loss.item()
+            progress.update(step + 1, steps_per_epoch, stage=f"epoch {epoch + 1}/{config.epochs}",
+                            loss=running / (step + 1))
+        val_loss, val_rmse = evaluate_loss(model, val_x, val_y, device)
+        elapsed += time.time() - t0
+        history.append({"epoch": epoch + 1, "train_loss": running / steps_per_epoch,
+                        "val_loss": val_loss, "val_rmse_scaled": val_rmse,
+                        "elapsed_s": elapsed})
+        progress.emit("epoch", **history[-1])
+        _checkpoint(ckpt_path, model=model.state_dict(), optimizer=optimizer.state_dict(),
+                    scheduler=scheduler.state_dict(), epoch=epoch + 1, elapsed=elapsed,
+                    history=json.dumps(history))
+    bundle = export_bundle(model, hyper, specs, config, train_set, history, elapsed,
+                           out_dir / "bundle", train_path)
+    progress.emit("bundle", path=str(bundle))
+    return bundle
+
+
+@torch.no_grad()
+def evaluate_loss(model, x, y, device, batch=256):
+    """Mean NLL and per-parameter RMSE of the mean (scaled units) on fixed observations."""
+    model.eval()
+    losses, sq = [], []
+    for i in range(0, len(x), batch):
+        out = model(x[i:i + batch].unsqueeze(1).to(device))
+        losses.append(gaussian_nll_ldl(out, y[i:i + batch].to(device)).cpu())
+        sq.append(((out[:, :y.shape[1]].cpu() - y[i:i + batch]) ** 2))
+    rmse = torch.cat(sq).mean(0).sqrt().tolist()
+    return float(torch.cat(losses).mean()), [round(v, 4) for v in rmse]
+
+
+def export_bundle(model, hyper, specs, config, train_set, history, elapsed, folder, train_path):
+    """Write the bundle: weights, and a card with the whole input/output contract."""
+    model = model.cpu().eval()
+    tensors = {k: v.detach().contiguous().numpy() for k, v in model.state_dict().items()}
+    table = train_set.table
+    card = {
+        "name": "morphology-hsc-g",
+        "task": "morphology",
+        "description": ("GaMPEN-style morphology posterior network (scale-only STN + CNN + "
+                        "aperture photometry, Monte Carlo dropout head, full-covariance "
+                        "Gaussian) trained on GalSim bulge+disk simulations of HSC-Wide g."),
+        "architecture": ARCHITECTURE,
+        "hyperparameters": hyper,
+        "input": {
+            "bands": ["g"], "kind": "flux", "unit": "nJy",
+            "pixel_scale_arcsec": float(train_set.attrs["pixel_scale"]),
+            "stamp_size": int(hyper["stamp_size"]),
+            "preprocessing": {
+                "pixels": f"arsinh(x / {hyper['arsinh_scale']} nJy) inside the network",
+                "centring": "galaxy at the stamp centre ((size-1)/2, 0-based)",
+                "fill": "masked or non-finite pixels replaced before the network",
+            },
+        },
+        "outputs": [s.to_card() for s in specs],
+        "training_ranges": {
+            "bt": [0.0, 1.0],
+            "re_arcsec": [float(table["re_arcsec"].min()), float(table["re_arcsec"].max())],
+            "flux_njy": list(CONDITION_RANGES["flux_njy"]),
+            "sky_sigma_njy": list(CONDITION_RANGES["sky_sigma_njy"]),
+            "psf_fwhm_arcsec": [float(table["psf_fwhm"].min()), float(table["psf_fwhm"].max())],
+            "hlr_disk_arcsec": [0.1, 5.0], "hlr_bulge_arcsec": [0.1, 5.0],
+            "n_disk": [0.8, 1.2], "n_bulge": [3.5, 5.0], "axis_ratio": [0.25, 1.0],
+        },
+        "posterior": {"dropout": hyper["dropout"], "n_samples": 500,
+                      "sigma_scale": [1.0] * len(specs), "calibrated": False},
+        "labels": {"bt_disk_max": 0.1, "bt_bulge_min": 0.85, "re_small_arcsec": 1.0},
+        "training": {
+            "data": ("GalSim bulge+disk Sersic galaxies, GaMPEN Table 1 ranges, Moffat PSFs, "
+                     "HSC-Wide-like sky and source noise drawn per epoch"),
+            "train_file": str(train_path), "n_train": len(train_set),
+            "simulation_seed": int(train_set.attrs.get("seed", -1)),
+            "config": config.as_dict(), "history": history, "time_s": round(elapsed, 1),
+            "device": str(pick_device(config.device)),
+        },
+        "package_version": galaxy_inspector.__version__,
+    }
+    return save_bundle(folder, card, tensors)
