@@ -24,6 +24,20 @@ def _train(args, progress):
     train(args.train, args.val, args.out, config, resume=not args.restart, progress=progress)
 
 
+def _calibrate(args, progress):
+    from training.calibrate import calibrate
+
+    calibrate(args.bundle, args.val, n_galaxies=args.n, n_samples=args.samples,
+              progress=progress)
+
+
+def _evaluate(args, progress):
+    from training.evaluate import evaluate
+
+    evaluate(args.bundle, args.test, n_samples=args.samples, limit=args.limit,
+             progress=progress)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="galaxy-inspector-train",
@@ -54,6 +68,21 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--device", default=None, help="cuda, cpu, ... (default: CUDA if present)")
     tr.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     tr.set_defaults(func=_train)
+
+    cal = sub.add_parser("calibrate", help="fit dropout rate, spread factors and label "
+                         "thresholds on the validation set; updates the bundle's card")
+    cal.add_argument("--bundle", required=True, help="bundle folder (from 'train')")
+    cal.add_argument("--val", required=True, help="validation set (HDF5)")
+    cal.add_argument("--n", type=int, default=2000, help="validation galaxies to use")
+    cal.add_argument("--samples", type=int, default=300, help="posterior samples per galaxy")
+    cal.set_defaults(func=_calibrate)
+
+    ev = sub.add_parser("evaluate", help="evaluate on a test set; writes <bundle>/report/")
+    ev.add_argument("--bundle", required=True, help="calibrated bundle folder")
+    ev.add_argument("--test", required=True, help="test set (HDF5), never used before")
+    ev.add_argument("--samples", type=int, default=500)
+    ev.add_argument("--limit", type=int, default=None, help="use only the first N galaxies")
+    ev.set_defaults(func=_evaluate)
     return parser
 
 
