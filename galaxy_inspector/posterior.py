@@ -84,7 +84,7 @@ def summarize(samples: np.ndarray, names, mode_transforms=None) -> dict[str, np.
             out[f"{name}_mode"] = kde_mode(s)
         out[f"{name}_median"] = np.median(s, axis=1)
         out[f"{name}_mean"] = s.mean(axis=1)
-        for level, suffix in zip(LEVELS, LEVEL_SUFFIXES):
+        for level, suffix in zip(LEVELS, LEVEL_SUFFIXES, strict=True):
             lo, hi = hpd_interval(s, level)
             out[f"{name}_lo{suffix}"] = lo
             out[f"{name}_hi{suffix}"] = hi

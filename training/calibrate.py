@@ -111,7 +111,7 @@ def calibrate(bundle_dir, val_path, n_galaxies=2000, n_samples=300, progress=Non
         factors = [_solve_factor(model, mu, draw, truth, j) for j in range(truth.shape[1])]
         cov = [[_coverage(_physical(model, mu, draw, j, factors[j]), truth[:, j], level)
                 for j in range(truth.shape[1])] for level in LEVELS]
-        score = float(sum((c - lev) ** 2 for row, lev in zip(cov, LEVELS) for c in row))
+        score = float(sum((c - lev) ** 2 for row, lev in zip(cov, LEVELS, strict=True) for c in row))
         results.append({"dropout": p, "sigma_scale": factors, "coverage": cov, "score": score})
         progress.emit("calibrate", dropout=p, sigma_scale=[round(f, 3) for f in factors],
                       coverage=[[round(c, 4) for c in row] for row in cov], score=score)

@@ -21,7 +21,8 @@ def _train(args, progress):
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          seed=args.seed, dropout=args.dropout, limit=args.limit,
                          device=args.device)
-    train(args.train, args.val, args.out, config, resume=not args.restart, progress=progress)
+    train(args.train, args.val, args.out, config, resume=not args.restart, progress=progress,
+          stop_after=args.stop_after_epochs)
 
 
 def _calibrate(args, progress):
@@ -67,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--limit", type=int, default=None, help="use only the first N galaxies")
     tr.add_argument("--device", default=None, help="cuda, cpu, ... (default: CUDA if present)")
     tr.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    tr.add_argument("--stop-after-epochs", type=int, default=None,
+                    help="stop after this many epochs in this run; run again to resume")
     tr.set_defaults(func=_train)
 
     cal = sub.add_parser("calibrate", help="fit dropout rate, spread factors and label "

@@ -51,7 +51,7 @@ def _coverages(summary, names, truth):
     table = {}
     for j, name in enumerate(names):
         row = {}
-        for level, suffix in zip(LEVELS, ("68", "95", "997")):
+        for level, suffix in zip(LEVELS, ("68", "95", "997"), strict=True):
             inside = ((truth[:, j] >= summary[f"{name}_lo{suffix}"])
                       & (truth[:, j] <= summary[f"{name}_hi{suffix}"]))
             row[f"{level:.4f}"] = float(inside.mean())
@@ -81,7 +81,7 @@ def _plots(folder, names, pred, truth, summary, samples_cov):
 
     logs = {"bt": False, "re_arcsec": True, "flux_njy": True}
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
-    for j, (ax, name) in enumerate(zip(axes, names)):
+    for j, (ax, name) in enumerate(zip(axes, names, strict=True)):
         t, p = truth[:, j], pred[:, j]
         ax.hexbin(t, p, gridsize=60, bins="log", cmap="viridis",
                   xscale="log" if logs[name] else "linear",
@@ -96,7 +96,7 @@ def _plots(folder, names, pred, truth, summary, samples_cov):
     plt.close(fig)
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
-    for j, (ax, name) in enumerate(zip(axes, names)):
+    for j, (ax, name) in enumerate(zip(axes, names, strict=True)):
         t, p = truth[:, j], pred[:, j]
         resid = p - t if name == "bt" else (p - t) / t
         ax.hexbin(p, resid, gridsize=60, bins="log", cmap="magma",

@@ -20,7 +20,7 @@ import galaxy_inspector
 from galaxy_inspector.models.bundle import save_bundle
 from galaxy_inspector.models.morphology import pick_device
 from galaxy_inspector.models.networks import MorphologyNet, gaussian_nll_ldl
-from training.dataset import load_set, fit_output_specs
+from training.dataset import fit_output_specs, load_set
 from training.observe import CONDITION_RANGES, draw_conditions, observe
 from training.progress import Progress
 
@@ -86,8 +86,12 @@ def _checkpoint(path: Path, **state) -> None:
 
 
 def train(train_path, val_path, out_dir, config: TrainConfig, resume: bool = True,
-          progress: Progress | None = None) -> Path:
-    """Train, checkpointing each epoch into ``out_dir``; returns the exported bundle folder."""
+          progress: Progress | None = None, stop_after: int | None = None) -> Path | None:
+    """Train, checkpointing each epoch into ``out_dir``; returns the exported bundle folder.
+
+    ``stop_after`` ends this invocation after that many epochs (a session with a time limit);
+    it returns ``None`` then, and a later call with ``resume=True`` carries on.
+    """
     progress = progress or Progress()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -119,7 +123,9 @@ def train(train_path, val_path, out_dir, config: TrainConfig, resume: bool = Tru
         history = json.loads(state["history"])
         progress.emit("resumed", epoch=start_epoch)
     progress.emit("start", n_train=len(train_set), epochs=config.epochs, device=str(device))
-    for epoch in range(start_epoch, config.epochs):
+    last_epoch = config.epochs if stop_after is None else min(config.epochs,
+                                                                start_epoch + stop_after)
+    for epoch in range(start_epoch, last_epoch):
         t0 = time.time()
         model.train()
         rng = np.random.default_rng([config.seed, epoch])
@@ -150,6 +156,9 @@ def train(train_path, val_path, out_dir, config: TrainConfig, resume: bool = Tru
         _checkpoint(ckpt_path, model=model.state_dict(), optimizer=optimizer.state_dict(),
                     scheduler=scheduler.state_dict(), epoch=epoch + 1, elapsed=elapsed,
                     history=json.dumps(history))
+    if last_epoch < config.epochs:
+        progress.emit("paused", epoch=last_epoch, checkpoint=str(ckpt_path))
+        return None
     bundle = export_bundle(model, hyper, specs, config, train_set, history, elapsed,
                            out_dir / "bundle", train_path)
     progress.emit("bundle", path=str(bundle))
@@ -164,7 +173,7 @@ def evaluate_loss(model, x, y, device, batch=256):
     for i in range(0, len(x), batch):
         out = model(x[i:i + batch].unsqueeze(1).to(device))
         losses.append(gaussian_nll_ldl(out, y[i:i + batch].to(device)).cpu())
-        sq.append(((out[:, :y.shape[1]].cpu() - y[i:i + batch]) ** 2))
+        sq.append((out[:, :y.shape[1]].cpu() - y[i:i + batch]) ** 2)
     rmse = torch.cat(sq).mean(0).sqrt().tolist()
     return float(torch.cat(losses).mean()), [round(v, 4) for v in rmse]
 

@@ -195,9 +195,9 @@ def load_bundle(path_or_name) -> Bundle:
         tensors = load_file(str(wpath))
     except (SafetensorError, OSError, ValueError) as exc:
         raise BundleError(f"cannot read weights {wpath}: {exc}") from None
-    bundle = Bundle(path=folder, card=card, tensors=tensors)
-    bundle.outputs  # validates the output specs
-    return bundle
+    for output in card["outputs"]:
+        OutputSpec.from_card(output)  # raises BundleError on a malformed entry
+    return Bundle(path=folder, card=card, tensors=tensors)
 
 
 def save_bundle(folder, card: dict, tensors: dict) -> Path:

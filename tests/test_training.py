@@ -1,0 +1,105 @@
+"""The training package: simulation, refusal of broken sets, resumable training, calibration."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from galaxy_inspector.models.bundle import load_bundle
+from galaxy_inspector.models.morphology import MorphologyModel
+from training.cli import main as train_main
+from training.dataset import load_set
+from training.simulate import SimulationConfig, draw_galaxy, draw_parameters, simulate
+from training.train import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory):
+    path = tmp_path_factory.mktemp("sim") / "tiny.h5"
+    simulate(path, n=24, seed=11, workers=1, config=SimulationConfig(stamp_size=64, chunk=12))
+    return path
+
+
+def test_simulation_is_deterministic_and_truthful(tiny_set, tmp_path):
+    again = tmp_path / "again.h5"
+    simulate(again, n=24, seed=11, workers=2, config=SimulationConfig(stamp_size=64, chunk=12))
+    with h5py.File(tiny_set) as a, h5py.File(again) as b:
+        np.testing.assert_array_equal(a["images"][:], b["images"][:])
+        np.testing.assert_array_equal(a["re_arcsec"][:], b["re_arcsec"][:])
+        bt, comps = a["bt"][:], a["components"][:]
+        assert np.all((bt >= 0) & (bt <= 1))
+        assert np.all((bt[comps == 1] == 0) | (bt[comps == 1] == 1))
+        # Unit-flux images: the stamp holds at most all of the light.
+        assert np.all(a["images"][:].sum(axis=(1, 2)) < 1.001)
+
+
+def test_simulated_flux_is_the_intrinsic_flux():
+    rng = np.random.default_rng(3)
+    p = draw_parameters(rng)
+    p.update(hlr_disk=0.5, hlr_bulge=0.3, dx=0.0, dy=0.0)
+    image = draw_galaxy(p, SimulationConfig(stamp_size=256), flux=1234.0)
+    assert image.sum() == pytest.approx(1234.0, rel=0.01)
+
+
+def test_load_set_names_missing_columns_and_nan_targets(tiny_set, tmp_path):
+    broken = tmp_path / "broken.h5"
+    with h5py.File(tiny_set) as src, h5py.File(broken, "w") as dst:
+        for key in src:
+            if key != "re_arcsec":
+                src.copy(key, dst)
+        dst.attrs.update(src.attrs)
+    with pytest.raises(ValueError, match="missing column.*re_arcsec"):
+        load_set(broken)
+    nan = tmp_path / "nan.h5"
+    with h5py.File(tiny_set) as src, h5py.File(nan, "w") as dst:
+        for key in src:
+            src.copy(key, dst)
+        dst.attrs.update(src.attrs)
+        dst["bt"][3] = np.nan
+    with pytest.raises(ValueError, match=r"non-finite bt in rows \[3\]"):
+        load_set(nan)
+    assert train_main(["train", "--train", str(nan), "--val", str(tiny_set),
+                       "--out", str(tmp_path / "run")]) == 1
+
+
+def _small_config(epochs):
+    return TrainConfig(epochs=epochs, batch_size=8, seed=4, channels=(4, 4, 8, 8), hidden=16)
+
+
+def test_resumed_training_equals_uninterrupted(tiny_set, tmp_path):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        straight = train(tiny_set, tiny_set, tmp_path / "a", _small_config(2))
+        assert train(tiny_set, tiny_set, tmp_path / "b", _small_config(2), stop_after=1) is None
+        assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["epoch"] == 1
+        resumed = train(tiny_set, tiny_set, tmp_path / "b", _small_config(2))
+    finally:
+        torch.set_num_threads(threads)
+    a, b = load_bundle(straight), load_bundle(resumed)
+    assert [h["epoch"] for h in b.card["training"]["history"]] == [1, 2]
+    for name, value in a.tensors.items():
+        np.testing.assert_allclose(value, b.tensors[name], rtol=0, atol=1e-6, err_msg=name)
+
+
+def test_calibrate_and_evaluate_write_card_and_report(tiny_set, tmp_path):
+    bundle = train(tiny_set, tiny_set, tmp_path / "run", _small_config(1))
+    assert train_main(["--json", "calibrate", "--bundle", str(bundle), "--val", str(tiny_set),
+                       "--n", "24", "--samples", "40"]) == 0
+    card = json.loads((bundle / "card.json").read_text())
+    assert card["posterior"]["calibrated"] is True
+    # The 68.27 % coverage is solved for on validation data, so it is met there.
+    chosen = card["calibration"]["chosen"]["coverage"][0]
+    assert all(abs(c - 0.6827) < 0.1 for c in chosen)
+    assert train_main(["evaluate", "--bundle", str(bundle), "--test", str(tiny_set),
+                       "--samples", "50"]) == 0
+    report = json.loads((bundle / "report" / "report.json").read_text())
+    assert set(report["coverage"]) == {"bt", "re_arcsec", "flux_njy"}
+    for png in ("true_vs_predicted.png", "residuals_vs_predicted.png", "coverage.png"):
+        assert (bundle / "report" / png).stat().st_size > 1000
+    model = MorphologyModel(bundle)
+    assert model.sigma_scale == card["posterior"]["sigma_scale"]
