@@ -1,0 +1,54 @@
+"""Quality flags of a measured galaxy: a bitmask stored in the catalogue's ``flags`` column.
+
+A set bit means "look before you trust this row"; a flagged row still holds its measurement.
+The catalogue records every bit's name and meaning in the HDF5 file's root attributes
+(``flag_<NAME>`` = "<value>: <description>") so the file explains itself.
+"""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = ["Flag", "FLAG_DESCRIPTIONS", "describe_flags"]
+
+
+class Flag(enum.IntFlag):
+    """Bits of the ``flags`` column."""
+
+    EDGE = 1
+    MASKED = 2
+    FLUX_UNCALIBRATED = 4
+    OUTSIDE_TRAINING = 8
+    COARSE_PIXELS = 16
+    LOW_SNR = 32
+    CALIBRATION_GUESSED = 64
+    PIXEL_SCALE_GUESSED = 128
+    NONLINEAR_IMAGE = 256
+    BLENDED = 512
+
+
+FLAG_DESCRIPTIONS = {
+    Flag.EDGE: "the stamp runs off the image edge; the missing part was filled with "
+               "background and noise",
+    Flag.MASKED: "more than 1 % of the stamp's pixels were masked or not finite and were filled "
+                 "with background and noise (see column masked_fraction)",
+    Flag.FLUX_UNCALIBRATED: "no flux calibration: the image was scaled to a nominal sky noise, "
+                            "flux_njy columns are not physical",
+    Flag.OUTSIDE_TRAINING: "a predicted median, or the stamp's sky noise, lies outside the "
+                           "model's training range",
+    Flag.COARSE_PIXELS: "the image's pixels are coarser than the model's: it was upsampled, "
+                        "small radii are less certain",
+    Flag.LOW_SNR: "signal-to-noise ratio within 2 R_e below 10 (see column snr)",
+    Flag.CALIBRATION_GUESSED: "the flux calibration rests on an assumption (see column "
+                              "calibration)",
+    Flag.PIXEL_SCALE_GUESSED: "no WCS or pixel-scale keyword: the model's pixel scale was "
+                              "assumed; give --pixel-scale",
+    Flag.NONLINEAR_IMAGE: "a display image (JPEG/PNG) with a non-linear stretch: all outputs "
+                          "are rough",
+    Flag.BLENDED: "the galaxy was split from a blend by deblending (--detect)",
+}
+
+
+def describe_flags(flags: int) -> list[str]:
+    """Names of the bits set in ``flags``, e.g. ``['EDGE', 'LOW_SNR']``."""
+    return [f.name for f in Flag if int(flags) & f]

@@ -1,0 +1,148 @@
+"""Expanding the INPUT arguments of ``--batch`` into objects to measure, lazily.
+
+An INPUT is an image file, a folder (searched recursively for ``IMAGE_SUFFIXES``), or a table
+(``.csv``, ``.ecsv``, or a ``.fits`` file with a table and no image) with a ``path`` column and
+optional ``id``, ``ra``/``dec`` (degrees) or ``x``/``y`` (0-based pixels, see
+``galaxy_inspector.conventions``; FITS/DS9 pixel X is x = X - 1) columns. Relative paths in a
+table are relative to the table's folder. Column names are case-insensitive.
+
+Each object has a ``key`` that is stable across runs (absolute path, plus the table row), which is
+how ``--resume`` recognises finished work. An input that cannot be used (missing file, table
+without a ``path`` column) becomes a ``Target`` carrying an ``error``, so it gets its error row.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Target", "IMAGE_SUFFIXES", "TABLE_SUFFIXES", "expand_inputs", "is_image_path"]
+
+IMAGE_SUFFIXES = (".fits", ".fit", ".fits.gz", ".fit.gz", ".fz", ".jpg", ".jpeg", ".png")
+TABLE_SUFFIXES = (".csv", ".ecsv")
+
+
+@dataclass(frozen=True)
+class Target:
+    """One object to measure: a whole image (its centre), a pixel or a sky position.
+
+    ``x``/``y`` (0-based pixels) or ``ra``/``dec`` (degrees) fix the position; neither means the
+    image centre (or every detected galaxy with ``--detect``). ``error`` marks an input that
+    cannot be used at all.
+    """
+
+    key: str
+    path: str
+    id: str
+    x: float | None = None
+    y: float | None = None
+    ra: float | None = None
+    dec: float | None = None
+    error: str = ""
+
+
+def is_image_path(path) -> bool:
+    return str(path).lower().endswith(IMAGE_SUFFIXES)
+
+
+def _is_position_table(path: Path) -> bool:
+    """A FITS file with a table that has a ``path`` column and no image."""
+    from astropy.io import fits
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with fits.open(path) as hdul:
+                if any(int(h.header.get("NAXIS", 0) or 0) >= 2
+                       and not isinstance(h, (fits.BinTableHDU, fits.TableHDU)) for h in hdul):
+                    return False
+                return any(isinstance(h, (fits.BinTableHDU, fits.TableHDU))
+                           and "path" in [c.lower() for c in h.columns.names] for h in hdul)
+    except Exception:  # unreadable: let the image reader explain why
+        return False
+
+
+def _number(value) -> float | None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _table_targets(path: Path) -> Iterator[Target]:
+    from astropy.table import Table
+
+    key = str(path.resolve())
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fmt = {".csv": "ascii.csv", ".ecsv": "ascii.ecsv"}.get(path.suffix.lower())
+            table = Table.read(path, format=fmt) if fmt else Table.read(path)
+    except Exception as exc:  # any parse failure is the user's table's problem
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        yield Target(key=key, path=str(path), id=path.name,
+                     error=f"cannot read table {path.name} ({first})")
+        return
+    columns = {c.lower(): c for c in table.colnames}
+    if "path" not in columns:
+        yield Target(key=key, path=str(path), id=path.name,
+                     error=f"table {path.name} has no 'path' column naming the images "
+                           f"(columns: {', '.join(table.colnames)})")
+        return
+
+    def cell(row, name):
+        if name not in columns:
+            return None
+        value = row[columns[name]]
+        return None if getattr(value, "mask", False) is True else value
+
+    for i, row in enumerate(table):
+        raw_path = cell(row, "path")
+        raw_path = raw_path.decode() if isinstance(raw_path, bytes) else str(raw_path or "")
+        image = Path(raw_path).expanduser()
+        if raw_path and not image.is_absolute():
+            image = path.parent / image
+        ident = cell(row, "id")
+        ident = ident.decode() if isinstance(ident, bytes) else ident
+        x, y = _number(cell(row, "x")), _number(cell(row, "y"))
+        ra, dec = _number(cell(row, "ra")), _number(cell(row, "dec"))
+        error = "" if raw_path else f"row {i} of {path.name} has an empty path"
+        if (x is None) != (y is None) or (ra is None) != (dec is None):
+            error = f"row {i} of {path.name} gives only one of x/y or ra/dec"
+        yield Target(key=f"{key}:{i}", path=str(image), id=str(ident if ident is not None
+                                                                 else f"{image.name}:{i}"),
+                     x=x, y=y, ra=ra, dec=dec, error=error)
+
+
+def _folder_images(folder: Path) -> Iterator[Path]:
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if not name.startswith(".") and is_image_path(name):
+                yield Path(root) / name
+
+
+def _file_target(path: Path) -> Target:
+    return Target(key=str(path.resolve()), path=str(path), id=path.name)
+
+
+def expand_inputs(inputs) -> Iterator[Target]:
+    """Targets of the INPUT arguments, in order, one at a time (memory flat in their number)."""
+    for item in inputs:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            for image in _folder_images(path):
+                yield _file_target(image)
+        elif not path.exists():
+            yield Target(key=str(path.absolute()), path=str(path), id=path.name,
+                         error=f"{item}: no such file or folder")
+        elif path.suffix.lower() in TABLE_SUFFIXES or (
+                path.suffix.lower() == ".fits" and _is_position_table(path)):
+            yield from _table_targets(path)
+        else:
+            yield _file_target(path)

@@ -1,0 +1,305 @@
+"""From an image and a position to the stamp a model reads, and finding galaxies in a field.
+
+``make_stamp`` cuts a generous ``Cutout2D`` around the galaxy (padded with NaN where it runs off
+the image), fills masked, non-finite and off-image pixels with the local background plus noise
+(so they cannot poison the network; the fraction is reported), then resamples onto the model's
+grid with ``reproject``:
+
+* source pixels coarser than the model's (e.g. SDSS 0.396″ -> HSC 0.168″): bicubic
+  ``reproject_interp`` of the surface brightness, times the pixel-area ratio, which keeps the
+  total flux and adds almost no blur;
+* finer source pixels (e.g. HST): ``reproject_adaptive(conserve_flux=True)``, an anti-aliased
+  average that keeps the total flux.
+
+Pixel values are fluxes per pixel throughout (not surface brightness). After resampling the
+stamp must be fully covered and the flux in a large aperture must agree with the source's;
+otherwise the stamp is refused with a message. Images with a celestial WCS come out north up.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from astropy.nddata import Cutout2D
+from astropy.stats import sigma_clipped_stats
+from astropy.wcs import WCS
+
+from galaxy_inspector.errors import InputError
+from galaxy_inspector.flags import Flag
+from galaxy_inspector.io.image import SkyImage
+
+__all__ = ["Stamp", "make_stamp", "detect_galaxies", "NOMINAL_SKY_SIGMA_NJY"]
+
+MIN_IMAGE_SIDE = 8  # pixels
+MIN_DATA_FRACTION = 0.25  # of the stamp footprint that must hold real pixels
+MASKED_FLAG_FRACTION = 0.01
+SAME_SCALE_TOLERANCE = 1e-3  # relative; below it no resampling is done
+PAD = 6  # source pixels beyond the footprint for the resampling kernels
+FLUX_CHECK_RADIUS = 0.4  # aperture radius for the flux check, in stamp sides
+FLUX_CHECK_TOLERANCE = 0.03  # relative, plus 5 sigma of the noise in the aperture
+#: Sky noise per pixel (nJy) an uncalibrated image is scaled to: HSC-Wide g at 0.168″/px.
+NOMINAL_SKY_SIGMA_NJY = 2.0
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """A galaxy's stamp on a model's grid and how it was made.
+
+    Attributes
+    ----------
+    data : ndarray (n, n), float32
+        nJy per model pixel, all finite, the galaxy at ``((n - 1) / 2, (n - 1) / 2)``.
+    x, y : float
+        Stamp centre in 0-based source-image pixels.
+    ra, dec : float
+        Stamp centre in degrees (NaN without a WCS).
+    source_scale, model_scale : float
+        Arcsec per pixel of the source image and of the stamp.
+    flags : int
+        ``Flag`` bits from the image and the cut (EDGE, MASKED, COARSE_PIXELS...).
+    masked_fraction : float
+        Fraction of the stamp's in-image pixels that were masked or not finite, and filled.
+    sky_sigma : float
+        Robust standard deviation of the stamp's outskirts, nJy per model pixel.
+    calibration : str
+        How the fluxes were calibrated (from the image, plus any scaling applied here).
+    """
+
+    data: np.ndarray
+    x: float
+    y: float
+    ra: float
+    dec: float
+    source_scale: float
+    model_scale: float
+    flags: int
+    masked_fraction: float
+    sky_sigma: float
+    calibration: str
+
+    def source_box(self, side: float) -> tuple[float, float, float, float]:
+        """``(x0, y0, x1, y1)`` in source pixels of a centred square of ``side`` model pixels.
+
+        For a north-up resampled stamp of a rotated image this is the box's size and centre,
+        not its orientation.
+        """
+        half = 0.5 * side * self.model_scale / self.source_scale
+        return (self.x - half, self.y - half, self.x + half, self.y + half)
+
+
+def _tan_wcs(ra, dec, scale, crpix_x, crpix_y) -> WCS:
+    """North-up TAN WCS with 0-based reference pixel (crpix_x, crpix_y)."""
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    w.wcs.crval = [ra, dec]
+    w.wcs.cdelt = [-scale / 3600.0, scale / 3600.0]
+    w.wcs.crpix = [crpix_x + 1.0, crpix_y + 1.0]
+    return w
+
+
+def _place(cut: Cutout2D, plane, fill, dtype):
+    out = np.full(cut.shape, fill, dtype=dtype)
+    out[cut.slices_cutout] = plane[cut.slices_original]
+    return out
+
+
+def _aperture_flux(data, x, y, radius) -> float:
+    from photutils.aperture import CircularAperture, aperture_photometry
+
+    table = aperture_photometry(data, CircularAperture((x, y), r=radius), method="exact")
+    return float(table["aperture_sum"][0])
+
+
+def _robust_sigma(values) -> float:
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return 0.0
+    return float(1.4826 * np.median(np.abs(values - np.median(values))))
+
+
+def make_stamp(image: SkyImage, x: float, y: float, stamp_size: int, pixel_scale: float,
+               seed: int = 0, nominal_sky_sigma: float = NOMINAL_SKY_SIGMA_NJY) -> Stamp:
+    """The stamp of ``stamp_size`` pixels at ``pixel_scale`` arcsec/px centred on (x, y).
+
+    Parameters
+    ----------
+    image : SkyImage
+        The source image (never modified).
+    x, y : float
+        Galaxy centre, 0-based source pixels.
+    stamp_size : int
+        Side of the model's stamp, pixels.
+    pixel_scale : float
+        The model's pixel scale, arcsec per pixel.
+    seed : int
+        Seed of the noise that fills masked pixels (the result is deterministic).
+    nominal_sky_sigma : float
+        Sky noise (nJy per model pixel) an uncalibrated image is scaled to.
+
+    Raises
+    ------
+    InputError
+        The image is too small, the position lies outside it, too little of the stamp holds
+        data, or resampling failed its coverage or flux check.
+    """
+    ny, nx = image.shape
+    if min(nx, ny) < MIN_IMAGE_SIDE:
+        raise InputError(f"the image is only {nx}x{ny} pixels, too small to hold a galaxy")
+    if not (math.isfinite(x) and math.isfinite(y)
+            and -0.5 <= x < nx - 0.5 and -0.5 <= y < ny - 0.5):
+        raise InputError(f"position x={x:.1f}, y={y:.1f} lies outside the {nx}x{ny} image")
+    flags = int(image.flags)
+    source_scale = image.pixel_scale
+    if source_scale is None:
+        source_scale, flags = pixel_scale, flags | Flag.PIXEL_SCALE_GUESSED
+    ratio = pixel_scale / source_scale  # source pixels per model pixel
+    footprint = stamp_size * ratio
+    # sqrt(2): a rotated WCS makes the stamp's corners reach further out.
+    side = int(math.ceil(footprint * math.sqrt(2.0))) + 2 * PAD
+    cut = Cutout2D(image.data, (x, y), side, wcs=image.wcs, mode="partial",
+                   fill_value=np.nan, copy=True)
+    data = cut.data.astype(np.float64)
+    in_image = _place(cut, np.ones(image.shape, bool), False, bool)
+    bad = ~np.isfinite(data)
+    if image.mask is not None:
+        bad |= _place(cut, image.mask, True, bool)
+    variance = None
+    if image.variance is not None:
+        variance = _place(cut, image.variance, np.nan, np.float64)
+        bad |= ~(variance > 0)
+    # Cutout2D.to_cutout_position is off for partial cutouts beyond the low edges.
+    xc = x - (cut.slices_original[1].start - cut.slices_cutout[1].start)
+    yc = y - (cut.slices_original[0].start - cut.slices_cutout[0].start)
+    yy, xx = np.indices(cut.shape)
+    half = footprint / 2.0
+    in_footprint = (np.abs(xx - xc) <= half) & (np.abs(yy - yc) <= half)
+    good = ~bad
+    data_fraction = (in_footprint & good).sum() / max(1, in_footprint.sum())
+    if data_fraction == 0:
+        raise InputError("no usable pixels around the galaxy (all masked, NaN or off the image)")
+    if data_fraction < MIN_DATA_FRACTION:
+        raise InputError(f"only {data_fraction:.0%} of the stamp around x={x:.1f}, y={y:.1f} "
+                         "holds usable pixels")
+    if (in_footprint & ~in_image).any():
+        flags |= Flag.EDGE
+    inside = in_footprint & in_image
+    masked_fraction = float((inside & bad).sum() / max(1, inside.sum()))
+    if masked_fraction > MASKED_FLAG_FRACTION:
+        flags |= Flag.MASKED
+
+    _, sky, clipped_std = sigma_clipped_stats(data[good], sigma=3.0, maxiters=5)
+    noise = math.sqrt(np.median(variance[good])) if variance is not None else clipped_std
+    rng = np.random.default_rng(seed)
+    filled = np.where(bad, sky + rng.normal(0.0, noise, data.shape), data)
+
+    ra, dec = image.pixel_to_sky(x, y)
+    centre = (stamp_size - 1) / 2.0
+    if abs(ratio - 1.0) < SAME_SCALE_TOLERANCE:
+        stamp = Cutout2D(filled, (xc, yc), stamp_size, mode="partial", fill_value=sky).data
+    else:
+        stamp = _resample(filled, cut.wcs, xc, yc, ra, dec, source_scale, pixel_scale,
+                          stamp_size)
+        _check_resampled(stamp, filled, xc, yc, centre, source_scale, pixel_scale, noise,
+                         stamp_size)
+    stamp = np.asarray(stamp, dtype=np.float64)
+
+    yy, xx = np.indices(stamp.shape)
+    outskirts = np.hypot(yy - centre, xx - centre) > FLUX_CHECK_RADIUS * stamp_size
+    sky_sigma = _robust_sigma(stamp[outskirts])
+    calibration = image.calibration
+    if not image.calibrated:
+        stamp = stamp - np.median(stamp[outskirts])
+        if sky_sigma > 0:
+            stamp, sky_sigma = stamp * (nominal_sky_sigma / sky_sigma), nominal_sky_sigma
+            calibration += f"; scaled to a sky noise of {nominal_sky_sigma:g} nJy/px"
+        flags |= Flag.FLUX_UNCALIBRATED
+    if source_scale > pixel_scale * 1.05:
+        flags |= Flag.COARSE_PIXELS
+    return Stamp(data=stamp.astype(np.float32), x=float(x), y=float(y), ra=ra, dec=dec,
+                 source_scale=float(source_scale), model_scale=float(pixel_scale),
+                 flags=int(flags), masked_fraction=masked_fraction, sky_sigma=float(sky_sigma),
+                 calibration=calibration)
+
+
+def _resample(filled, cut_wcs, xc, yc, ra, dec, source_scale, pixel_scale, stamp_size):
+    from reproject import reproject_adaptive, reproject_interp
+
+    centre = (stamp_size - 1) / 2.0
+    if cut_wcs is None or not math.isfinite(ra):
+        # A pixel grid without sky coordinates: an arbitrary tangent point, same orientation.
+        ra, dec = 180.0, 0.0
+        cut_wcs = _tan_wcs(ra, dec, source_scale, xc, yc)
+    out_wcs = _tan_wcs(ra, dec, pixel_scale, centre, centre)
+    shape = (stamp_size, stamp_size)
+    ratio = pixel_scale / source_scale
+    if ratio < 1.0:
+        return reproject_interp((filled, cut_wcs), out_wcs, shape_out=shape, order="bicubic",
+                                return_footprint=False) * ratio ** 2
+    return reproject_adaptive((filled, cut_wcs), out_wcs, shape_out=shape, conserve_flux=True,
+                              return_footprint=False)
+
+
+def _check_resampled(stamp, filled, xc, yc, centre, source_scale, pixel_scale, noise,
+                     stamp_size):
+    """Refuse a resampled stamp that is not fully covered or lost/gained flux."""
+    finite = np.isfinite(stamp)
+    if not finite.all():
+        raise InputError(f"resampling to {pixel_scale:g}″/px left {1 - finite.mean():.0%} of "
+                         "the stamp empty")
+    radius = FLUX_CHECK_RADIUS * stamp_size * pixel_scale  # arcsec
+    before = _aperture_flux(filled, xc, yc, radius / source_scale)
+    after = _aperture_flux(stamp, centre, centre, radius / pixel_scale)
+    allowed = (FLUX_CHECK_TOLERANCE * abs(before)
+               + 5.0 * noise * math.sqrt(math.pi) * radius / source_scale)
+    if not abs(after - before) <= allowed:
+        raise InputError(f"resampling from {source_scale:.4g} to {pixel_scale:g}″/px changed "
+                         f"the flux in a {radius:.1f}″ aperture from {before:.4g} to "
+                         f"{after:.4g}; the image may hold artefacts")
+
+
+def detect_galaxies(image: SkyImage, n_sigma: float = 3.0, min_area_arcsec2: float = 2.0):
+    """Positions of sources in a field image: segmentation with deblending (photutils).
+
+    The image is smoothed by a Gaussian of 1 pixel, thresholded at ``n_sigma`` times its noise
+    with at least ``min_area_arcsec2`` of connected pixels, and blends are split by
+    ``deblend_sources``. Returns a list of ``(x, y, flags)`` (0-based pixels; ``Flag.BLENDED``
+    for pieces of a split blend), brightest first.
+    """
+    from photutils.segmentation import SourceCatalog, deblend_sources, detect_sources
+    from scipy.ndimage import gaussian_filter
+
+    data = np.asarray(image.data, dtype=np.float64)
+    bad = ~np.isfinite(data)
+    if image.mask is not None:
+        bad |= image.mask
+    if bad.all():
+        raise InputError("the image has no usable pixels (all masked or NaN)")
+    _, sky, _ = sigma_clipped_stats(data[~bad], sigma=3.0, maxiters=5)
+    smoothed = gaussian_filter(np.where(bad, sky, data) - sky, 1.0)
+    _, _, noise = sigma_clipped_stats(smoothed[~bad], sigma=3.0, maxiters=5)
+    scale = image.pixel_scale or 0.2
+    n_pixels = max(10, int(round(min_area_arcsec2 / scale ** 2)))
+    threshold = n_sigma * noise if noise > 0 else np.nanmax(smoothed) / 2
+    segments = detect_sources(smoothed, threshold, n_pixels, mask=bad)
+    if segments is None:
+        return []
+    pieces = deblend_sources(smoothed, segments, n_pixels, progress_bar=False)
+    catalog = SourceCatalog(np.where(bad, 0.0, data - sky), pieces, convolved_data=smoothed)
+    # Each deblended piece lies inside one parent segment.
+    parent_of = np.zeros(pieces.max_label + 1, dtype=np.int64)
+    parent_of[pieces.data] = segments.data
+    children = np.bincount(parent_of[pieces.labels])
+    # photutils 3 renamed xcentroid to x_centroid.
+    x_name, y_name = (("x_centroid", "y_centroid") if hasattr(catalog, "x_centroid")
+                      else ("xcentroid", "ycentroid"))
+    found = []
+    for src in catalog:
+        x, y = float(getattr(src, x_name)), float(getattr(src, y_name))
+        if not (math.isfinite(x) and math.isfinite(y)):
+            continue
+        flag = int(Flag.BLENDED) if children[parent_of[src.label]] > 1 else 0
+        found.append((float(src.segment_flux), x, y, flag))
+    found.sort(key=lambda item: -item[0])
+    return [(x, y, flag) for _, x, y, flag in found]
