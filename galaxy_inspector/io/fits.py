@@ -33,8 +33,9 @@ PIXEL_SCALE_KEYS = ("PIXSCALE", "PIXSCAL1", "SECPIX", "SECPIX1")
 
 
 def _first_line(exc: BaseException) -> str:
+    """The first sentence of an exception's message (astropy appends long hints)."""
     text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    return text[0].split(". ")[0].rstrip(".") if text else type(exc).__name__
 
 
 def _shape(hdu) -> tuple:
@@ -68,6 +69,11 @@ def _pick_hdu(hdul, hdu, label) -> int:
     named = [i for i in images if _name(hdul[i]) in IMAGE_NAMES]
     if named or images:
         return (named or images)[0]
+    tiny = [_shape(h) for h in hdul if _shape(h) and not isinstance(
+        h, (fits.BinTableHDU, fits.TableHDU))]
+    if tiny:
+        raise ImageReadError(f"{label} holds only an array of shape {tiny[0]}, too small to "
+                             "be an image of a galaxy")
     if any(isinstance(h, (fits.BinTableHDU, fits.TableHDU)) for h in hdul):
         raise ImageReadError(f"{label} holds only tables, no image; a table of positions "
                              "needs a 'path' column naming the images")

@@ -1,0 +1,361 @@
+"""Headless batch measurement: INPUTs -> HDF5 catalogue, streaming, parallel, resumable.
+
+``run_batch`` is what ``galaxy-inspector --batch`` and the GUI's batch dialog both call::
+
+    summary = run_batch(["images/", "targets.csv"], "cat.h5", BatchOptions(workers=2),
+                        progress=lambda p: print(p.done, p.failed), cancel=lambda: False)
+
+Pipeline: ``expand_inputs`` yields targets lazily; consecutive targets of one file form a work
+unit; units are read and cut into stamps (``prepare_unit``) in ``workers`` processes with a
+bounded number in flight (memory stays flat in the number of inputs); the main process runs the
+model on batches of stamps and the one writer appends rows chunk by chunk. Every target yields at
+least one row: a measurement, or ``status=error`` with a one-line reason. A target's rows are
+always written together, so ``--resume`` (which skips input keys already in the file) finishes a
+killed run with every input exactly once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+import traceback
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from galaxy_inspector.catalogue import CatalogueWriter
+from galaxy_inspector.engine import Measurement, load_model, measure_stamps, stamp_for
+from galaxy_inspector.errors import GalaxyInspectorError, InputError
+from galaxy_inspector.io import Target, expand_inputs, read_image
+from galaxy_inspector.preprocessing import Stamp, detect_galaxies
+
+__all__ = ["BatchOptions", "BatchProgress", "run_batch", "prepare_unit"]
+
+UNIT_SIZE = 64  # targets of the same file read together
+WRITE_INTERVAL = 2.0  # seconds: error-only rows are not held back longer than this
+
+
+@dataclass
+class BatchOptions:
+    """Settings of a batch run (the ``--batch`` options)."""
+
+    model: str | None = None
+    n_samples: int | None = None
+    save_samples: bool = False
+    resume: bool = False
+    overwrite: bool = False
+    workers: int = 1
+    pixel_scale: float | None = None
+    zero_point: float | None = None
+    hdu: int | str | None = None
+    detect: bool = False
+    seed: int = 0
+    batch_size: int = 32
+    command_line: str = ""
+
+
+@dataclass
+class BatchProgress:
+    """Counts so far (rows written: ``done`` ok + ``failed`` errors; ``skipped`` by resume)."""
+
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    elapsed: float = 0.0
+    cancelled: bool = False
+
+    @property
+    def rate(self) -> float:
+        """Galaxies (rows) per second."""
+        return (self.done + self.failed) / self.elapsed if self.elapsed > 0 else 0.0
+
+
+@dataclass
+class _Prepared:
+    """One target after reading: its stamps (several with --detect) or an error."""
+
+    target: Target
+    source: str
+    hdu: int = -1
+    stamps: list = field(default_factory=list)
+    error: str = ""
+
+
+class _ModelGeometry:
+    """The parts of a model that ``stamp_for`` reads, without weights (sent to workers)."""
+
+    def __init__(self, model):
+        self.stamp_size = model.stamp_size
+        self.pixel_scale = model.pixel_scale
+        self.bundle = _CardOnly(model.bundle.card)
+
+
+@dataclass(frozen=True)
+class _CardOnly:
+    card: dict
+
+    @property
+    def input(self) -> dict:
+        return self.card["input"]
+
+
+def _seed(key: str, seed: int) -> int:
+    return (zlib.crc32(key.encode("utf-8")) + seed) % (2 ** 32)
+
+
+def _prepare_target(target: Target, image, geometry, detect: bool, seed: int) -> list[Stamp]:
+    if target.ra is not None:
+        if image.wcs is None:
+            raise InputError("the image has no celestial WCS, so the table's RA/Dec cannot be "
+                             "placed on it; give x/y columns instead")
+        positions = [image.sky_to_pixel(target.ra, target.dec) + (0,)]
+    elif target.x is not None:
+        positions = [(target.x, target.y, 0)]
+    elif detect:
+        positions = detect_galaxies(image)
+        if not positions:
+            raise InputError("no galaxy detected in the image")
+    else:
+        ny, nx = image.shape
+        positions = [((nx - 1) / 2.0, (ny - 1) / 2.0, 0)]
+    stamps = []
+    for k, (x, y, flag) in enumerate(positions):
+        stamp = stamp_for(image, x, y, geometry, seed=_seed(f"{target.key}#{k}", seed))
+        if flag:
+            stamp = dataclasses.replace(stamp, flags=stamp.flags | flag)
+        stamps.append(stamp)
+    return stamps
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, GalaxyInspectorError):
+        return str(exc)
+    if isinstance(exc, MemoryError):
+        return "not enough memory to process this image"
+    last = traceback.extract_tb(exc.__traceback__)[-1:]
+    where = f" at {Path(last[0].filename).name}:{last[0].lineno}" if last else ""
+    return f"internal error {type(exc).__name__}: {exc}{where} (please report)"
+
+
+def prepare_unit(targets: list[Target], geometry, options: BatchOptions) -> list[_Prepared]:
+    """Read the file shared by ``targets`` once and cut each target's stamps (worker side)."""
+    out = [_Prepared(t, source=t.path, error=t.error) for t in targets]
+    todo = [p for p in out if not p.error]
+    if not todo:
+        return out
+    try:
+        image = read_image(targets[0].path, hdu=options.hdu, pixel_scale=options.pixel_scale,
+                           zero_point=options.zero_point)
+    except Exception as exc:  # every input is answered, whatever a hostile file raises
+        for p in todo:
+            p.error = _message(exc)
+        return out
+    for p in todo:
+        p.hdu = image.hdu
+        try:
+            p.stamps = _prepare_target(p.target, image, geometry, options.detect, options.seed)
+        except Exception as exc:  # as above: one bad target must not stop the others
+            p.error = _message(exc)
+    return out
+
+
+def _units(targets: Iterable[Target], done_keys: set, counts: BatchProgress) -> Iterator[list]:
+    """Consecutive targets of one file (at most UNIT_SIZE), skipping keys already done."""
+    seen = set()
+    unit: list[Target] = []
+    for target in targets:
+        if target.key in done_keys:
+            counts.skipped += 1
+            continue
+        if target.key in seen:
+            continue
+        seen.add(target.key)
+        if unit and (unit[0].path != target.path or len(unit) >= UNIT_SIZE):
+            yield unit
+            unit = []
+        unit.append(target)
+    if unit:
+        yield unit
+
+
+def _prepared_stream(units: Iterator[list], geometry, options: BatchOptions):
+    """Prepared units in input order; ``workers`` > 1 reads them in parallel processes."""
+    if options.workers <= 1:
+        for unit in units:
+            yield prepare_unit(unit, geometry, options)
+        return
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    window = deque()
+    with ProcessPoolExecutor(options.workers, mp_context=mp.get_context("spawn")) as pool:
+        try:
+            for unit in units:
+                window.append(pool.submit(prepare_unit, unit, geometry, options))
+                if len(window) >= 2 * options.workers:
+                    yield window.popleft().result()
+            while window:
+                yield window.popleft().result()
+        finally:
+            for future in window:
+                future.cancel()
+
+
+class _RowBuilder:
+    """Turns prepared targets and measurements into catalogue rows and sample blocks."""
+
+    def __init__(self, writer: CatalogueWriter, parameters, n_samples: int | None):
+        self.writer = writer
+        self.parameters = parameters
+        self.n_samples = n_samples
+
+    def rows(self, items: list[tuple[_Prepared, int, Measurement | None]]):
+        w = self.writer
+        rows = w.empty_rows(len(items))
+        samples = (np.full((len(items), self.n_samples, len(self.parameters)), np.nan, "f4")
+                   if self.n_samples else None)
+        for i, (prep, k, m) in enumerate(items):
+            t = prep.target
+            ident = t.id if len(prep.stamps) <= 1 else f"{t.id}#{k}"
+            w.set_text(rows, i, "id", ident)
+            w.set_text(rows, i, "source", prep.source)
+            w.set_text(rows, i, "input_key", t.key)
+            rows["hdu"][i] = prep.hdu
+            if m is None:
+                w.set_text(rows, i, "status", "error")
+                w.set_text(rows, i, "error", prep.error)
+                rows["x"][i] = np.nan if t.x is None else t.x
+                rows["y"][i] = np.nan if t.y is None else t.y
+                rows["ra"][i] = np.nan if t.ra is None else t.ra
+                rows["dec"][i] = np.nan if t.dec is None else t.dec
+                continue
+            s = m.stamp
+            w.set_text(rows, i, "status", "ok")
+            w.set_text(rows, i, "label", m.label)
+            w.set_text(rows, i, "calibration", s.calibration)
+            for name, value in (("x", s.x), ("y", s.y), ("ra", s.ra), ("dec", s.dec),
+                                ("stn_scale", m.stn_scale), ("flags", m.flags),
+                                ("snr", m.snr), ("masked_fraction", s.masked_fraction),
+                                ("pixel_scale", s.source_scale)):
+                rows[name][i] = value
+            for name, value in zip(("crop_x0", "crop_y0", "crop_x1", "crop_y1"), m.crop_box,
+                                   strict=True):
+                rows[name][i] = value
+            for name, value in m.summary.items():
+                if name in rows.dtype.names:
+                    rows[name][i] = value
+            if samples is not None:
+                samples[i] = m.samples[:self.n_samples]
+        return rows, samples
+
+
+def _open_writer(out: Path, options: BatchOptions, attrs: dict, parameters, n_saved):
+    if out.exists() and options.resume:
+        return CatalogueWriter.resume(out, attrs)
+    if out.exists() and not options.overwrite:
+        raise InputError(f"{out} already exists: add --resume to complete it, --overwrite to "
+                         "replace it, or choose another --out")
+    if out.is_dir():
+        raise InputError(f"--out {out} is a folder; give a file name such as catalogue.h5")
+    return CatalogueWriter.create(out, parameters, n_saved, attrs), set()
+
+
+def run_batch(inputs: list, out, options: BatchOptions | None = None,
+              progress: Callable[[BatchProgress], None] | None = None,
+              cancel: Callable[[], bool] | None = None) -> BatchProgress:
+    """Measure every object of ``inputs`` into the HDF5 catalogue ``out``.
+
+    ``progress`` is called after each written chunk; ``cancel`` is polled between work units
+    (a cancelled run keeps what it wrote and can be resumed). Raises ``BundleError`` (model),
+    ``InputError`` (options, existing output) or ``OutputError`` (unwritable) before any work;
+    problems with individual inputs become error rows instead.
+    """
+    t0 = time.monotonic()
+    options = options or BatchOptions()
+    model = load_model(options.model)
+    n_samples = int(options.n_samples or model.default_samples)
+    if n_samples < 1:
+        raise InputError("--samples must be at least 1")
+    if options.workers < 1:
+        raise InputError("--workers must be at least 1")
+    _configure_threads(options.workers)
+    parameters = model.names
+    n_saved = n_samples if options.save_samples else None
+    attrs = {"model_name": model.bundle.name, "model_sha256": model.bundle.sha256,
+             "models": [{"name": model.bundle.name, "sha256": model.bundle.sha256,
+                         "path": str(model.bundle.path)}],
+             "command_line": options.command_line, "parameters": parameters,
+             "n_samples": n_samples, "n_samples_saved": n_saved or 0, "seed": options.seed,
+             "model_pixel_scale": model.pixel_scale, "model_stamp_size": model.stamp_size}
+    writer, done_keys = _open_writer(Path(out), options, attrs, parameters, n_saved)
+    builder = _RowBuilder(writer, parameters, n_saved)
+    counts = BatchProgress()
+    geometry = _ModelGeometry(model)
+    pending: list[_Prepared] = []
+    last_write = time.monotonic()
+    batch_index = 0
+
+    def flush():
+        nonlocal pending, last_write, batch_index
+        items = _measure(pending, model, n_samples, options.seed + batch_index)
+        batch_index += 1
+        rows, samples = builder.rows(items)
+        writer.append(rows, samples)
+        ok = int(np.sum(rows["status"] == b"ok"))
+        counts.done += ok
+        counts.failed += len(rows) - ok
+        counts.elapsed = time.monotonic() - t0
+        pending, last_write = [], time.monotonic()
+        if progress:
+            progress(counts)
+
+    units = _units(expand_inputs(inputs), done_keys, counts)
+    for prepared in _prepared_stream(units, geometry, options):
+        pending.extend(prepared)
+        n_stamps = sum(len(p.stamps) for p in pending)
+        if n_stamps >= options.batch_size or (
+                pending and time.monotonic() - last_write > WRITE_INTERVAL):
+            flush()
+        if cancel and cancel():
+            counts.cancelled = True
+            break
+    if pending:
+        flush()
+    counts.elapsed = time.monotonic() - t0
+    if not counts.cancelled:
+        writer.finish({"done": counts.done, "failed": counts.failed, "skipped": counts.skipped,
+                       "seconds": round(counts.elapsed, 3)})
+    return counts
+
+
+def _measure(pending: list[_Prepared], model, n_samples: int, seed: int):
+    """``(prepared, k, measurement or None)`` for every row of ``pending``, in order."""
+    stamps = [s for p in pending for s in p.stamps]
+    try:
+        measured = iter(measure_stamps(stamps, model, n_samples, seed))
+    except Exception as exc:  # a stamp the network rejects must not lose the whole batch
+        message = _message(exc)
+        for p in pending:
+            if p.stamps:
+                p.error, p.stamps = message, []
+        measured = iter(())
+    items = []
+    for p in pending:
+        if not p.stamps:
+            items.append((p, 0, None))
+        for k, _ in enumerate(p.stamps):
+            items.append((p, k, next(measured)))
+    return items
+
+
+def _configure_threads(workers: int) -> None:
+    """Leave the reading processes their cores: torch gets the rest (at least one)."""
+    import torch
+
+    cores = os.cpu_count() or 1
+    torch.set_num_threads(max(1, cores - (workers if workers > 1 else 0)))

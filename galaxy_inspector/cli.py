@@ -1,0 +1,196 @@
+"""The ``galaxy-inspector`` command: GUI, headless ``--batch``, ``--screenshot``, ``--export``.
+
+Exit status: 0 all inputs succeeded; 2 the run finished but some inputs failed (each has an
+error row); 1 it could not run (bad option, unreadable model, unwritable output), with a one-line
+message and no traceback; 130 interrupted (finish with ``--resume``).
+
+The GUI is imported only when needed: ``galaxy_inspector.gui.app.main(files) -> int`` opens the
+window and ``galaxy_inspector.gui.app.screenshot(out, files) -> int`` saves one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+
+from galaxy_inspector import __version__
+from galaxy_inspector.errors import GalaxyInspectorError
+
+__all__ = ["main", "build_parser"]
+
+EPILOG = """\
+examples:
+  galaxy-inspector                                open the app
+  galaxy-inspector m51.fits                       open an image in the app
+  galaxy-inspector --batch cutouts/ --out cat.h5  measure every image in a folder (recursive)
+  galaxy-inspector --batch targets.csv --out cat.h5 --save-samples --workers 2
+        targets.csv has a 'path' column and optionally 'id', 'ra'/'dec' (deg) or 'x'/'y'
+        (0-based pixels: FITS/DS9 pixel X is x = X - 1); relative paths are relative to the table
+  galaxy-inspector --batch field.fits --detect --out field.h5   find and measure all galaxies
+  galaxy-inspector --batch cutouts/ --out cat.h5 --resume       finish a killed/interrupted run
+  galaxy-inspector --export cat.h5 cat.fits       catalogue to FITS (.fits .csv .ecsv .vot)
+  python -c "from astropy.table import Table; print(Table.read('cat.h5', path='galaxies'))"
+
+images: FITS (.fits .fit .fits.gz .fz; cubes, HSC IMAGE/MASK/VARIANCE, SDSS nanomaggies,
+HST PHOTFLAM, BUNIT, zero-point keywords) and JPEG/PNG colour cutouts (rough, flagged).
+exit status: 0 all ok, 2 finished with failed inputs (see the status/error columns),
+1 could not run, 130 interrupted.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits with status 1 and a one-line message on a bad option."""
+
+    def error(self, message):
+        self.exit(1, f"galaxy-inspector: error: {message} (see --help)\n")
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return value
+
+
+def _hdu(text):
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="galaxy-inspector", formatter_class=argparse.RawDescriptionHelpFormatter,
+                description="Inspect galaxies and measure calibrated Bayesian posteriors of their "
+                            "morphology (bulge-to-total ratio, effective radius, flux).",
+                epilog=EPILOG)
+    p.add_argument("files", nargs="*", metavar="FILE",
+                   help="images to open; with --batch: images, folders or position tables")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--batch", action="store_true",
+                      help="measure the inputs headless into the HDF5 catalogue --out")
+    mode.add_argument("--screenshot", metavar="OUT.png",
+                      help="open the app with FILEs, predict, save a screenshot and exit")
+    mode.add_argument("--export", nargs=2, metavar=("CAT.h5", "OUT"),
+                      help="write a catalogue's galaxies to FITS, CSV, ECSV or VOTable")
+    b = p.add_argument_group("batch options")
+    b.add_argument("--out", metavar="CAT.h5", help="the HDF5 catalogue to write")
+    b.add_argument("--model", metavar="PATH|NAME",
+                   help="model bundle folder or shipped name (default: morphology-hsc-g)")
+    b.add_argument("--samples", type=int, metavar="N",
+                   help="posterior samples per galaxy (default: the model's calibrated number)")
+    b.add_argument("--save-samples", action="store_true",
+                   help="store all posterior samples in /posterior_samples")
+    b.add_argument("--resume", action="store_true",
+                   help="complete an existing catalogue: skip inputs it already holds")
+    b.add_argument("--overwrite", action="store_true", help="replace an existing catalogue")
+    b.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="processes reading and cutting images in parallel (default 1)")
+    b.add_argument("--pixel-scale", type=_positive_float, metavar="ARCSEC",
+                   help="arcsec per pixel for images without WCS (JPEG default 0.396)")
+    b.add_argument("--zero-point", type=float, metavar="ZP",
+                   help="AB zero point of the pixel values for images without calibration")
+    b.add_argument("--hdu", type=_hdu, metavar="N|NAME",
+                   help="FITS HDU to read (default: the first image HDU)")
+    b.add_argument("--detect", action="store_true",
+                   help="find galaxies in each image (segmentation + deblending) and measure "
+                        "each, instead of one galaxy at the centre")
+    b.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    b.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    p.add_argument("--version", action="version", version=f"galaxy-inspector {__version__}")
+    return p
+
+
+class _Usage(Exception):
+    """A bad combination of options (exit status 1)."""
+
+
+class _ProgressBar:
+    """A one-line progress display on stderr (only on a terminal)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.last = 0.0
+
+    def __call__(self, p) -> None:
+        now = time.monotonic()
+        if now - self.last < 0.2:
+            return
+        self.last = now
+        self.stream.write(f"\r{p.done + p.failed} galaxies ({p.failed} failed, {p.skipped} "
+                          f"skipped) {p.elapsed:6.1f} s  {p.rate:6.1f}/s ")
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.write("\r\033[K")
+        self.stream.flush()
+
+
+def _run_batch(args, argv) -> int:
+    from galaxy_inspector.batch import BatchOptions, run_batch
+
+    if not args.files:
+        raise _Usage("--batch needs at least one INPUT (image, folder or table)")
+    if not args.out:
+        raise _Usage("--batch needs --out CATALOGUE.h5")
+    options = BatchOptions(model=args.model, n_samples=args.samples,
+                           save_samples=args.save_samples, resume=args.resume,
+                           overwrite=args.overwrite, workers=args.workers,
+                           pixel_scale=args.pixel_scale, zero_point=args.zero_point,
+                           hdu=args.hdu, detect=args.detect, seed=args.seed,
+                           command_line=shlex.join(["galaxy-inspector", *argv]))
+    bar = _ProgressBar(sys.stderr) if sys.stderr.isatty() and not args.quiet else None
+    try:
+        result = run_batch(args.files, args.out, options, progress=bar)
+    finally:
+        if bar:
+            bar.close()
+    if not args.quiet:
+        print(f"{result.done} done, {result.failed} failed, {result.skipped} skipped in "
+              f"{result.elapsed:.1f} s ({result.rate:.1f} galaxies/s) -> {args.out}",
+              file=sys.stderr)
+        if result.failed:
+            print(f"failed inputs have status=error and a reason in the 'error' column of "
+                  f"{args.out}", file=sys.stderr)
+    return 2 if result.failed else 0
+
+
+def _gui(entry: str, *args) -> int:
+    try:
+        from galaxy_inspector.gui import app
+    except ImportError as exc:
+        print(f"galaxy-inspector: the desktop app cannot start ({exc}); --batch works "
+              "without it", file=sys.stderr)
+        return 1
+    return int(getattr(app, entry)(*args) or 0)
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    try:
+        if args.batch:
+            return _run_batch(args, argv)
+        if args.export:
+            from galaxy_inspector.catalogue import export_catalogue
+
+            n = export_catalogue(*args.export)
+            if not args.quiet:
+                print(f"{n} rows -> {args.export[1]}", file=sys.stderr)
+            return 0
+        if args.screenshot:
+            return _gui("screenshot", args.screenshot, args.files)
+        return _gui("main", args.files)
+    except (GalaxyInspectorError, _Usage) as exc:
+        print(f"galaxy-inspector: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ngalaxy-inspector: interrupted; rows written so far are kept, add --resume "
+              "to finish", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
