@@ -33,7 +33,7 @@ from galaxy_inspector.io.image import SkyImage
 __all__ = ["Stamp", "make_stamp", "detect_galaxies", "NOMINAL_SKY_SIGMA_NJY"]
 
 MIN_IMAGE_SIDE = 8  # pixels
-MIN_DATA_FRACTION = 0.25  # of the stamp footprint that must hold real pixels
+MIN_DATA_FRACTION = 0.05  # of the stamp footprint that must hold real pixels
 MASKED_FLAG_FRACTION = 0.01
 SAME_SCALE_TOLERANCE = 1e-3  # relative; below it no resampling is done
 PAD = 6  # source pixels beyond the footprint for the resampling kernels
@@ -285,7 +285,11 @@ def detect_galaxies(image: SkyImage, n_sigma: float = 3.0, min_area_arcsec2: flo
     segments = detect_sources(smoothed, threshold, n_pixels, mask=bad)
     if segments is None:
         return []
-    pieces = deblend_sources(smoothed, segments, n_pixels, progress_bar=False)
+    try:
+        pieces = deblend_sources(smoothed, segments, n_pixels, progress_bar=False)
+    except ImportError:  # photutils deblends with scikit-image's watershed
+        raise InputError("--detect needs scikit-image for deblending: pip install "
+                         "scikit-image") from None
     catalog = SourceCatalog(np.where(bad, 0.0, data - sky), pieces, convolved_data=smoothed)
     # Each deblended piece lies inside one parent segment.
     parent_of = np.zeros(pieces.max_label + 1, dtype=np.int64)

@@ -1,0 +1,143 @@
+"""Stamps: flux-conserving resampling, masks, edges, calibration scaling, detection."""
+
+from __future__ import annotations
+
+import galsim
+import numpy as np
+import pytest
+from astropy.wcs import WCS
+
+from galaxy_inspector.errors import InputError
+from galaxy_inspector.flags import Flag
+from galaxy_inspector.io import SkyImage
+from galaxy_inspector.preprocessing import detect_galaxies, make_stamp
+
+MODEL_SCALE, SIZE = 0.168, 128
+GALAXY = galsim.Convolve(galsim.Sersic(1.0, half_light_radius=1.2, flux=5e4)
+                         .shear(q=0.6, beta=30 * galsim.degrees),
+                         galsim.Moffat(beta=3.0, fwhm=1.4))
+
+
+def _half_light_radius(image, scale):
+    """Radius (arcsec) of the centred circle holding half the image's flux, interpolated."""
+    n = image.shape[0]
+    c = (n - 1) / 2.0
+    yy, xx = np.indices(image.shape)
+    r = np.hypot(yy - c, xx - c).ravel() * scale
+    order = np.argsort(r)
+    cum = np.cumsum(image.ravel()[order])
+    return float(np.interp(cum[-1] / 2, cum, r[order]))
+
+
+def _drawn(scale, n, **kw):
+    return GALAXY.drawImage(nx=n, ny=n, scale=scale, **kw).array
+
+
+@pytest.mark.parametrize("source_scale, n", [(0.396, 81), (0.05, 481)])
+def test_resampling_keeps_total_flux_and_half_light_radius(source_scale, n):
+    image = SkyImage.from_array(_drawn(source_scale, n), source_scale)
+    centre = (n - 1) / 2.0
+    stamp = make_stamp(image, centre, centre, SIZE, MODEL_SCALE)
+    truth = _drawn(MODEL_SCALE, SIZE)
+    assert stamp.data.sum() == pytest.approx(truth.sum(), rel=0.01)
+    assert _half_light_radius(stamp.data, MODEL_SCALE) == pytest.approx(
+        _half_light_radius(truth, MODEL_SCALE), rel=0.03)
+    assert bool(stamp.flags & Flag.COARSE_PIXELS) == (source_scale > MODEL_SCALE)
+
+
+def test_rotated_wcs_comes_out_north_up():
+    """A galaxy elongated along north in a 90°-rotated image is elongated along y."""
+    n, scale = 101, 0.3
+    along_x = galsim.Gaussian(sigma=1.5).shear(q=0.3, beta=0 * galsim.degrees)
+    data = along_x.drawImage(nx=n, ny=n, scale=scale).array
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    w.wcs.crval = [150.0, 2.0]
+    w.wcs.crpix = [(n + 1) / 2, (n + 1) / 2]
+    w.wcs.cd = np.array([[0.0, scale], [scale, 0.0]]) / 3600.0  # +x points north
+    stamp = make_stamp(SkyImage.from_array(data, scale, wcs=w), 50, 50, SIZE, MODEL_SCALE)
+    yy, xx = np.indices(stamp.data.shape)
+    c = (SIZE - 1) / 2
+    var_x = (stamp.data * (xx - c) ** 2).sum() / stamp.data.sum()
+    var_y = (stamp.data * (yy - c) ** 2).sum() / stamp.data.sum()
+    assert var_y > 5 * var_x
+    assert np.isfinite(stamp.ra) and stamp.ra == pytest.approx(150.0)
+
+
+def test_masked_and_nan_pixels_are_filled_flagged_and_inputs_untouched():
+    data = _drawn(MODEL_SCALE, 200) + np.random.default_rng(0).normal(0, 1.0, (200, 200))
+    data[90:105, 90:105] = 1e9  # a saturated star, masked
+    data[120:123, 40:60] = np.nan
+    mask = np.zeros(data.shape, bool)
+    mask[90:105, 90:105] = True
+    original, original_mask = data.copy(), mask.copy()
+    stamp = make_stamp(SkyImage.from_array(data, MODEL_SCALE, mask=mask), 100, 100, SIZE,
+                       MODEL_SCALE)
+    assert np.isfinite(stamp.data).all() and stamp.data.max() < 1e4
+    assert stamp.flags & Flag.MASKED
+    assert stamp.masked_fraction == pytest.approx((225 + 60) / SIZE ** 2, rel=0.05)
+    np.testing.assert_array_equal(data, original)
+    np.testing.assert_array_equal(mask, original_mask)
+
+
+def test_variance_plane_marks_no_data_pixels():
+    data = np.ones((150, 150))
+    variance = np.full(data.shape, 1.0)
+    variance[:, :20] = 0.0  # no data
+    stamp = make_stamp(SkyImage.from_array(data, MODEL_SCALE, variance=variance), 60, 75, SIZE,
+                       MODEL_SCALE)
+    assert stamp.masked_fraction > 0 and stamp.flags & Flag.MASKED
+
+
+def test_edge_stamps_are_padded_and_flagged_or_refused():
+    data = _drawn(MODEL_SCALE, 160)
+    image = SkyImage.from_array(data, MODEL_SCALE)
+    inside = make_stamp(image, 79.5, 79.5, SIZE, MODEL_SCALE)
+    assert not inside.flags & Flag.EDGE
+    near = make_stamp(image, 20, 80, SIZE, MODEL_SCALE)
+    assert near.flags & Flag.EDGE and np.isfinite(near.data).all()
+    x0, y0, x1, y1 = near.source_box(SIZE)
+    assert (x0, x1) == pytest.approx((20 - 64, 20 + 64))
+    corner = make_stamp(image, 0, 0, SIZE, MODEL_SCALE)
+    assert corner.flags & Flag.EDGE
+    with pytest.raises(InputError, match="usable pixels"):
+        make_stamp(SkyImage.from_array(data[:20, :20], MODEL_SCALE), 10, 10, SIZE, MODEL_SCALE)
+    with pytest.raises(InputError, match="outside"):
+        make_stamp(image, 500, 10, SIZE, MODEL_SCALE)
+    with pytest.raises(InputError, match="too small"):
+        make_stamp(SkyImage.from_array(np.ones((1, 1)), MODEL_SCALE), 0, 0, SIZE, MODEL_SCALE)
+
+
+def test_uncalibrated_stamp_is_scaled_to_the_nominal_sky_noise():
+    rng = np.random.default_rng(1)
+    data = 1000 + 50 * (_drawn(MODEL_SCALE, 160) + rng.normal(0, 3.0, (160, 160)))
+    image = SkyImage.from_array(data, MODEL_SCALE, calibrated=False)
+    stamp = make_stamp(image, 79.5, 79.5, SIZE, MODEL_SCALE, nominal_sky_sigma=2.5)
+    assert stamp.flags & Flag.FLUX_UNCALIBRATED
+    assert stamp.sky_sigma == 2.5
+    outskirts = stamp.data[:10].ravel()
+    assert abs(np.median(outskirts)) < 1.0 and 1.5 < outskirts.std() < 3.5
+    assert "scaled" in stamp.calibration
+
+
+def test_unknown_pixel_scale_is_assumed_and_flagged():
+    image = SkyImage.from_array(_drawn(MODEL_SCALE, 140), None)
+    stamp = make_stamp(image, 69.5, 69.5, SIZE, MODEL_SCALE)
+    assert stamp.flags & Flag.PIXEL_SCALE_GUESSED and stamp.source_scale == MODEL_SCALE
+
+
+def test_detection_finds_separate_galaxies_and_flags_a_split_blend():
+    scale, n = 0.2, 240
+    image = galsim.ImageF(n, n, scale=scale)
+    blob = galsim.Exponential(half_light_radius=0.8, flux=4e4)
+    for dx, dy in [(-14, -14), (14, 12), (-10, 14), (-7.5, 14)]:  # the last two blend
+        blob.shift(dx, dy).drawImage(image, add_to_image=True)
+    data = image.array + np.random.default_rng(2).normal(0, 2.0, (n, n))
+    found = detect_galaxies(SkyImage.from_array(data, scale))
+    assert len(found) == 4
+    centre = (n - 1) / 2
+    positions = sorted(((x - centre) * scale, (y - centre) * scale) for x, y, _ in found)
+    np.testing.assert_allclose(positions, sorted([(-14, -14), (14, 12), (-10, 14), (-7.5, 14)]),
+                               atol=0.5)
+    blended = [flag & Flag.BLENDED for _, _, flag in found]
+    assert sum(bool(b) for b in blended) == 2
