@@ -171,8 +171,8 @@ class CatalogueWriter:
                                      "--samples settings; resume with the same ones")
                 parameters = json.loads(f.attrs["parameters"])
                 rows = f[GALAXIES]
-                status = rows["status"] if len(rows) else np.zeros(0, "S8")
-                n_valid = int(np.argmin(status != b"")) if (status == b"").any() else len(status)
+                unfinished = np.flatnonzero(rows["status"] == b"") if len(rows) else []
+                n_valid = int(unfinished[0]) if len(unfinished) else len(rows)
                 rows.resize((n_valid,))
                 if has_samples:
                     f[SAMPLES].resize(n_valid, axis=0)
@@ -242,8 +242,13 @@ def _root_attrs(attrs: dict) -> dict:
     return out
 
 
+#: Root attributes carried into the table's meta, under FITS-friendly (<= 8 character) keys.
+META_KEYS = {"app_version": "APPVERS", "model_name": "MODEL", "model_sha256": "MODELSHA",
+             "created": "CREATED", "command_line": "CMDLINE"}
+
+
 def read_catalogue(path):
-    """``/galaxies`` as an astropy Table with text columns decoded to str."""
+    """``/galaxies`` as an astropy Table with text columns as str, provenance in ``meta``."""
     from astropy.table import Table
 
     try:
@@ -251,9 +256,9 @@ def read_catalogue(path):
     except (OSError, KeyError, ValueError) as exc:
         raise InputError(f"cannot read catalogue {path}: {exc}") from None
     with h5py.File(path, "r") as f:
-        for key in ("app_version", "model_name", "model_sha256", "created", "command_line"):
-            if key in f.attrs:
-                table.meta[key] = str(f.attrs[key])
+        for attr, key in META_KEYS.items():
+            if attr in f.attrs:
+                table.meta[key] = str(f.attrs[attr])
     return table
 
 

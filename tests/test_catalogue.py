@@ -1,0 +1,90 @@
+"""The HDF5 catalogue: astropy reads it with units, resume cuts half-written rows, exports."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+from astropy.table import Table
+
+from galaxy_inspector.catalogue import CatalogueWriter, export_catalogue, read_catalogue
+from galaxy_inspector.errors import InputError
+
+PARAMS = ["bt", "re_arcsec", "flux_njy"]
+ATTRS = {"model_name": "m", "model_sha256": "abc", "parameters": PARAMS, "n_samples_saved": 4}
+
+
+def _rows(writer, keys, status="ok"):
+    rows = writer.empty_rows(len(keys))
+    for i, key in enumerate(keys):
+        writer.set_text(rows, i, "input_key", key)
+        writer.set_text(rows, i, "id", f"id-{key}")
+        writer.set_text(rows, i, "status", status)
+        rows["re_arcsec_median"][i] = 1.5 + i
+    return rows
+
+
+def test_rows_and_samples_are_readable_by_astropy_with_units(tmp_path):
+    path = tmp_path / "c.h5"
+    writer = CatalogueWriter.create(path, PARAMS, 4, ATTRS)
+    writer.append(_rows(writer, ["a", "b"]), np.ones((2, 4, 3), np.float32))
+    writer.append(_rows(writer, ["c"]), np.full((1, 4, 3), 2.0, np.float32))
+    table = Table.read(path, path="galaxies")
+    assert len(table) == 3 and str(table["re_arcsec_median"].unit) == "arcsec"
+    assert list(table["id"]) == ["id-a", "id-b", "id-c"]
+    assert np.isnan(table["bt_mode"]).all() and (table["hdu"] == -1).all()
+    decoded = read_catalogue(path)
+    assert list(decoded["status"]) == ["ok"] * 3 and decoded.meta["MODELSHA"] == "abc"
+    with h5py.File(path) as f:
+        assert f["posterior_samples"].shape == (3, 4, 3)
+        assert f["posterior_samples"][2].max() == 2.0 and f["posterior_samples"].compression
+        assert f.attrs["flag_EDGE"].startswith("1:") and not f.attrs["complete"]
+
+
+def test_long_text_is_cut_without_breaking_utf8(tmp_path):
+    writer = CatalogueWriter.create(tmp_path / "c.h5", PARAMS, None, ATTRS)
+    rows = writer.empty_rows(1)
+    writer.set_text(rows, 0, "label", "é" * 100)  # 2 bytes each, column holds 64 bytes
+    assert rows["label"][0].decode("utf-8") == "é" * 32
+
+
+def test_resume_cuts_half_written_rows_and_returns_done_keys(tmp_path):
+    path = tmp_path / "c.h5"
+    writer = CatalogueWriter.create(path, PARAMS, 4, ATTRS)
+    writer.append(_rows(writer, ["a", "b"]), np.zeros((2, 4, 3), np.float32))
+    with h5py.File(path, "a") as f:  # what a kill between resize and write leaves
+        f["galaxies"].resize((4,))
+        f["posterior_samples"].resize(3, axis=0)
+    _, done = CatalogueWriter.resume(path, ATTRS)
+    assert done == {"a", "b"}
+    with h5py.File(path) as f:
+        assert len(f["galaxies"]) == 2 and len(f["posterior_samples"]) == 2
+
+
+def test_resume_refuses_another_model_or_samples_setting(tmp_path):
+    path = tmp_path / "c.h5"
+    CatalogueWriter.create(path, PARAMS, 4, ATTRS)
+    with pytest.raises(InputError, match="same model"):
+        CatalogueWriter.resume(path, {**ATTRS, "model_sha256": "other"})
+    with pytest.raises(InputError, match="save-samples"):
+        CatalogueWriter.resume(path, {**ATTRS, "n_samples_saved": 0})
+
+
+@pytest.mark.parametrize("suffix", [".fits", ".csv", ".vot", ".ecsv"])
+def test_export_formats_round_trip(tmp_path, suffix):
+    path = tmp_path / "c.h5"
+    writer = CatalogueWriter.create(path, PARAMS, None, ATTRS)
+    writer.append(_rows(writer, ["a", "b"]))
+    out = tmp_path / f"out{suffix}"
+    assert export_catalogue(path, out) == 2
+    fmt = {".csv": "ascii.csv", ".vot": "votable", ".ecsv": "ascii.ecsv"}.get(suffix)
+    back = Table.read(out, format=fmt) if fmt else Table.read(out)
+    assert len(back) == 2 and back["re_arcsec_median"][1] == pytest.approx(2.5)
+    assert str(back["id"][0]) == "id-a"
+
+
+def test_export_to_unknown_format_is_refused(tmp_path):
+    path = tmp_path / "c.h5"
+    CatalogueWriter.create(path, PARAMS, None, ATTRS)
+    with pytest.raises(InputError, match="use one of"):
+        export_catalogue(path, tmp_path / "x.xlsx")
