@@ -1,0 +1,134 @@
+"""Batch runs: every input answered exactly once, parallel = serial, resume, --detect."""
+
+from __future__ import annotations
+
+import galsim
+import h5py
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.table import Table
+from test_engine import tiny_bundle_dir
+
+from galaxy_inspector.batch import BatchOptions, run_batch
+from galaxy_inspector.catalogue import read_catalogue
+from galaxy_inspector.errors import InputError
+from galaxy_inspector.flags import Flag
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    return str(tiny_bundle_dir(tmp_path_factory.mktemp("bundle") / "tiny"))
+
+
+def write_galaxies(folder, n, size=100, seed=0):
+    """``n`` HSC-like cutouts (counts, FLUXMAG0 = zp 27) of exponential galaxies with noise."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(n):
+        gal = galsim.Exponential(half_light_radius=0.5 + 0.1 * (i % 10), flux=2e4)
+        counts = gal.drawImage(nx=size, ny=size, scale=0.168).array / 10 ** (4.4 / 2.5)
+        counts += rng.normal(0, 0.04, counts.shape)
+        primary = fits.PrimaryHDU()
+        primary.header["FLUXMAG0"] = 10 ** (0.4 * 27.0)
+        path = folder / f"gal{i:04d}.fits"
+        fits.HDUList([primary, fits.ImageHDU(counts.astype(np.float32), name="IMAGE")]
+                     ).writeto(path)
+        paths.append(path)
+    return paths
+
+
+def _options(bundle, **kw):
+    return BatchOptions(model=bundle, n_samples=16, **kw)
+
+
+def test_mixed_inputs_each_get_one_row_with_aligned_samples(tmp_path, bundle):
+    write_galaxies(tmp_path / "in", 3)
+    (tmp_path / "in" / "empty.fits").write_bytes(b"")
+    (tmp_path / "in" / "sub").mkdir()
+    fits.PrimaryHDU(np.full((40, 40), np.nan)).writeto(tmp_path / "in" / "sub" / "nan.fits")
+    out = tmp_path / "cat.h5"
+    result = run_batch([tmp_path / "in", tmp_path / "missing.fits"], out,
+                       _options(bundle, save_samples=True))
+    assert (result.done, result.failed, result.skipped) == (3, 3, 0)
+    table = read_catalogue(out)
+    assert len(table) == 6 and len(set(table["input_key"])) == 6
+    errors = {row["id"]: row["error"] for row in table if row["status"] == "error"}
+    assert "empty" in errors["empty.fits"] and "no such file" in errors["missing.fits"]
+    assert "no usable pixels" in errors["nan.fits"]
+    ok = table[table["status"] == "ok"]
+    assert np.isfinite(ok["bt_median"]).all() and (ok["hdu"] == 1).all()
+    assert all("FLUXMAG0" in c for c in ok["calibration"])
+    with h5py.File(out) as f:
+        samples = f["posterior_samples"][:]
+        assert f.attrs["complete"] and f.attrs["model_name"] == "tiny-test"
+    assert samples.shape == (6, 16, 3)
+    is_ok = table["status"] == "ok"
+    assert np.isfinite(samples[is_ok]).all() and np.isnan(samples[~is_ok]).all()
+    np.testing.assert_allclose(np.median(samples[is_ok][:, :, 1], axis=1),
+                               ok["re_arcsec_median"], rtol=1e-5)
+
+
+def test_table_positions_sky_without_wcs_is_an_error_row(tmp_path, bundle):
+    (path,) = write_galaxies(tmp_path, 1)
+    Table({"path": [path.name] * 3, "id": ["pix", "sky", "off"], "x": [49.5, np.nan, 900.0],
+           "y": [49.5, np.nan, 900.0], "ra": [np.nan, 150.0, np.nan],
+           "dec": [np.nan, 2.0, np.nan]}).write(tmp_path / "t.csv")
+    run_batch([tmp_path / "t.csv"], tmp_path / "cat.h5", _options(bundle))
+    table = read_catalogue(tmp_path / "cat.h5")
+    rows = {r["id"]: r for r in table}
+    assert rows["pix"]["status"] == "ok" and rows["pix"]["x"] == 49.5
+    assert "no celestial WCS" in rows["sky"]["error"]
+    assert "outside" in rows["off"]["error"]
+
+
+def test_existing_output_needs_resume_or_overwrite_and_resume_skips_done(tmp_path, bundle):
+    paths = write_galaxies(tmp_path / "in", 4)
+    out = tmp_path / "cat.h5"
+    run_batch(paths[:2], out, _options(bundle))
+    with pytest.raises(InputError, match="already exists"):
+        run_batch(paths, out, _options(bundle))
+    again = run_batch(paths, out, _options(bundle, resume=True))
+    assert (again.done, again.skipped) == (2, 2)
+    table = read_catalogue(out)
+    assert sorted(table["id"]) == [p.name for p in paths]
+    fresh = run_batch(paths[:1], out, _options(bundle, overwrite=True))
+    assert fresh.done == 1 and len(read_catalogue(out)) == 1
+
+
+def test_parallel_workers_write_the_same_rows_in_input_order(tmp_path, bundle):
+    paths = write_galaxies(tmp_path / "in", 6)
+    run_batch(paths, tmp_path / "one.h5", _options(bundle))
+    run_batch(paths, tmp_path / "two.h5", _options(bundle, workers=2))
+    one, two = read_catalogue(tmp_path / "one.h5"), read_catalogue(tmp_path / "two.h5")
+    assert list(one["id"]) == list(two["id"]) == [p.name for p in paths]
+    np.testing.assert_array_equal(one["re_arcsec_median"], two["re_arcsec_median"])
+
+
+def test_detect_measures_every_galaxy_of_a_field(tmp_path, bundle):
+    image = galsim.ImageF(300, 200, scale=0.168)
+    for dx, dy in [(-15, -8), (0, 5), (15, -3)]:
+        galsim.Exponential(half_light_radius=0.7, flux=3e4).shift(dx, dy).drawImage(
+            image, add_to_image=True)
+    data = image.array + np.random.default_rng(0).normal(0, 2.0, image.array.shape)
+    header = fits.Header({"BUNIT": "nJy"})
+    fits.PrimaryHDU(data.astype(np.float32), header).writeto(tmp_path / "field.fits")
+    run_batch([tmp_path / "field.fits"], tmp_path / "cat.h5", _options(bundle, detect=True))
+    table = read_catalogue(tmp_path / "cat.h5")
+    assert len(table) == 3 and set(table["status"]) == {"ok"}
+    assert sorted(table["id"]) == ["field.fits#0", "field.fits#1", "field.fits#2"]
+    assert len(set(table["input_key"])) == 1
+    xs = sorted(np.round((table["x"] - 149.5) * 0.168))
+    assert xs == [-15, 0, 15]
+    assert all(f & Flag.EDGE for f in table["flags"][table["x"] < 100])
+
+
+def test_cancel_keeps_written_rows(tmp_path, bundle):
+    paths = write_galaxies(tmp_path / "in", 5)
+    calls = []
+    result = run_batch(paths, tmp_path / "cat.h5", _options(bundle, batch_size=1),
+                       progress=calls.append, cancel=lambda: True)
+    assert result.cancelled and result.done == 1 and len(read_catalogue(tmp_path / "cat.h5")) == 1
+    with h5py.File(tmp_path / "cat.h5") as f:
+        assert not f.attrs["complete"]
