@@ -37,7 +37,9 @@ from galaxy_inspector.preprocessing import Stamp, detect_galaxies
 __all__ = ["BatchOptions", "BatchProgress", "run_batch", "prepare_unit"]
 
 UNIT_SIZE = 64  # targets of the same file read together
-WRITE_INTERVAL = 2.0  # seconds: error-only rows are not held back longer than this
+# A chunk is written after batch_size stamps or this many inputs (error rows need no model).
+# Chunks depend only on the inputs, not on timing, so results do not depend on --workers.
+MAX_PENDING_INPUTS = 256
 
 
 @dataclass
@@ -61,9 +63,12 @@ class BatchOptions:
 
 @dataclass
 class BatchProgress:
-    """Counts so far (rows written: ``done`` ok + ``failed`` errors; ``skipped`` by resume)."""
+    """Counts so far: rows written (``done`` ok + ``failed`` errors), inputs answered in this
+    run (``inputs``; with --detect one input gives several rows), inputs ``skipped`` by resume.
+    """
 
     done: int = 0
+    inputs: int = 0
     failed: int = 0
     skipped: int = 0
     elapsed: float = 0.0
@@ -297,11 +302,10 @@ def run_batch(inputs: list, out, options: BatchOptions | None = None,
     counts = BatchProgress()
     geometry = _ModelGeometry(model)
     pending: list[_Prepared] = []
-    last_write = time.monotonic()
     batch_index = 0
 
     def flush():
-        nonlocal pending, last_write, batch_index
+        nonlocal pending, batch_index
         items = _measure(pending, model, n_samples, options.seed + batch_index)
         batch_index += 1
         rows, samples = builder.rows(items)
@@ -309,8 +313,9 @@ def run_batch(inputs: list, out, options: BatchOptions | None = None,
         ok = int(np.sum(rows["status"] == b"ok"))
         counts.done += ok
         counts.failed += len(rows) - ok
+        counts.inputs += len(pending)
         counts.elapsed = time.monotonic() - t0
-        pending, last_write = [], time.monotonic()
+        pending = []
         if progress:
             progress(counts)
 
@@ -318,8 +323,7 @@ def run_batch(inputs: list, out, options: BatchOptions | None = None,
     for prepared in _prepared_stream(units, geometry, options):
         pending.extend(prepared)
         n_stamps = sum(len(p.stamps) for p in pending)
-        if n_stamps >= options.batch_size or (
-                pending and time.monotonic() - last_write > WRITE_INTERVAL):
+        if n_stamps >= options.batch_size or len(pending) >= MAX_PENDING_INPUTS:
             flush()
         if cancel and cancel():
             counts.cancelled = True

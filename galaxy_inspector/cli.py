@@ -108,10 +108,13 @@ class _Usage(Exception):
 
 
 class _ProgressBar:
-    """A one-line progress display on stderr (only on a terminal)."""
+    """A one-line progress bar on stderr (only on a terminal) over ``total`` inputs."""
 
-    def __init__(self, stream):
+    WIDTH = 30
+
+    def __init__(self, stream, total: int):
         self.stream = stream
+        self.total = max(1, total)
         self.last = 0.0
 
     def __call__(self, p) -> None:
@@ -119,8 +122,12 @@ class _ProgressBar:
         if now - self.last < 0.2:
             return
         self.last = now
-        self.stream.write(f"\r{p.done + p.failed} galaxies ({p.failed} failed, {p.skipped} "
-                          f"skipped) {p.elapsed:6.1f} s  {p.rate:6.1f}/s ")
+        answered = p.inputs + p.skipped
+        filled = int(self.WIDTH * min(1.0, answered / self.total))
+        left = (self.total - answered) * p.elapsed / p.inputs if p.inputs else 0.0
+        self.stream.write(f"\r[{'#' * filled}{'.' * (self.WIDTH - filled)}] "
+                          f"{answered}/{self.total} inputs, {p.failed} failed, "
+                          f"{p.rate:.1f} galaxies/s, ~{left:.0f} s left ")
         self.stream.flush()
 
     def close(self) -> None:
@@ -141,7 +148,11 @@ def _run_batch(args, argv) -> int:
                            pixel_scale=args.pixel_scale, zero_point=args.zero_point,
                            hdu=args.hdu, detect=args.detect, seed=args.seed,
                            command_line=shlex.join(["galaxy-inspector", *argv]))
-    bar = _ProgressBar(sys.stderr) if sys.stderr.isatty() and not args.quiet else None
+    bar = None
+    if sys.stderr.isatty() and not args.quiet:
+        from galaxy_inspector.io import expand_inputs
+
+        bar = _ProgressBar(sys.stderr, sum(1 for _ in expand_inputs(args.files)))
     try:
         result = run_batch(args.files, args.out, options, progress=bar)
     finally:

@@ -51,7 +51,7 @@ def test_mixed_inputs_each_get_one_row_with_aligned_samples(tmp_path, bundle):
     out = tmp_path / "cat.h5"
     result = run_batch([tmp_path / "in", tmp_path / "missing.fits"], out,
                        _options(bundle, save_samples=True))
-    assert (result.done, result.failed, result.skipped) == (3, 3, 0)
+    assert (result.done, result.failed, result.skipped, result.inputs) == (3, 3, 0, 6)
     table = read_catalogue(out)
     assert len(table) == 6 and len(set(table["input_key"])) == 6
     errors = {row["id"]: row["error"] for row in table if row["status"] == "error"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 import types
@@ -10,8 +11,9 @@ import pytest
 from test_batch import write_galaxies
 from test_engine import tiny_bundle_dir
 
+from galaxy_inspector.batch import BatchProgress
 from galaxy_inspector.catalogue import read_catalogue
-from galaxy_inspector.cli import main
+from galaxy_inspector.cli import _ProgressBar, main
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +76,12 @@ def test_exit_0_when_all_succeed_2_when_some_fail_and_export(tmp_path, capsys, i
     assert main(["--export", str(out), str(tmp_path / "c.csv")]) == 0
     assert "gone.fits" in (tmp_path / "c.csv").read_text()
     assert list(read_catalogue(out)["status"]) == ["ok", "error"]
+
+
+def test_progress_bar_counts_inputs_against_the_total():
+    stream = io.StringIO()
+    _ProgressBar(stream, total=10)(BatchProgress(done=4, failed=1, inputs=5, elapsed=2.0))
+    assert "[###############...............] 5/10 inputs, 1 failed" in stream.getvalue()
 
 
 def test_console_script_never_shows_a_traceback(tmp_path):

@@ -1,0 +1,117 @@
+"""SDSS frames through the whole pipeline: do R_e and flux survive 0.396″ -> 0.168″ resampling?
+
+Draws well-resolved GalSim bulge+disk galaxies (GaMPEN Table 1 shapes from
+``training.simulate``, true R_e >= 1.5″) as SDSS frames would show them: 0.396″/px, Moffat
+seeing FWHM ~1.4″, values in nanomaggies (``BUNIT = nanomaggy``, a TAN WCS), sky noise 0.05
+nmgy per pixel plus source Poisson noise. Each goes through the real pipeline (FITS file ->
+``read_image`` -> ``stamp_for`` (resampling) -> ``measure_stamps``) with the shipped model.
+The same galaxies drawn directly at 0.168″/px with the same seeing and equivalent noise are
+the control, so the difference between the two rows is what resampling costs.
+
+Prints median |ΔR_e|/R_e and |ΔF|/F (posterior medians vs truth). Only meaningful with the
+trained model.
+
+    nice -n 10 python benchmarks/sdss_resampling.py [--n 100] [--model NAME|PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import galsim
+import numpy as np
+from astropy.io import fits
+from astropy.wcs import WCS
+
+from galaxy_inspector.engine import load_model, measure_stamps, stamp_for
+from galaxy_inspector.io import SkyImage, read_image
+from training.simulate import draw_parameters, intrinsic_profile
+
+NJY_PER_NMGY = 3631.0
+SDSS_SCALE, SDSS_SKY_NMGY = 0.396, 0.05
+# ~0.005 nmgy per DN (NMGYPERCOUNT) and gain ~4.7 e-/DN: about 940 photo-electrons per nmgy.
+ELECTRONS_PER_NJY = 940.0 / NJY_PER_NMGY
+SIZE_ARCSEC = 60.0
+
+
+def _galaxies(n, rng):
+    out = []
+    while len(out) < n:
+        p = draw_parameters(rng)
+        if p["re_arcsec"] < 1.5 or p["re_arcsec"] > 5.0:
+            continue
+        p.update(psf_fwhm=rng.uniform(1.2, 1.6), dx=0.0, dy=0.0,
+                 mag=rng.uniform(15.0, 17.5))
+        out.append(p)
+    return out
+
+
+def _draw(p, scale, rng):
+    """Image in nJy/pixel with sky and source noise of SDSS depth, at ``scale``."""
+    flux_njy = 10 ** ((31.4 - p["mag"]) / 2.5)
+    psf = galsim.Moffat(beta=3.0, fwhm=p["psf_fwhm"])
+    n = int(round(SIZE_ARCSEC / scale))
+    image = galsim.Convolve(intrinsic_profile(p, flux_njy), psf).drawImage(
+        nx=n, ny=n, scale=scale).array
+    # Same noise per unit area at both scales: sigma scales with the pixel side.
+    sky = SDSS_SKY_NMGY * NJY_PER_NMGY * scale / SDSS_SCALE
+    source = np.sqrt(np.clip(image, 0, None) / ELECTRONS_PER_NJY)
+    return image + rng.normal(0.0, 1.0, image.shape) * np.hypot(sky, source), flux_njy
+
+
+def _sdss_file(path, image_njy):
+    n = image_njy.shape[0]
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    w.wcs.crval = [180.0, 30.0]
+    w.wcs.crpix = [(n + 1) / 2, (n + 1) / 2]
+    w.wcs.cd = np.array([[-1.0, 0.0], [0.0, 1.0]]) * SDSS_SCALE / 3600.0
+    header = w.to_header()
+    header["BUNIT"] = "nanomaggy"
+    fits.PrimaryHDU((image_njy / NJY_PER_NMGY).astype(np.float32), header).writeto(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=100)
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    model = load_model(args.model)
+    rng = np.random.default_rng(args.seed)
+    params = _galaxies(args.n, rng)
+    truth_re = np.array([p["re_arcsec"] for p in params])
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        sdss_stamps, native_stamps, truth_flux = [], [], []
+        for i, p in enumerate(params):
+            image, flux = _draw(p, SDSS_SCALE, rng)
+            path = Path(tmp) / f"sdss{i}.fits"
+            _sdss_file(path, image)
+            frame = read_image(path)
+            c = (frame.shape[0] - 1) / 2
+            sdss_stamps.append(stamp_for(frame, c, c, model))
+            native, _ = _draw(p, model.pixel_scale, rng)
+            direct = SkyImage.from_array(native, model.pixel_scale)
+            c = (direct.shape[0] - 1) / 2
+            native_stamps.append(stamp_for(direct, c, c, model))
+            truth_flux.append(flux)
+        truth_flux = np.array(truth_flux)
+        for name, stamps in (("SDSS 0.396″ resampled", sdss_stamps),
+                             ("control, drawn at 0.168″", native_stamps)):
+            measured = measure_stamps(stamps, model)
+            re = np.array([m.summary["re_arcsec_median"] for m in measured])
+            flux = np.array([m.summary["flux_njy_median"] for m in measured])
+            rows[name] = (np.median(np.abs(re - truth_re) / truth_re),
+                          np.median(np.abs(flux - truth_flux) / truth_flux))
+    print(f"model {model.bundle.name} ({model.bundle.sha256[:12]}), {args.n} galaxies, "
+          f"true R_e 1.5-5″, seeing 1.2-1.6″, m = 15-17.5")
+    print(f"{'input':<28} {'median |ΔR_e|/R_e':>18} {'median |ΔF|/F':>14}")
+    for name, (dre, dflux) in rows.items():
+        print(f"{name:<28} {dre:18.3f} {dflux:14.3f}")
+
+
+if __name__ == "__main__":
+    main()
