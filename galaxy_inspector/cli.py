@@ -11,6 +11,7 @@ window and ``galaxy_inspector.gui.app.screenshot(out, files) -> int`` saves one.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import time
@@ -86,8 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--resume", action="store_true",
                    help="complete an existing catalogue: skip inputs it already holds")
     b.add_argument("--overwrite", action="store_true", help="replace an existing catalogue")
-    b.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="processes reading and cutting images in parallel (default 1)")
+    b.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), metavar="N",
+                   help="processes reading and cutting images while the model runs "
+                        "(default: 2, or 1 on a single core)")
     b.add_argument("--pixel-scale", type=_positive_float, metavar="ARCSEC",
                    help="arcsec per pixel for images without WCS (JPEG default 0.396)")
     b.add_argument("--zero-point", type=float, metavar="ZP",
