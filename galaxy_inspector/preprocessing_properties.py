@@ -30,7 +30,7 @@ NOISE_TARGET = 0.2
 _LOG_A_RANGE = (-6.0, 16.0)  # natural-log bounds of the fitted scaling value
 
 
-def _clipped_mean_std(values: np.ndarray, sigma: float = 3.0, iterations: int = 5):
+def _clipped_mean_std(values: np.ndarray, sigma: float = 3.0, iterations: int = 30):
     """Per-row mean and standard deviation after iterative ``sigma`` clipping; values (N, M)."""
     keep = np.ones(values.shape, dtype=bool)
     for _ in range(iterations):

@@ -118,7 +118,7 @@ def train_cnn(train_x, train_y, val_x, val_y, out_dir, config: CNNConfig,
     batch = min(config.batch_size, len(x_train))
     steps = max(1, len(x_train) // batch)  # drop the ragged last batch (batch norm)
     total = config.epochs * steps
-    if config.schedule == "cosine":
+    if config.schedule == "cosine" or total < 10:  # one-cycle needs a few steps per phase
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
     else:
         scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr,

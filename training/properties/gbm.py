@@ -134,6 +134,8 @@ def photometry_baselines(x_train, y_train, x_val, y_val, x_test, seed: int = 1,
     import lightgbm as lgb
     from sklearn.ensemble import RandomForestRegressor
 
+    x_train, y_train, x_val, y_val = (np.ascontiguousarray(a) for a in
+                                      (x_train, y_train, x_val, y_val))
     forest = RandomForestRegressor(n_estimators=200, min_samples_leaf=3, max_features=0.6,
                                    random_state=seed, n_jobs=threads or None)
     forest.fit(x_train, y_train)

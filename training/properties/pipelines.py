@@ -535,7 +535,7 @@ def _gbm_studies(parts, spec, x, names, groups, point_model, err, opts, report):
             idx = sorted(i for g in which for i in col.get(g, []))
             return x[p][:, idx]
 
-        xs = {p: matrix(p) for p in parts}
+        xs = {p: np.ascontiguousarray(matrix(p)) for p in parts}
         if xs["train"].shape[1] == 0:
             continue
         model = gbm.train_point_model(xs["train"], y["train"], err["train"], xs["val"],
