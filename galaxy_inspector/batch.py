@@ -198,7 +198,8 @@ def _prepared_stream(units: Iterator[list], geometry, options: BatchOptions):
     from concurrent.futures import ProcessPoolExecutor
 
     window = deque()
-    with ProcessPoolExecutor(options.workers, mp_context=mp.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(options.workers, mp_context=mp.get_context("spawn"),
+                             initializer=_exit_with_parent) as pool:
         try:
             for unit in units:
                 window.append(pool.submit(prepare_unit, unit, geometry, options))
@@ -209,6 +210,18 @@ def _prepared_stream(units: Iterator[list], geometry, options: BatchOptions):
         finally:
             for future in window:
                 future.cancel()
+
+
+def _exit_with_parent() -> None:
+    """In a worker: exit as soon as the batch process dies (e.g. kill -9), leaving no orphans."""
+    import multiprocessing as mp
+    import threading
+    from multiprocessing.connection import wait
+
+    parent = mp.parent_process()
+    if parent is not None:
+        threading.Thread(target=lambda: (wait([parent.sentinel]), os._exit(1)),
+                         daemon=True).start()
 
 
 class _RowBuilder:

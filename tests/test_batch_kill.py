@@ -1,4 +1,5 @@
-"""A real ``kill -9`` in the middle of a batch leaves a readable catalogue; --resume finishes it."""
+"""A real ``kill -9`` mid-batch leaves a readable catalogue and no orphan workers; --resume
+finishes it with every input exactly once."""
 
 from __future__ import annotations
 
@@ -25,21 +26,43 @@ def _rows(path) -> int:
         return 0
 
 
+def _children(pid) -> list[int]:
+    """Child process ids (Linux /proc; empty elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(c) for c in f.read().split()]
+    except OSError:
+        return []
+
+
+def _alive(pid) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def test_sigkill_mid_run_then_resume_gives_every_input_once(tmp_path):
     bundle = tiny_bundle_dir(tmp_path / "tiny")
     paths = write_galaxies(tmp_path / "in", N_INPUTS)
     out = tmp_path / "cat.h5"
     command = [sys.executable, "-m", "galaxy_inspector.cli", "--batch", str(tmp_path / "in"),
                "--out", str(out), "--model", str(bundle), "--samples", "200",
-               "--save-samples", "--quiet"]
+               "--save-samples", "--quiet", "--workers", "2"]
     run = subprocess.Popen(command, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     while _rows(out) < 40 and run.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     if run.poll() is not None:
         pytest.fail(f"the run ended before it could be killed: {run.stderr.read().decode()}")
+    workers = _children(run.pid)
     os.kill(run.pid, signal.SIGKILL)
     run.wait()
+    deadline = time.monotonic() + 10
+    while any(_alive(p) for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [p for p in workers if _alive(p)], "worker processes outlived the batch"
 
     killed = Table.read(out, path="galaxies")
     assert 0 < len(killed) < N_INPUTS

@@ -68,10 +68,11 @@ def test_unreadable_model_and_unwritable_output_exit_1(tmp_path, capsys, images,
 def test_exit_0_when_all_succeed_2_when_some_fail_and_export(tmp_path, capsys, images, bundle):
     out = tmp_path / "c.h5"
     assert main(["--batch", *map(str, images), "--out", str(out), "--model", bundle,
-                 "--samples", "8"]) == 0
+                 "--samples", "8", "--workers", "1"]) == 0
     assert "2 done, 0 failed" in capsys.readouterr().err
     assert main(["--batch", str(images[0]), str(tmp_path / "gone.fits"), "--out", str(out),
-                 "--model", bundle, "--samples", "8", "--overwrite", "--quiet"]) == 2
+                 "--model", bundle, "--samples", "8", "--overwrite", "--quiet",
+                 "--workers", "1"]) == 2
     assert capsys.readouterr().err == ""
     assert main(["--export", str(out), str(tmp_path / "c.csv")]) == 0
     assert "gone.fits" in (tmp_path / "c.csv").read_text()
