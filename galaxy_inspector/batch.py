@@ -29,7 +29,13 @@ from pathlib import Path
 import numpy as np
 
 from galaxy_inspector.catalogue import CatalogueWriter
-from galaxy_inspector.engine import Measurement, load_model, measure_stamps, stamp_for
+from galaxy_inspector.engine import (
+    Measurement,
+    StampSpec,
+    load_model,
+    measure_stamps,
+    stamp_for,
+)
 from galaxy_inspector.errors import GalaxyInspectorError, InputError
 from galaxy_inspector.io import Target, expand_inputs, read_image
 from galaxy_inspector.preprocessing import Stamp, detect_galaxies
@@ -91,29 +97,12 @@ class _Prepared:
     error: str = ""
 
 
-class _ModelGeometry:
-    """The parts of a model that ``stamp_for`` reads, without weights (sent to workers)."""
-
-    def __init__(self, model):
-        self.stamp_size = model.stamp_size
-        self.pixel_scale = model.pixel_scale
-        self.bundle = _CardOnly(model.bundle.card)
-
-
-@dataclass(frozen=True)
-class _CardOnly:
-    card: dict
-
-    @property
-    def input(self) -> dict:
-        return self.card["input"]
-
-
 def _seed(key: str, seed: int) -> int:
     return (zlib.crc32(key.encode("utf-8")) + seed) % (2 ** 32)
 
 
-def _prepare_target(target: Target, image, geometry, detect: bool, seed: int) -> list[Stamp]:
+def _prepare_target(target: Target, image, spec: StampSpec, detect: bool,
+                    seed: int) -> list[Stamp]:
     if target.ra is not None:
         if image.wcs is None:
             raise InputError("the image has no celestial WCS, so the table's RA/Dec cannot be "
@@ -130,7 +119,7 @@ def _prepare_target(target: Target, image, geometry, detect: bool, seed: int) ->
         positions = [((nx - 1) / 2.0, (ny - 1) / 2.0, 0)]
     stamps = []
     for k, (x, y, flag) in enumerate(positions):
-        stamp = stamp_for(image, x, y, geometry, seed=_seed(f"{target.key}#{k}", seed))
+        stamp = stamp_for(image, x, y, spec, seed=_seed(f"{target.key}#{k}", seed))
         if flag:
             stamp = dataclasses.replace(stamp, flags=stamp.flags | flag)
         stamps.append(stamp)
@@ -147,7 +136,8 @@ def _message(exc: BaseException) -> str:
     return f"internal error {type(exc).__name__}: {exc}{where} (please report)"
 
 
-def prepare_unit(targets: list[Target], geometry, options: BatchOptions) -> list[_Prepared]:
+def prepare_unit(targets: list[Target], spec: StampSpec,
+                 options: BatchOptions) -> list[_Prepared]:
     """Read the file shared by ``targets`` once and cut each target's stamps (worker side)."""
     out = [_Prepared(t, source=t.path, error=t.error) for t in targets]
     todo = [p for p in out if not p.error]
@@ -163,7 +153,7 @@ def prepare_unit(targets: list[Target], geometry, options: BatchOptions) -> list
     for p in todo:
         p.hdu = image.hdu
         try:
-            p.stamps = _prepare_target(p.target, image, geometry, options.detect, options.seed)
+            p.stamps = _prepare_target(p.target, image, spec, options.detect, options.seed)
         except Exception as exc:  # as above: one bad target must not stop the others
             p.error = _message(exc)
     return out
@@ -188,11 +178,11 @@ def _units(targets: Iterable[Target], done_keys: set, counts: BatchProgress) -> 
         yield unit
 
 
-def _prepared_stream(units: Iterator[list], geometry, options: BatchOptions):
+def _prepared_stream(units: Iterator[list], spec: StampSpec, options: BatchOptions):
     """Prepared units in input order; ``workers`` > 1 reads them in parallel processes."""
     if options.workers <= 1:
         for unit in units:
-            yield prepare_unit(unit, geometry, options)
+            yield prepare_unit(unit, spec, options)
         return
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
@@ -202,7 +192,7 @@ def _prepared_stream(units: Iterator[list], geometry, options: BatchOptions):
                              initializer=_exit_with_parent) as pool:
         try:
             for unit in units:
-                window.append(pool.submit(prepare_unit, unit, geometry, options))
+                window.append(pool.submit(prepare_unit, unit, spec, options))
                 if len(window) >= 2 * options.workers:
                     yield window.popleft().result()
             while window:
@@ -313,7 +303,7 @@ def run_batch(inputs: list, out, options: BatchOptions | None = None,
     writer, done_keys = _open_writer(Path(out), options, attrs, parameters, n_saved)
     builder = _RowBuilder(writer, parameters, n_saved)
     counts = BatchProgress()
-    geometry = _ModelGeometry(model)
+    spec = StampSpec.of(model)
     pending: list[_Prepared] = []
     batch_index = 0
 
@@ -333,7 +323,7 @@ def run_batch(inputs: list, out, options: BatchOptions | None = None,
             progress(counts)
 
     units = _units(expand_inputs(inputs), done_keys, counts)
-    for prepared in _prepared_stream(units, geometry, options):
+    for prepared in _prepared_stream(units, spec, options):
         pending.extend(prepared)
         n_stamps = sum(len(p.stamps) for p in pending)
         if n_stamps >= options.batch_size or len(pending) >= MAX_PENDING_INPUTS:

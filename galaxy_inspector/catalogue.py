@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import time
 from pathlib import Path
 
 import h5py
@@ -38,6 +39,7 @@ GALAXIES = "galaxies"
 SAMPLES = "posterior_samples"
 META = GALAXIES + ".__table_column_meta__"
 CHUNK_ROWS = 256
+LOCK_PATIENCE = 30.0  # seconds a writer waits for a reader to close the file
 
 STATS = ("mode", "median", "mean") + tuple(f"{side}{s}" for s in LEVEL_SUFFIXES
                                            for side in ("lo", "hi"))
@@ -203,18 +205,15 @@ class CatalogueWriter:
         """Append a chunk of rows (and their samples); the file is closed again afterwards."""
         if not len(rows):
             return
-        try:
-            with h5py.File(self.path, "a") as f:
-                table = f[GALAXIES]
-                start = len(table)
-                if self.n_samples:
-                    data = f[SAMPLES]
-                    data.resize(start + len(rows), axis=0)
-                    data[start:] = samples
-                table.resize((start + len(rows),))
-                table[start:] = rows
-        except OSError as exc:
-            raise OutputError(f"cannot write to catalogue {self.path}: {exc}") from None
+        with _open_for_writing(self.path) as f:
+            table = f[GALAXIES]
+            start = len(table)
+            if self.n_samples:
+                data = f[SAMPLES]
+                data.resize(start + len(rows), axis=0)
+                data[start:] = samples
+            table.resize((start + len(rows),))
+            table[start:] = rows
 
     def finish(self, summary: dict) -> None:
         """Mark the catalogue complete and record the run's summary."""
@@ -225,6 +224,19 @@ class CatalogueWriter:
                 f.attrs["summary"] = json.dumps(summary)
         except OSError as exc:
             raise OutputError(f"cannot finish catalogue {self.path}: {exc}") from None
+
+
+def _open_for_writing(path, patience: float = LOCK_PATIENCE) -> h5py.File:
+    """Open for appending, waiting while a reader (the GUI, Table.read) holds the file."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            return h5py.File(path, "a")
+        except OSError as exc:
+            busy = any(w in str(exc).lower() for w in ("lock", "already open"))
+            if not busy or time.monotonic() > deadline:
+                raise OutputError(f"cannot write to catalogue {path}: {exc}") from None
+            time.sleep(0.1)
 
 
 def _now() -> str:

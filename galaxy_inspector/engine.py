@@ -2,7 +2,7 @@
 
 Typical use::
 
-    from galaxy_inspector.engine import load_model, analyse_position, measure_stamps, make_stamps
+    from galaxy_inspector.engine import load_model, analyse_position, measure_stamps, stamp_for
     from galaxy_inspector.io import read_image
 
     model = load_model()                        # shipped default, a bundle folder, or a name
@@ -33,7 +33,8 @@ from galaxy_inspector.labels import qualitative_label, thresholds_from_card
 from galaxy_inspector.posterior import summarize
 from galaxy_inspector.preprocessing import NOMINAL_SKY_SIGMA_NJY, Stamp, make_stamp
 
-__all__ = ["DEFAULT_MODEL", "Measurement", "load_model", "mode_transforms", "stamp_for",
+__all__ = ["DEFAULT_MODEL", "Measurement", "StampSpec", "load_model", "mode_transforms",
+           "stamp_for",
            "measure_stamps", "analyse_position", "analyse_sky_position", "LOW_SNR"]
 
 DEFAULT_MODEL = "morphology-hsc-g"
@@ -103,10 +104,25 @@ def mode_transforms(names) -> dict:
     return {n: chosen[n] for n in names if n in chosen}
 
 
+@dataclass(frozen=True)
+class StampSpec:
+    """The stamp a model reads: side (pixels), pixel scale (arcsec/px), and the sky noise
+    (nJy/px) uncalibrated images are scaled to. Small and picklable (sent to batch workers)."""
+
+    stamp_size: int
+    pixel_scale: float
+    nominal_sky_sigma: float
+
+    @classmethod
+    def of(cls, model) -> StampSpec:
+        return cls(model.stamp_size, model.pixel_scale, _nominal_sky_sigma(model.bundle.card))
+
+
 def stamp_for(image: SkyImage, x: float, y: float, model, seed: int = 0) -> Stamp:
-    """The stamp ``model`` needs around 0-based pixel (x, y) of ``image`` (see preprocessing)."""
-    return make_stamp(image, x, y, model.stamp_size, model.pixel_scale, seed=seed,
-                      nominal_sky_sigma=_nominal_sky_sigma(model.bundle.card))
+    """The stamp ``model`` (or a ``StampSpec``) needs around 0-based pixel (x, y) of ``image``."""
+    spec = model if isinstance(model, StampSpec) else StampSpec.of(model)
+    return make_stamp(image, x, y, spec.stamp_size, spec.pixel_scale, seed=seed,
+                      nominal_sky_sigma=spec.nominal_sky_sigma)
 
 
 def _nominal_sky_sigma(card) -> float:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import h5py
 import numpy as np
 import pytest
@@ -88,3 +91,16 @@ def test_export_to_unknown_format_is_refused(tmp_path):
     CatalogueWriter.create(path, PARAMS, None, ATTRS)
     with pytest.raises(InputError, match="use one of"):
         export_catalogue(path, tmp_path / "x.xlsx")
+
+
+def test_append_waits_for_a_reader_in_another_process(tmp_path):
+    path = tmp_path / "c.h5"
+    writer = CatalogueWriter.create(path, PARAMS, None, ATTRS)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", f"import h5py, time; f = h5py.File({str(path)!r}, 'r'); "
+                               "print('open', flush=True); time.sleep(0.5)"],
+        stdout=subprocess.PIPE)
+    reader.stdout.readline()
+    writer.append(_rows(writer, ["a"]))  # would fail with "unable to lock file" at once
+    reader.wait()
+    assert len(read_catalogue(path)) == 1
