@@ -86,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--samples", type=int, default=500)
     ev.add_argument("--limit", type=int, default=None, help="use only the first N galaxies")
     ev.set_defaults(func=_evaluate)
+
+    from training.properties.cli import add_subcommands
+
+    add_subcommands(sub)
     return parser
 
 
