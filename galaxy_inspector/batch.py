@@ -61,6 +61,7 @@ class BatchOptions:
     pixel_scale: float | None = None
     zero_point: float | None = None
     hdu: int | str | None = None
+    plane: int = 0
     detect: bool = False
     seed: int = 0
     batch_size: int = 32
@@ -144,8 +145,8 @@ def prepare_unit(targets: list[Target], spec: StampSpec,
     if not todo:
         return out
     try:
-        image = read_image(targets[0].path, hdu=options.hdu, pixel_scale=options.pixel_scale,
-                           zero_point=options.zero_point)
+        image = read_image(targets[0].path, hdu=options.hdu, plane=options.plane,
+                           pixel_scale=options.pixel_scale, zero_point=options.zero_point)
     except Exception as exc:  # every input is answered, whatever a hostile file raises
         for p in todo:
             p.error = _message(exc)

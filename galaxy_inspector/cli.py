@@ -96,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="AB zero point of the pixel values for images without calibration")
     b.add_argument("--hdu", type=_hdu, metavar="N|NAME",
                    help="FITS HDU to read (default: the first image HDU)")
+    b.add_argument("--plane", type=int, default=0, metavar="N",
+                   help="plane (band) of 3-D FITS cubes to measure, counting from 0 (default 0)")
     b.add_argument("--detect", action="store_true",
                    help="find galaxies in each image (segmentation + deblending) and measure "
                         "each, instead of one galaxy at the centre")
@@ -148,7 +150,8 @@ def _run_batch(args, argv) -> int:
                            save_samples=args.save_samples, resume=args.resume,
                            overwrite=args.overwrite, workers=args.workers,
                            pixel_scale=args.pixel_scale, zero_point=args.zero_point,
-                           hdu=args.hdu, detect=args.detect, seed=args.seed,
+                           hdu=args.hdu, plane=args.plane, detect=args.detect,
+                           seed=args.seed,
                            command_line=shlex.join(["galaxy-inspector", *argv]))
     bar = None
     if sys.stderr.isatty() and not args.quiet:

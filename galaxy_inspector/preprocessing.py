@@ -79,6 +79,11 @@ class Stamp:
     sky_sigma: float
     calibration: str
 
+    @property
+    def box(self) -> tuple[float, float, float, float]:
+        """``(x0, y0, x1, y1)``: the whole stamp's footprint in source pixels."""
+        return self.source_box(self.data.shape[0])
+
     def source_box(self, side: float) -> tuple[float, float, float, float]:
         """``(x0, y0, x1, y1)`` in source pixels of a centred square of ``side`` model pixels.
 

@@ -103,7 +103,8 @@ def test_parallel_workers_write_the_same_rows_in_input_order(tmp_path, bundle):
     run_batch(paths, tmp_path / "two.h5", _options(bundle, workers=2))
     one, two = read_catalogue(tmp_path / "one.h5"), read_catalogue(tmp_path / "two.h5")
     assert list(one["id"]) == list(two["id"]) == [p.name for p in paths]
-    np.testing.assert_array_equal(one["re_arcsec_median"], two["re_arcsec_median"])
+    # Equal up to float rounding (torch runs with fewer threads beside two workers).
+    np.testing.assert_allclose(one["re_arcsec_median"], two["re_arcsec_median"], rtol=1e-4)
 
 
 def test_detect_measures_every_galaxy_of_a_field(tmp_path, bundle):
@@ -132,3 +133,14 @@ def test_cancel_keeps_written_rows(tmp_path, bundle):
     assert result.cancelled and result.done == 1 and len(read_catalogue(tmp_path / "cat.h5")) == 1
     with h5py.File(tmp_path / "cat.h5") as f:
         assert not f.attrs["complete"]
+
+
+def test_plane_option_picks_the_band_of_a_cube(tmp_path, bundle):
+    (path,) = write_galaxies(tmp_path, 1)
+    galaxy = fits.getdata(path, 1)
+    cube = np.stack([np.zeros_like(galaxy), galaxy])
+    fits.PrimaryHDU(cube, fits.Header({"MAGZP": 27.0})).writeto(tmp_path / "cube.fits")
+    run_batch([tmp_path / "cube.fits"], tmp_path / "cat.h5", _options(bundle, plane=1))
+    (row,) = read_catalogue(tmp_path / "cat.h5")
+    assert row["status"] == "ok" and "plane 1 of a cube" in row["calibration"]
+    assert row["snr"] > 50  # the galaxy, not the empty plane 0

@@ -96,8 +96,8 @@ def test_edge_stamps_are_padded_and_flagged_or_refused():
     assert not inside.flags & Flag.EDGE
     near = make_stamp(image, 20, 80, SIZE, MODEL_SCALE)
     assert near.flags & Flag.EDGE and np.isfinite(near.data).all()
-    x0, y0, x1, y1 = near.source_box(SIZE)
-    assert (x0, x1) == pytest.approx((20 - 64, 20 + 64))
+    x0, y0, x1, y1 = near.box
+    assert (x0, y0, x1, y1) == pytest.approx((20 - 64, 80 - 64, 20 + 64, 80 + 64))
     corner = make_stamp(image, 0, 0, SIZE, MODEL_SCALE)
     assert corner.flags & Flag.EDGE
     with pytest.raises(InputError, match="usable pixels"):
