@@ -212,13 +212,14 @@ def make_stamp(image: SkyImage, x: float, y: float, stamp_size: int, pixel_scale
 
     yy, xx = np.indices(stamp.shape)
     outskirts = np.hypot(yy - centre, xx - centre) > FLUX_CHECK_RADIUS * stamp_size
-    sky_sigma = _robust_sigma(stamp[outskirts])
+    # 8-bit display images can have a sky so flat that its MAD is 0: fall back to the std.
+    sky_sigma = _robust_sigma(stamp[outskirts]) or float(np.std(stamp[outskirts]))
     calibration = image.calibration
     if not image.calibrated:
         stamp = stamp - np.median(stamp[outskirts])
         if sky_sigma > 0:
             stamp, sky_sigma = stamp * (nominal_sky_sigma / sky_sigma), nominal_sky_sigma
-            calibration += f"; scaled to a sky noise of {nominal_sky_sigma:g} nJy/px"
+            calibration += f"; scaled to a sky noise of {nominal_sky_sigma:.3g} nJy/px"
         flags |= Flag.FLUX_UNCALIBRATED
     if source_scale > pixel_scale * 1.05:
         flags |= Flag.COARSE_PIXELS
