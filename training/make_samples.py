@@ -251,7 +251,7 @@ def _jpeg(out: Path, rng, truth):
                           4 * flux, SDSS_SCALE))
     # SkyServer maps i, r, g to red, green, blue; rows run north to south (top row = north).
     rgb = make_lupton_rgb(bands["i"] * 1.0, bands["r"] * 1.2, bands["g"] * 1.6,
-                          minimum=0.0, stretch=3.0, Q=8.0)
+                          minimum=0.0, stretch=0.6, Q=8.0)
     Image.fromarray(np.flipud(rgb)).save(out / "sdss_gri.jpg", quality=92)
 
 
@@ -340,7 +340,7 @@ total intrinsic flux in nJy (AB mag = 31.4 - 2.5 log10 F).
 | `sdss_frame_cutout.fits` | single HDU, `BUNIT = 'nanomaggy'`, 100 × 100 px at 0.396″/px, 1.4″ seeing (SDSS r). | F[nJy] = pixel × 3631. The header also carries `NMGY` (nanomaggies per count) as SDSS frames do: it was *already applied*, multiplying by it again is wrong. Sky σ ≈ 0.05 nanomaggy. |
 | `plain_njy.fits` | single HDU, `BUNIT = 'nJy'`, 128 × 128 px at 0.168″/px. | A pure disk (B/T = 0), seen fairly edge-on (q = 0.35). Sky σ ≈ 2 nJy. |
 | `cube_gri.fits` | single HDU cube, shape (band, y, x) = (3, 128, 128), `BUNIT = 'nJy'`, 0.168″/px. Band of plane k (1-based) in `BANDk` (`BAND1 = 'g'`, `BAND2 = 'r'`, `BAND3 = 'i'`) and all of them in `FILTERS = 'g,r,i'`. WCS: axes 1-2 celestial TAN, axis 3 `CTYPE3 = 'BAND'` (plane index; use `WCS(header).celestial`). | One galaxy with a red bulge and a blue disk, so B/T rises from g to i. |
-| `sdss_gri.jpg` | SDSS SkyServer-style colour JPEG: i, r, g → red, green, blue via `astropy.visualization.make_lupton_rgb` (stretch 3, Q 8); top row is north; 128 × 128 px at 0.396″/px, no WCS and no flux calibration (display RGB). | The galaxy of the cube at 4× its flux and 1.4″ seeing. Only pixel scale (default 0.396″/px for JPEGs) is known. |
+| `sdss_gri.jpg` | SDSS SkyServer-style colour JPEG: i, r, g → red, green, blue via `astropy.visualization.make_lupton_rgb` (stretch 0.6, Q 8); top row is north; 128 × 128 px at 0.396″/px, no WCS and no flux calibration (display RGB). | The galaxy of the cube at 4× its flux and 1.4″ seeing. Only pixel scale (default 0.396″/px for JPEGs) is known. |
 | `field_3gal.fits` | single HDU, `BUNIT = 'nJy'`, 200 × 200 px at 0.168″/px. | Three galaxies (a disk, a bulge+disk, a pure bulge) for detection and for table-driven batches. |
 | `galaxies_radec.csv` | batch input table `path,id,ra,dec` (paths relative to the table's folder). | The HSC cutout, the nJy image and the three field galaxies, by sky position. |
 | `field_xy.csv` | batch input table `path,id,x,y` (0-based pixels). | The three field galaxies, by pixel position. |
