@@ -1,0 +1,229 @@
+"""The posterior panel: corner plot, summary table, label, flags in words, the crop the network
+saw, and exports. It shows what the engine measured; it computes nothing itself.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from pathlib import Path
+
+import numpy as np
+import pyqtgraph as pg
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.figure import Figure
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QSizePolicy,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from galaxy_inspector.catalogue import EXPORT_FORMATS
+from galaxy_inspector.flags import FLAG_DESCRIPTIONS, Flag
+from galaxy_inspector.gui.corner_plot import draw_corner
+from galaxy_inspector.posterior import LEVEL_SUFFIXES, LEVELS
+
+__all__ = ["PosteriorPanel", "measurement_row", "FIGURE_FILTER", "ROW_FILTER"]
+
+FIGURE_FILTER = "PNG image (*.png);;PDF document (*.pdf);;SVG drawing (*.svg)"
+ROW_FILTER = "CSV (*.csv);;ECSV (*.ecsv);;FITS table (*.fits);;VOTable (*.vot)"
+PRETTY_NAMES = {"bt": "B/T", "re_arcsec": "R_e", "flux_njy": "flux"}
+
+
+def _axis_label(name: str, unit: str) -> str:
+    pretty = PRETTY_NAMES.get(name, name)
+    return f"{pretty} ({unit})" if unit else pretty
+
+
+def _fmt(value: float) -> str:
+    if value is None or not math.isfinite(value):
+        return "—"
+    return f"{value:.4g}"
+
+
+def measurement_row(analysis) -> dict:
+    """The galaxy's catalogue-style row (same column names as the HDF5 catalogue)."""
+    m = analysis.measurement
+    s = m.stamp
+    row = {"id": Path(analysis.source).stem or "galaxy", "source": analysis.source,
+           "x": s.x, "y": s.y, "ra": s.ra, "dec": s.dec, "status": "ok", "error": "",
+           "stn_scale": m.stn_scale, "label": m.label, "flags": m.flags}
+    row.update(m.summary)
+    row.update({"snr": m.snr, "masked_fraction": s.masked_fraction,
+                "pixel_scale": s.source_scale, "calibration": s.calibration,
+                "model": analysis.model_name})
+    return row
+
+
+class PosteriorPanel(QWidget):
+    """Shows one galaxy's posterior (``show_analysis``) or a hint when there is none."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.analysis = None
+        self.heading = QLabel("Click a galaxy in the image to measure it.")
+        self.heading.setWordWrap(True)
+        self.heading.setTextFormat(Qt.TextFormat.RichText)
+        self.figure = Figure(figsize=(4.6, 4.6), dpi=90, layout=None)
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.canvas.setMinimumHeight(300)
+        self.crop_view = pg.GraphicsLayoutWidget()
+        self.crop_view.setFixedSize(150, 150)
+        crop_box = self.crop_view.addViewBox(lockAspect=True, enableMouse=False)
+        self.crop_item = pg.ImageItem(axisOrder="row-major")
+        crop_box.addItem(self.crop_item)
+        self.crop_caption = QLabel()
+        self.crop_caption.setWordWrap(True)
+        self.table = QTableWidget(0, 3 + len(LEVELS))
+        self.table.setHorizontalHeaderLabels(
+            ["parameter", "mode", "median"] + [f"{100 * lv:.2f} % HPD" for lv in LEVELS])
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.table.setMaximumHeight(120)
+        self.flags_text = QLabel()
+        self.flags_text.setWordWrap(True)
+        self.flags_text.setTextFormat(Qt.TextFormat.RichText)
+        self.export_figure_button = QPushButton("Export figure…")
+        self.export_row_button = QPushButton("Export row…")
+        self.export_figure_button.clicked.connect(self._ask_export_figure)
+        self.export_row_button.clicked.connect(self._ask_export_row)
+
+        crop_column = QVBoxLayout()
+        crop_column.addWidget(QLabel("<b>What the network saw</b>"))
+        crop_column.addWidget(self.crop_view)
+        crop_column.addWidget(self.crop_caption)
+        crop_column.addStretch(1)
+        top = QHBoxLayout()
+        top.addWidget(self.canvas, 1)
+        top.addLayout(crop_column)
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        buttons.addWidget(self.export_figure_button)
+        buttons.addWidget(self.export_row_button)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.heading)
+        layout.addLayout(top, 1)
+        layout.addWidget(self.table)
+        layout.addWidget(self.flags_text)
+        layout.addLayout(buttons)
+        self.show_analysis(None)
+
+    # -- showing -------------------------------------------------------------------------
+    def show_analysis(self, analysis) -> None:
+        """Show an engine measurement (``tasks.GalaxyAnalysis``), or clear the panel."""
+        self.analysis = analysis
+        has = analysis is not None
+        self.export_figure_button.setEnabled(has)
+        self.export_row_button.setEnabled(has)
+        if not has:
+            self.heading.setText("Click a galaxy in the image to measure it.")
+            self.figure.clear()
+            self.canvas.draw_idle()
+            self.table.setRowCount(0)
+            self.flags_text.setText("")
+            self.crop_item.clear()
+            self.crop_caption.setText("")
+            return
+        m = analysis.measurement
+        self._show_heading(analysis)
+        labels = [_axis_label(n, u) for n, u in zip(m.names, m.units, strict=True)]
+        draw_corner(self.figure, m.samples, m.names, labels, m.summary,
+                    [n in analysis.log_parameters for n in m.names])
+        self.canvas.draw_idle()
+        self._show_table(m)
+        self._show_flags(m)
+        self._show_crop(m)
+
+    def _show_heading(self, analysis) -> None:
+        m = analysis.measurement
+        s = m.stamp
+        where = f"x={s.x:.1f}, y={s.y:.1f} (0-based)"
+        if math.isfinite(s.ra):
+            where += f", RA={s.ra:.6f}°, Dec={s.dec:+.6f}°"
+        label = html.escape(m.label) if m.label else "no qualitative label"
+        self.heading.setText(
+            f"<b>{html.escape(Path(analysis.source).name)}</b> — {where}<br>"
+            f"Label: <b>{label}</b> &nbsp; S/N within 2 R_e: {_fmt(m.snr)} &nbsp; "
+            f"model: {html.escape(analysis.model_name)}")
+
+    def _show_table(self, m) -> None:
+        self.table.setRowCount(len(m.names))
+        for r, (name, unit) in enumerate(zip(m.names, m.units, strict=True)):
+            cells = [_axis_label(name, unit), _fmt(m.summary.get(f"{name}_mode")),
+                     _fmt(m.summary.get(f"{name}_median"))]
+            for suffix in LEVEL_SUFFIXES:
+                lo, hi = m.summary.get(f"{name}_lo{suffix}"), m.summary.get(f"{name}_hi{suffix}")
+                cells.append(f"[{_fmt(lo)}, {_fmt(hi)}]")
+            for c, text in enumerate(cells):
+                self.table.setItem(r, c, QTableWidgetItem(text))
+
+    def _show_flags(self, m) -> None:
+        lines = [f"<b>Calibration:</b> {html.escape(m.stamp.calibration)}"]
+        set_flags = [f for f in Flag if m.flags & f]
+        if not set_flags:
+            lines.append("<b>Flags:</b> none — nothing unusual was found.")
+        else:
+            lines.append("<b>Flags:</b>")
+            lines += [f"&nbsp;• <b>{f.name}</b>: {html.escape(FLAG_DESCRIPTIONS[f])}"
+                      for f in set_flags]
+        self.flags_text.setText("<br>".join(lines))
+
+    def _show_crop(self, m) -> None:
+        if m.crop is None:
+            self.crop_item.clear()
+            self.crop_caption.setText("")
+            return
+        crop = np.asarray(m.crop, dtype=np.float32)
+        lo, hi = np.percentile(crop, [1, 99.5])
+        self.crop_item.setImage(crop, levels=(lo, hi if hi > lo else lo + 1))
+        side = int(m.stamp.data.shape[0])
+        self.crop_caption.setText(
+            f"STN scale {m.stn_scale:.2f}: the network read the central "
+            f"{m.stn_scale * side:.0f} of {side} stamp pixels (cyan box in the image).")
+
+    # -- exporting -----------------------------------------------------------------------
+    def export_figure(self, path: str) -> None:
+        """Save the corner plot; the format follows the suffix (.png, .pdf, .svg)."""
+        self.figure.savefig(path, dpi=150)
+
+    def export_row(self, path: str) -> None:
+        """Save the galaxy's row; the format follows the suffix (.csv, .ecsv, .fits, .vot)."""
+        from astropy.table import Table
+
+        fmt = EXPORT_FORMATS.get(Path(path).suffix.lower())
+        if fmt is None:
+            raise ValueError(f"cannot export to {Path(path).name}: use one of "
+                             f"{', '.join(EXPORT_FORMATS)}")
+        row = measurement_row(self.analysis)
+        Table(rows=[row], names=list(row)).write(path, format=fmt, overwrite=True)
+
+    def _ask_export_figure(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export posterior figure",
+                                              "posterior.png", FIGURE_FILTER)
+        if path:
+            self._guarded(self.export_figure, path)
+
+    def _ask_export_row(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export galaxy row", "galaxy.csv",
+                                              ROW_FILTER)
+        if path:
+            self._guarded(self.export_row, path)
+
+    def _guarded(self, func, path) -> None:
+        from PySide6.QtWidgets import QMessageBox
+
+        try:
+            func(path)
+        except (OSError, ValueError) as exc:
+            QMessageBox.warning(self, "Export failed", f"Could not write {path}:\n{exc}")

@@ -1,0 +1,59 @@
+"""Persistent settings (QSettings): last folders, recent files, model, stretch, window layout.
+
+Everything goes through ``app_settings()`` so tests can point the whole app at a temporary
+file by setting ``GALAXY_INSPECTOR_SETTINGS`` (an INI path) before creating windows.
+"""
+
+from __future__ import annotations
+
+import os
+
+from PySide6.QtCore import QSettings
+
+__all__ = ["app_settings", "recent_files", "add_recent_file", "get", "MAX_RECENT", "SETTINGS_ENV"]
+
+SETTINGS_ENV = "GALAXY_INSPECTOR_SETTINGS"
+MAX_RECENT = 10
+
+
+def app_settings() -> QSettings:
+    """The application's settings store (an INI file when ``GALAXY_INSPECTOR_SETTINGS`` is set)."""
+    path = os.environ.get(SETTINGS_ENV)
+    if path:
+        return QSettings(path, QSettings.Format.IniFormat)
+    return QSettings("GalaxyInspector", "Galaxy Inspector")
+
+
+def _as_list(value) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value] if value else []
+    return [str(v) for v in value]
+
+
+def recent_files(settings: QSettings | None = None) -> list[str]:
+    """Most recently opened files, newest first."""
+    settings = settings or app_settings()
+    return _as_list(settings.value("recent_files", []))
+
+
+def add_recent_file(path: str, settings: QSettings | None = None) -> list[str]:
+    """Put ``path`` first in the recent-files list (at most ``MAX_RECENT``) and return the list."""
+    settings = settings or app_settings()
+    files = [path] + [p for p in recent_files(settings) if p != path]
+    files = files[:MAX_RECENT]
+    settings.setValue("recent_files", files)
+    return files
+
+
+def get(key: str, default, settings: QSettings | None = None):
+    """A stored value converted to the type of ``default``."""
+    settings = settings or app_settings()
+    value = settings.value(key, default)
+    if value is None:
+        return default
+    try:
+        return type(default)(value) if not isinstance(default, bool) else value in (True, "true")
+    except (TypeError, ValueError):
+        return default

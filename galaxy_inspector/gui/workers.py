@@ -1,0 +1,118 @@
+"""The only adapter between the engine and Qt threads (after napari's ``thread_worker``).
+
+The engine's long tasks are plain functions or generators. ``Worker`` runs one on the global
+``QThreadPool`` and reports through Qt signals, which arrive on the GUI thread:
+``started``, ``yielded(value)`` (each item a generator yields: progress), ``returned(result)``,
+``errored(exception)``, ``aborted`` and ``finished`` (always last). Cancelling is cooperative: a
+generator is closed at its next ``yield``; a function may poll the ``should_stop`` callable it is
+given when it accepts one (``pass_stop=True``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+import traceback
+
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+
+__all__ = ["Worker", "WorkerSignals", "start_worker", "active_workers", "wait_for_workers"]
+
+_ACTIVE: set[Worker] = set()
+_ACTIVE_LOCK = threading.Lock()
+
+
+class WorkerSignals(QObject):
+    """Signals of a ``Worker`` (a QRunnable cannot carry signals itself)."""
+
+    started = Signal()
+    yielded = Signal(object)
+    returned = Signal(object)
+    errored = Signal(object)
+    aborted = Signal()
+    finished = Signal()
+
+
+class Worker(QRunnable):
+    """Run ``func(*args, **kwargs)`` off the GUI thread; a generator's items become ``yielded``."""
+
+    def __init__(self, func, *args, pass_stop: bool = False, **kwargs):
+        super().__init__()
+        self.setAutoDelete(False)
+        self.signals = WorkerSignals()
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        if pass_stop:
+            kwargs["should_stop"] = self._stop.is_set
+        self._call = (func, args, kwargs)
+        self.traceback = ""
+
+    def quit(self) -> None:
+        """Ask the task to stop at its next opportunity (no-op once finished)."""
+        self._stop.set()
+
+    @property
+    def abort_requested(self) -> bool:
+        return self._stop.is_set()
+
+    @property
+    def is_running(self) -> bool:
+        return not self._done.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the task finished (tests and shutdown only, never in a slot)."""
+        return self._done.wait(timeout)
+
+    def run(self) -> None:  # called on a pool thread
+        func, args, kwargs = self._call
+        self.signals.started.emit()
+        try:
+            result = func(*args, **kwargs)
+            if inspect.isgenerator(result):
+                result = self._drain(result)
+            if self._stop.is_set():
+                self.signals.aborted.emit()
+            else:
+                self.signals.returned.emit(result)
+        except Exception as exc:  # reported to the GUI, which shows it to the user
+            self.traceback = traceback.format_exc()
+            self.signals.errored.emit(exc)
+        finally:
+            self._done.set()
+            self.signals.finished.emit()
+
+    def _drain(self, generator):
+        while True:
+            if self._stop.is_set():
+                generator.close()
+                return None
+            try:
+                self.signals.yielded.emit(next(generator))
+            except StopIteration as stop:
+                return stop.value
+
+
+def _forget(worker: Worker) -> None:
+    with _ACTIVE_LOCK:
+        _ACTIVE.discard(worker)
+
+
+def start_worker(worker: Worker) -> Worker:
+    """Queue ``worker`` on the global thread pool, keeping it alive until it finishes."""
+    with _ACTIVE_LOCK:
+        _ACTIVE.add(worker)
+    worker.signals.finished.connect(lambda: _forget(worker))
+    QThreadPool.globalInstance().start(worker)
+    return worker
+
+
+def active_workers() -> list[Worker]:
+    with _ACTIVE_LOCK:
+        return list(_ACTIVE)
+
+
+def wait_for_workers(timeout: float = 30.0) -> bool:
+    """Ask every running worker to stop and wait for them (application shutdown, tests)."""
+    for worker in active_workers():
+        worker.quit()
+    return QThreadPool.globalInstance().waitForDone(int(timeout * 1000))
