@@ -48,7 +48,10 @@ class CallbackProperty:
 
 
 def _plain(value) -> bool:
-    return isinstance(value, (str, int, float, bool, tuple, type(None)))
+    """Whether ``==`` is a safe, meaningful comparison (no arrays hiding inside)."""
+    if isinstance(value, tuple):
+        return all(_plain(v) for v in value)
+    return isinstance(value, (str, int, float, bool, type(None)))
 
 
 class HasCallbacks:

@@ -6,13 +6,27 @@ window and keeps ``workers.py`` the only place that knows about threads.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import threading
 from dataclasses import dataclass
 
-from galaxy_inspector.engine import DEFAULT_MODEL, analyse_position, load_model
-from galaxy_inspector.io import read_image
+import h5py
+import numpy as np
 
-__all__ = ["read_planes", "ModelCache", "GalaxyAnalysis", "MAX_PLANES"]
+from galaxy_inspector.batch import run_batch
+from galaxy_inspector.catalogue import SAMPLES
+from galaxy_inspector.engine import (
+    DEFAULT_MODEL,
+    Measurement,
+    analyse_position,
+    load_model,
+    stamp_for,
+)
+from galaxy_inspector.io import expand_inputs, read_image
+
+__all__ = ["read_planes", "ModelCache", "GalaxyAnalysis", "MAX_PLANES", "batch_task",
+           "catalogue_galaxy_task", "stored_samples"]
 
 MAX_PLANES = 16  # more planes than this is a spectral cube, not a set of band images
 
@@ -83,3 +97,47 @@ class ModelCache:
                                            return_crops=True)
         logs = tuple(o.name for o in model.outputs if o.transform == "log10")
         return GalaxyAnalysis(measurement, image.source, model.bundle.name, logs)
+
+
+def batch_task(inputs: list, out: str, options, report, should_stop):
+    """``run_batch`` for the batch dialog: first reports the number of inputs (an int, for the
+    ETA), then a copy of the engine's ``BatchProgress`` after every written chunk."""
+    report(sum(1 for _ in expand_inputs(inputs)))
+    return run_batch(inputs, out, options, progress=lambda p: report(dataclasses.replace(p)),
+                     cancel=should_stop)
+
+
+def stored_samples(path: str, index: int):
+    """Row ``index`` of the catalogue's ``/posterior_samples`` and its parameter names and
+    units, or None when the file has no samples (run without ``--save-samples``)."""
+    with h5py.File(path, "r") as f:
+        if SAMPLES not in f or index >= f[SAMPLES].shape[0]:
+            return None
+        dataset = f[SAMPLES]
+        names = json.loads(dataset.attrs["parameters"])
+        units = json.loads(dataset.attrs.get("units", json.dumps([""] * len(names))))
+        return np.asarray(dataset[index], dtype=np.float32), names, units
+
+
+def catalogue_galaxy_task(models: ModelCache, catalogue: str, index: int, row: dict,
+                          model_name: str | None):
+    """Planes of a catalogue row's image and its analysis: the stored posterior when the file
+    has samples (the stamp is re-cut only to show where it lies), else a fresh measurement."""
+    planes = read_planes(row["source"])
+    image = planes[0]
+    stored = stored_samples(catalogue, index)
+    if stored is None:
+        return planes, models.analyse(image, row["x"], row["y"], model_name)
+    samples, names, units = stored
+    model = models.get(model_name)
+    stamp = stamp_for(image, row["x"], row["y"], model)
+    summary = {k: float(v) for k, v in row.items()
+               if any(k.startswith(f"{n}_") for n in names)}
+    measurement = Measurement(
+        stamp=stamp, names=names, units=units, samples=samples, summary=summary,
+        stn_scale=float(row["stn_scale"]),
+        crop_box=tuple(float(row[k]) for k in ("crop_x0", "crop_y0", "crop_x1", "crop_y1")),
+        snr=float(row.get("snr", np.nan)), label=row.get("label", ""),
+        flags=int(row["flags"]), crop=None)
+    logs = tuple(o.name for o in model.outputs if o.transform == "log10")
+    return planes, GalaxyAnalysis(measurement, image.source, model.bundle.name, logs)

@@ -5,7 +5,8 @@ The engine's long tasks are plain functions or generators. ``Worker`` runs one o
 ``started``, ``yielded(value)`` (each item a generator yields: progress), ``returned(result)``,
 ``errored(exception)``, ``aborted`` and ``finished`` (always last). Cancelling is cooperative: a
 generator is closed at its next ``yield``; a function may poll the ``should_stop`` callable it is
-given when it accepts one (``pass_stop=True``).
+given when it accepts one (``pass_stop=True``). A function that reports progress through a
+callback instead of yielding gets ``report`` (``pass_report=True``), which emits ``yielded``.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ class WorkerSignals(QObject):
 class Worker(QRunnable):
     """Run ``func(*args, **kwargs)`` off the GUI thread; a generator's items become ``yielded``."""
 
-    def __init__(self, func, *args, pass_stop: bool = False, **kwargs):
+    def __init__(self, func, *args, pass_stop: bool = False, pass_report: bool = False,
+                 **kwargs):
         super().__init__()
         self.setAutoDelete(False)
         self.signals = WorkerSignals()
@@ -44,6 +46,8 @@ class Worker(QRunnable):
         self._done = threading.Event()
         if pass_stop:
             kwargs["should_stop"] = self._stop.is_set
+        if pass_report:
+            kwargs["report"] = self.signals.yielded.emit
         self._call = (func, args, kwargs)
         self.traceback = ""
 

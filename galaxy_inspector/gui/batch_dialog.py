@@ -1,0 +1,278 @@
+"""The batch dialog: inputs, model, output and options in; a resumable HDF5 catalogue out.
+
+It runs ``galaxy_inspector.batch.run_batch`` (what ``--batch`` runs) in a background worker and
+shows its progress; cancelling stops between work units and leaves a file ``Resume`` finishes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QDialog,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+)
+
+from galaxy_inspector.batch import BatchOptions, BatchProgress
+from galaxy_inspector.catalogue import read_catalogue
+from galaxy_inspector.gui import settings as stored
+from galaxy_inspector.gui.main_window import IMAGE_FILTER, user_message
+from galaxy_inspector.gui.tasks import batch_task
+from galaxy_inspector.gui.workers import Worker, start_worker
+
+__all__ = ["BatchDialog", "format_progress"]
+
+TABLE_FILTER = "Position tables (*.csv *.ecsv *.fits);;All files (*)"
+
+
+def format_progress(p: BatchProgress, total: int) -> str:
+    """'12/40 inputs, 1 failed, 3.2 galaxies/s, about 9 s left' (ETA from inputs answered)."""
+    answered = p.inputs + p.skipped
+    text = f"{answered}/{total or '?'} inputs, {p.failed} failed, {p.rate:.1f} galaxies/s"
+    if p.inputs and total:
+        left = max(total - answered, 0) * p.elapsed / p.inputs
+        text += f", about {left:.0f} s left"
+    if p.skipped:
+        text += f" ({p.skipped} already in the file)"
+    return text
+
+
+class BatchDialog(QDialog):
+    """Configure and run a batch; emits ``open_catalogue_requested(path)`` at the user's wish."""
+
+    open_catalogue_requested = Signal(str)
+    run_finished = Signal(object)
+
+    def __init__(self, model: str = "", settings=None, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("Batch measure")
+        self.resize(720, 640)
+        self.settings = settings or stored.app_settings()
+        self.worker: Worker | None = None
+        self.total = 0
+        self.result: BatchProgress | None = None
+
+        self.inputs = QListWidget()
+        add_files = QPushButton("Add files…")
+        add_folder = QPushButton("Add folder…")
+        add_table = QPushButton("Add table…")
+        remove = QPushButton("Remove")
+        add_files.clicked.connect(self._ask_files)
+        add_folder.clicked.connect(self._ask_folder)
+        add_table.clicked.connect(self._ask_table)
+        remove.clicked.connect(lambda: [self.inputs.takeItem(self.inputs.row(i))
+                                        for i in self.inputs.selectedItems()])
+        input_buttons = QHBoxLayout()
+        for b in (add_files, add_folder, add_table, remove):
+            input_buttons.addWidget(b)
+        input_box = QGroupBox("Inputs (images, folders, or tables with path and x/y or ra/dec)")
+        input_layout = QVBoxLayout(input_box)
+        input_layout.addWidget(self.inputs)
+        input_layout.addLayout(input_buttons)
+
+        self.model_edit = QLineEdit(model)
+        self.model_edit.setPlaceholderText("default model")
+        self.output_edit = QLineEdit(stored.get("batch_output", "", self.settings))
+        self.output_edit.setPlaceholderText("catalogue.h5")
+        browse_out = QPushButton("…")
+        browse_out.clicked.connect(self._ask_output)
+        out_row = QHBoxLayout()
+        out_row.addWidget(self.output_edit)
+        out_row.addWidget(browse_out)
+        self.samples = QSpinBox()
+        self.samples.setRange(0, 10000)
+        self.samples.setSpecialValueText("model default")
+        self.samples.setValue(0)
+        self.save_samples = QCheckBox("store posterior samples (/posterior_samples)")
+        self.save_samples.setChecked(True)
+        self.resume = QCheckBox("resume an interrupted catalogue")
+        self.overwrite = QCheckBox("overwrite an existing catalogue")
+        self.detect = QCheckBox("detect every galaxy in each image (instead of the centre)")
+        self.workers_box = QSpinBox()
+        self.workers_box.setRange(1, os.cpu_count() or 1)
+        self.pixel_scale = QDoubleSpinBox()
+        self.pixel_scale.setRange(0.0, 10.0)
+        self.pixel_scale.setDecimals(4)
+        self.pixel_scale.setSpecialValueText("from the files")
+        self.zero_point = QDoubleSpinBox()
+        self.zero_point.setRange(0.0, 40.0)
+        self.zero_point.setDecimals(3)
+        self.zero_point.setSpecialValueText("from the files")
+        form = QFormLayout()
+        form.addRow("Model", self.model_edit)
+        form.addRow("Output", out_row)
+        form.addRow("Samples per galaxy", self.samples)
+        form.addRow("", self.save_samples)
+        form.addRow("", self.resume)
+        form.addRow("", self.overwrite)
+        form.addRow("", self.detect)
+        form.addRow("Reading processes", self.workers_box)
+        form.addRow("Pixel scale (″/px) if missing", self.pixel_scale)
+        form.addRow("AB zero point if missing", self.zero_point)
+
+        self.progress_bar = QProgressBar()
+        self.progress_label = QLabel("Not started.")
+        self.errors = QListWidget()
+        self.errors.setMaximumHeight(110)
+        self.run_button = QPushButton("Run")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.open_button = QPushButton("Open in catalogue browser")
+        self.open_button.setEnabled(False)
+        close = QPushButton("Close")
+        self.run_button.clicked.connect(self.start)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.open_button.clicked.connect(
+            lambda: self.open_catalogue_requested.emit(self.output_edit.text()))
+        close.clicked.connect(self.close)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.cancel_button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.open_button)
+        buttons.addWidget(close)
+        layout = QVBoxLayout(self)
+        layout.addWidget(input_box, 1)
+        layout.addLayout(form)
+        layout.addWidget(self.progress_bar)
+        layout.addWidget(self.progress_label)
+        layout.addWidget(QLabel("Errors"))
+        layout.addWidget(self.errors)
+        layout.addLayout(buttons)
+
+    # -- inputs --------------------------------------------------------------------------
+    def add_inputs(self, paths) -> None:
+        for path in paths:
+            self.inputs.addItem(str(path))
+
+    def input_paths(self) -> list[str]:
+        return [self.inputs.item(i).text() for i in range(self.inputs.count())]
+
+    def _folder(self) -> str:
+        return stored.get("last_batch_folder", "", self.settings)
+
+    def _remember(self, path: str) -> None:
+        self.settings.setValue("last_batch_folder", str(Path(path).parent))
+
+    def _ask_files(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(self, "Add images", self._folder(), IMAGE_FILTER)
+        if paths:
+            self._remember(paths[0])
+            self.add_inputs(paths)
+
+    def _ask_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Add folder", self._folder())
+        if folder:
+            self._remember(os.path.join(folder, "x"))
+            self.add_inputs([folder])
+
+    def _ask_table(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Add table", self._folder(), TABLE_FILTER)
+        if path:
+            self._remember(path)
+            self.add_inputs([path])
+
+    def _ask_output(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Catalogue file", self.output_edit.text(),
+                                              "HDF5 catalogues (*.h5)")
+        if path:
+            self.output_edit.setText(path if path.endswith((".h5", ".hdf5")) else path + ".h5")
+
+    # -- running -------------------------------------------------------------------------
+    def options(self) -> BatchOptions:
+        """The dialog's choices as the engine's ``BatchOptions``."""
+        return BatchOptions(
+            model=self.model_edit.text().strip() or None,
+            n_samples=self.samples.value() or None,
+            save_samples=self.save_samples.isChecked(), resume=self.resume.isChecked(),
+            overwrite=self.overwrite.isChecked(), workers=self.workers_box.value(),
+            pixel_scale=self.pixel_scale.value() or None,
+            zero_point=self.zero_point.value() or None, detect=self.detect.isChecked(),
+            command_line="galaxy-inspector GUI batch dialog")
+
+    def start(self) -> None:
+        inputs, out = self.input_paths(), self.output_edit.text().strip()
+        if not inputs or not out:
+            self._say("Add at least one input and choose an output file.", error=True)
+            return
+        self.settings.setValue("batch_output", out)
+        self.errors.clear()
+        self.result = None
+        self.total = 0
+        self.progress_bar.setRange(0, 0)
+        self._say("Starting: loading the model and counting inputs…")
+        self._running(True)
+        self.worker = Worker(batch_task, inputs, out, self.options(), pass_stop=True,
+                             pass_report=True)
+        self.worker.signals.yielded.connect(self._on_progress)
+        self.worker.signals.returned.connect(self._on_returned)
+        self.worker.signals.errored.connect(
+            lambda exc: self._say(f"The batch could not run: {user_message(exc)}", error=True))
+        self.worker.signals.finished.connect(lambda: self._running(False))
+        start_worker(self.worker)
+
+    def cancel(self) -> None:
+        if self.worker is not None and self.worker.is_running:
+            self.worker.quit()
+            self._say("Cancelling after the current chunk…")
+
+    def _running(self, running: bool) -> None:
+        self.run_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+        if not running:
+            self.worker = None
+            if self.progress_bar.maximum() == 0:
+                self.progress_bar.setRange(0, 1)
+
+    def _on_progress(self, item) -> None:
+        if isinstance(item, int):
+            self.total = item
+            self.progress_bar.setRange(0, max(item, 1))
+            self._say(f"{item} inputs to measure…")
+            return
+        self.progress_bar.setValue(item.inputs + item.skipped)
+        self._say(format_progress(item, self.total))
+
+    def _on_returned(self, result: BatchProgress) -> None:
+        self.result = result
+        out = self.output_edit.text().strip()
+        if result.cancelled:
+            state = "Cancelled; the file keeps what was done — tick 'resume' to finish it."
+        else:
+            self.progress_bar.setValue(self.progress_bar.maximum())
+            state = "Finished."
+        self._say(f"{state} {format_progress(result, self.total)} in {result.elapsed:.1f} s")
+        self._list_errors(out)
+        self.open_button.setEnabled(Path(out).is_file())
+        self.run_finished.emit(result)
+
+    def _list_errors(self, out: str) -> None:
+        try:
+            table = read_catalogue(out)
+        except (OSError, ValueError) as exc:
+            self.errors.addItem(f"cannot read {out}: {exc}")
+            return
+        for row in table[table["status"] == "error"]:
+            self.errors.addItem(f"{row['id']}: {row['error']}")
+
+    def _say(self, text: str, error: bool = False) -> None:
+        self.progress_label.setStyleSheet("color: #b00020" if error else "")
+        self.progress_label.setText(text)
+
+    def closeEvent(self, event):  # noqa: N802 (Qt naming)
+        self.cancel()
+        super().closeEvent(event)

@@ -1,0 +1,292 @@
+"""The catalogue browser: a sortable, filterable table of an HDF5 catalogue, the selected
+galaxy's image, crop and posterior, and simple plots of catalogue columns."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QModelIndex,
+    QRegularExpression,
+    QSortFilterProxyModel,
+    Qt,
+)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMainWindow,
+    QPushButton,
+    QSplitter,
+    QTableView,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from galaxy_inspector.catalogue import EXPORT_FORMATS, export_catalogue, read_catalogue
+from galaxy_inspector.gui.image_view import SkyImageView
+from galaxy_inspector.gui.main_window import user_message
+from galaxy_inspector.gui.posterior_panel import PosteriorPanel
+from galaxy_inspector.gui.state import ViewerState
+from galaxy_inspector.gui.tasks import catalogue_galaxy_task
+from galaxy_inspector.gui.workers import Worker, start_worker
+
+__all__ = ["CatalogueBrowser", "CatalogueTableModel", "HISTOGRAM"]
+
+HISTOGRAM = "(histogram)"
+ALL_COLUMNS = "all columns"
+
+
+class CatalogueTableModel(QAbstractTableModel):
+    """An astropy Table as a Qt model; ``UserRole`` gives raw values so numbers sort as numbers."""
+
+    def __init__(self, table, parent=None):
+        super().__init__(parent)
+        self.table = table
+        self.columns = [c for c in table.colnames if table[c].ndim == 1]
+
+    def rowCount(self, parent=QModelIndex()):  # noqa: N802, B008 (Qt API)
+        return 0 if parent.isValid() else len(self.table)
+
+    def columnCount(self, parent=QModelIndex()):  # noqa: N802, B008 (Qt API)
+        return 0 if parent.isValid() else len(self.columns)
+
+    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
+        if not index.isValid():
+            return None
+        value = self.table[self.columns[index.column()]][index.row()]
+        if role == Qt.ItemDataRole.UserRole:
+            return value.item() if hasattr(value, "item") else value
+        if role == Qt.ItemDataRole.DisplayRole:
+            if isinstance(value, (float, np.floating)):
+                return f"{value:.5g}"
+            return str(value)
+        return None
+
+    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):  # noqa: N802
+        if role != Qt.ItemDataRole.DisplayRole:
+            return None
+        if orientation == Qt.Orientation.Horizontal:
+            name = self.columns[section]
+            unit = self.table[name].unit
+            return f"{name} [{unit}]" if unit else name
+        return str(section)
+
+
+class CatalogueBrowser(QMainWindow):
+    """Browse one catalogue; selecting a row shows that galaxy like the main window does."""
+
+    def __init__(self, models, main_state: ViewerState | None = None, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("Catalogue browser")
+        self.resize(1400, 850)
+        self.models = models
+        self.main_state = main_state
+        self.path = ""
+        self.table = None
+        self.state = ViewerState()
+        if main_state is not None:
+            self.state.stretch, self.state.interval = main_state.stretch, main_state.interval
+        self.worker: Worker | None = None
+
+        self.proxy = QSortFilterProxyModel(self)
+        self.proxy.setSortRole(Qt.ItemDataRole.UserRole)
+        self.proxy.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        self.view = QTableView()
+        self.view.setModel(self.proxy)
+        self.view.setSortingEnabled(True)
+        self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.filter_column = QComboBox()
+        self.filter_edit = QLineEdit()
+        self.filter_edit.setPlaceholderText("filter rows (regular expression), e.g. ^ok$")
+        self.filter_edit.textChanged.connect(self._apply_filter)
+        self.filter_column.currentIndexChanged.connect(self._apply_filter)
+        self.count_label = QLabel()
+        export = QPushButton("Export…")
+        export.clicked.connect(self._ask_export)
+        filter_row = QHBoxLayout()
+        filter_row.addWidget(QLabel("Filter"))
+        filter_row.addWidget(self.filter_column)
+        filter_row.addWidget(self.filter_edit, 1)
+        filter_row.addWidget(self.count_label)
+        filter_row.addWidget(export)
+        table_side = QWidget()
+        table_layout = QVBoxLayout(table_side)
+        table_layout.addLayout(filter_row)
+        table_layout.addWidget(self.view)
+
+        self.image_view = SkyImageView(self.state)
+        self.posterior = PosteriorPanel()
+        self.status = QLabel("Select a row to see its galaxy.")
+        self.status.setWordWrap(True)
+        galaxy = QSplitter(Qt.Orientation.Horizontal)
+        galaxy.addWidget(self.image_view)
+        galaxy.addWidget(self.posterior)
+        galaxy.setSizes([450, 650])
+        galaxy_tab = QWidget()
+        galaxy_layout = QVBoxLayout(galaxy_tab)
+        galaxy_layout.addWidget(self.status)
+        galaxy_layout.addWidget(galaxy, 1)
+
+        self.plot_x = QComboBox()
+        self.plot_y = QComboBox()
+        self.plot = pg.PlotWidget(background="w")
+        self.plot_x.currentIndexChanged.connect(self.redraw_plot)
+        self.plot_y.currentIndexChanged.connect(self.redraw_plot)
+        plot_row = QHBoxLayout()
+        plot_row.addWidget(QLabel("x"))
+        plot_row.addWidget(self.plot_x, 1)
+        plot_row.addWidget(QLabel("y"))
+        plot_row.addWidget(self.plot_y, 1)
+        plot_tab = QWidget()
+        plot_layout = QVBoxLayout(plot_tab)
+        plot_layout.addLayout(plot_row)
+        plot_layout.addWidget(self.plot, 1)
+
+        self.tabs = QTabWidget()
+        self.tabs.addTab(galaxy_tab, "Galaxy")
+        self.tabs.addTab(plot_tab, "Plots")
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.addWidget(table_side)
+        splitter.addWidget(self.tabs)
+        splitter.setSizes([300, 550])
+        self.setCentralWidget(splitter)
+        self.state.add_callback("analysis", self.posterior.show_analysis)
+
+    # -- loading -------------------------------------------------------------------------
+    def load(self, path: str) -> bool:
+        """Read the catalogue's ``/galaxies`` table; a failure is shown, not raised."""
+        try:
+            table = read_catalogue(path)
+        except (OSError, ValueError) as exc:
+            self.status.setText(f"<span style='color:#b00020'>Cannot open {path}: "
+                                f"{user_message(exc)}</span>")
+            return False
+        self.path, self.table = str(path), table
+        self.setWindowTitle(f"{Path(path).name} — Catalogue browser")
+        self.proxy.setSourceModel(CatalogueTableModel(table, self))
+        self.view.selectionModel().selectionChanged.connect(self._on_selection)
+        columns = self.proxy.sourceModel().columns
+        self.filter_column.blockSignals(True)
+        self.filter_column.clear()
+        self.filter_column.addItems([ALL_COLUMNS] + columns)
+        self.filter_column.blockSignals(False)
+        numeric = [c for c in columns if np.issubdtype(table[c].dtype, np.number)]
+        for box, extra in ((self.plot_x, []), (self.plot_y, [HISTOGRAM])):
+            box.blockSignals(True)
+            box.clear()
+            box.addItems(extra + numeric)
+            box.blockSignals(False)
+        if "bt_mode" in numeric:
+            self.plot_x.setCurrentText("bt_mode")
+        self.view.resizeColumnsToContents()
+        self._update_count()
+        self.redraw_plot()
+        return True
+
+    def _apply_filter(self) -> None:
+        column = self.filter_column.currentIndex() - 1  # -1: every column
+        self.proxy.setFilterKeyColumn(column)
+        self.proxy.setFilterRegularExpression(QRegularExpression(
+            self.filter_edit.text(), QRegularExpression.PatternOption.CaseInsensitiveOption))
+        self._update_count()
+
+    def _update_count(self) -> None:
+        total = len(self.table) if self.table is not None else 0
+        self.count_label.setText(f"{self.proxy.rowCount()} of {total} rows")
+
+    # -- selecting -----------------------------------------------------------------------
+    def select_row(self, row: int) -> None:
+        """Select catalogue row ``row`` (source order), as a user click would."""
+        index = self.proxy.mapFromSource(self.proxy.sourceModel().index(row, 0))
+        self.view.selectRow(index.row())
+
+    def _on_selection(self, *_args) -> None:
+        rows = self.view.selectionModel().selectedRows()
+        if not rows:
+            return
+        row_index = self.proxy.mapToSource(rows[0]).row()
+        row = {name: _plain(self.table[name][row_index]) for name in self.table.colnames
+               if self.table[name].ndim == 1}
+        if row.get("status") != "ok":
+            self.status.setText(f"{row.get('id')}: not measured — {row.get('error')}")
+            self.state.analysis = None
+            return
+        self.status.setText(f"Loading {row['id']} from {row['source']}…")
+        if self.worker is not None and self.worker.is_running:
+            self.worker.quit()
+        model = self.main_state.model if self.main_state is not None else None
+        worker = Worker(catalogue_galaxy_task, self.models, self.path, row_index, row, model)
+        worker.signals.returned.connect(lambda result: self._show_galaxy(row, result))
+        worker.signals.errored.connect(lambda exc: self.status.setText(
+            f"<span style='color:#b00020'>Cannot show {row['id']}: "
+            f"{user_message(exc)}</span>"))
+        self.worker = start_worker(worker)
+
+    def _show_galaxy(self, row: dict, result) -> None:
+        planes, analysis = result
+        self.state.set_images(row["source"], planes)
+        self.state.position = (row["x"], row["y"])
+        self.state.analysis = analysis
+        origin = "stored posterior samples" if analysis.measurement.crop is None \
+            else "recomputed posterior (the file has no samples)"
+        self.status.setText(f"{row['id']} — {origin}")
+
+    # -- plotting and export -------------------------------------------------------------
+    def redraw_plot(self) -> None:
+        """Histogram of x, or scatter of y against x, over the rows passing the filter."""
+        self.plot.clear()
+        if self.table is None or not self.plot_x.currentText():
+            return
+        rows = [self.proxy.mapToSource(self.proxy.index(r, 0)).row()
+                for r in range(self.proxy.rowCount())]
+        x_name, y_name = self.plot_x.currentText(), self.plot_y.currentText()
+        x = np.asarray(self.table[x_name], dtype=float)[rows]
+        self.plot.setLabel("bottom", x_name)
+        if y_name == HISTOGRAM or not y_name:
+            finite = x[np.isfinite(x)]
+            if finite.size:
+                counts, edges = np.histogram(finite, bins=min(50, max(5, finite.size // 3)))
+                self.plot.plot(edges, counts, stepMode="center", fillLevel=0,
+                               brush=(31, 95, 168, 120), pen=pg.mkPen("#1f5fa8"))
+            self.plot.setLabel("left", "number of galaxies")
+            return
+        y = np.asarray(self.table[y_name], dtype=float)[rows]
+        self.plot.plot(x, y, pen=None, symbol="o", symbolSize=6, symbolBrush=(31, 95, 168, 160))
+        self.plot.setLabel("left", y_name)
+
+    def _ask_export(self) -> None:
+        if not self.path:
+            return
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export catalogue", str(Path(self.path).with_suffix(".fits")),
+            "Tables (" + " ".join(f"*{s}" for s in EXPORT_FORMATS) + ")")
+        if not path:
+            return
+        try:
+            n = export_catalogue(self.path, path)
+        except (OSError, ValueError) as exc:
+            self.status.setText(f"<span style='color:#b00020'>Export failed: "
+                                f"{user_message(exc)}</span>")
+            return
+        self.status.setText(f"{n} rows written to {path}")
+
+    def closeEvent(self, event):  # noqa: N802 (Qt naming)
+        if self.worker is not None:
+            self.worker.quit()
+        super().closeEvent(event)
+
+
+def _plain(value):
+    """A table cell as a Python value (numpy scalars and bytes made plain)."""
+    if isinstance(value, bytes):
+        return value.decode()
+    return value.item() if hasattr(value, "item") else value

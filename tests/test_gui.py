@@ -1,0 +1,121 @@
+"""The main window, used like a user would: open a sample, click the galaxy, read the posterior."""
+
+import math
+
+import numpy as np
+from gui_fixtures import *  # noqa: F403 (pytest fixtures: make_main_window, gui_settings)
+from gui_fixtures import sample, wait_for_analysis
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDropEvent
+
+from galaxy_inspector.gui import settings as stored
+from galaxy_inspector.gui.app import take_screenshot
+from galaxy_inspector.gui.model_dialog import ModelDialog
+from galaxy_inspector.posterior import LEVEL_SUFFIXES
+
+
+def _open(qtbot, window, path):
+    window.open_file(path)
+    qtbot.waitUntil(lambda: window.state.path == path or bool(window.state.message), timeout=30_000)
+    assert window.state.path == path, window.state.message
+
+
+def test_click_galaxy_shows_posterior_with_finite_intervals(qtbot, make_main_window, tmp_path):
+    window = make_main_window()
+    path = sample("hsc_coadd_cutout.fits")
+    _open(qtbot, window, path)
+    ny, nx = window.state.image.shape
+    window.image_view.click_at((nx - 1) / 2, (ny - 1) / 2)
+    analysis = wait_for_analysis(qtbot, window)
+    m = analysis.measurement
+    for name in m.names:
+        for suffix in LEVEL_SUFFIXES:
+            lo, hi = m.summary[f"{name}_lo{suffix}"], m.summary[f"{name}_hi{suffix}"]
+            assert math.isfinite(lo) and math.isfinite(hi) and lo <= hi
+    panel = window.posterior
+    assert panel.table.rowCount() == len(m.names)
+    assert panel.table.item(1, 0).text() == "R_e (arcsec)"
+    assert "[" in panel.table.item(0, 3).text()
+    assert "Label:" in panel.heading.text() and "Calibration:" in panel.flags_text.text()
+    assert window.image_view.crop_box.isVisible()
+    assert "STN scale" in panel.crop_caption.text()
+    for suffix in (".png", ".pdf", ".svg"):
+        panel.export_figure(str(tmp_path / f"posterior{suffix}"))
+        assert (tmp_path / f"posterior{suffix}").stat().st_size > 1000
+    panel.export_row(str(tmp_path / "row.csv"))
+    from astropy.table import Table
+
+    row = Table.read(tmp_path / "row.csv")
+    assert len(row) == 1 and np.isfinite(row["bt_lo68"][0])
+
+
+def test_status_bar_readout_and_recent_files(qtbot, make_main_window):
+    window = make_main_window()
+    path = sample("plain_njy.fits")
+    _open(qtbot, window, path)
+    window.image_view.hovered.emit(10.2, 20.4)
+    assert "x=10 y=20 (0-based)" in window.readout.text()
+    assert "RA=" in window.readout.text() and "nJy" in window.readout.text()
+    assert stored.recent_files(window.settings)[0] == path
+    assert window.recent_menu.actions()[0].text() == path
+
+
+def test_cube_opens_as_colour_composite_and_jpeg_as_display_image(qtbot, make_main_window):
+    window = make_main_window()
+    _open(qtbot, window, sample("cube_gri.fits"))
+    assert len(window.state.images) == 3 and window.state.band == -1
+    assert window.image_view.image_item.image.ndim == 3
+    window.band_box.setCurrentIndex(1)
+    assert window.state.band == 1 and window.image_view.image_item.image.ndim == 2
+    _open(qtbot, window, sample("sdss_gri.jpg"))
+    assert len(window.state.images) == 1
+
+
+def test_unreadable_file_gives_a_readable_message(qtbot, make_main_window, tmp_path):
+    bad = tmp_path / "broken.fits"
+    bad.write_bytes(b"this is not FITS at all" * 10)
+    window = make_main_window()
+    window.open_file(str(bad))
+    qtbot.waitUntil(lambda: bool(window.state.message), timeout=10_000)
+    assert "broken.fits" in window.state.message
+    assert "Traceback" not in window.state.message
+    assert window.statusBar().currentMessage() == window.state.message
+
+
+def test_drop_a_file_opens_it(qtbot, make_main_window):
+    window = make_main_window()
+    path = sample("plain_njy.fits")
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(path)])
+    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime,
+                       Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    window.dropEvent(event)
+    qtbot.waitUntil(lambda: window.state.path == path, timeout=30_000)
+
+
+def test_settings_persist_between_windows(qtbot, make_main_window):
+    first = make_main_window()
+    first.state.stretch = "sqrt"
+    first.state.interval = "zscale"
+    first.state.pixel_origin = 1
+    first.close()
+    second = make_main_window()
+    assert (second.state.stretch, second.state.interval, second.state.pixel_origin) == \
+        ("sqrt", "zscale", 1)
+    assert second.stretch_box.currentText() == "sqrt"
+
+
+def test_model_dialog_shows_card_of_shipped_bundle(qtbot, gui_settings):
+    dialog = ModelDialog("morphology-hsc-g")
+    qtbot.addWidget(dialog)
+    assert dialog.bundles.count() >= 1
+    assert "Input contract" in dialog.card_view.toPlainText()
+    assert dialog.ok_button.isEnabled()
+    dialog.add_bundle("/nonexistent/bundle")
+    assert "no model bundle" in dialog.error.text() and not dialog.ok_button.isEnabled()
+
+
+def test_screenshot_entry_point(qtbot, gui_settings, tmp_path):
+    out = tmp_path / "shot.png"
+    assert take_screenshot(str(out), [sample("hsc_coadd_cutout.fits")]) == 0
+    assert out.stat().st_size > 10_000
