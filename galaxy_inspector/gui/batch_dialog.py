@@ -28,7 +28,6 @@ from PySide6.QtWidgets import (
 )
 
 from galaxy_inspector.batch import BatchOptions, BatchProgress
-from galaxy_inspector.catalogue import read_catalogue
 from galaxy_inspector.gui import settings as stored
 from galaxy_inspector.gui.main_window import IMAGE_FILTER, user_message
 from galaxy_inspector.gui.tasks import batch_task
@@ -247,7 +246,8 @@ class BatchDialog(QDialog):
         self.progress_bar.setValue(item.inputs + item.skipped)
         self._say(format_progress(item, self.total))
 
-    def _on_returned(self, result: BatchProgress) -> None:
+    def _on_returned(self, outcome) -> None:
+        result, errors = outcome
         self.result = result
         out = self.output_edit.text().strip()
         if result.cancelled:
@@ -256,18 +256,9 @@ class BatchDialog(QDialog):
             self.progress_bar.setValue(self.progress_bar.maximum())
             state = "Finished."
         self._say(f"{state} {format_progress(result, self.total)} in {result.elapsed:.1f} s")
-        self._list_errors(out)
+        self.errors.addItems(errors)
         self.open_button.setEnabled(Path(out).is_file())
         self.run_finished.emit(result)
-
-    def _list_errors(self, out: str) -> None:
-        try:
-            table = read_catalogue(out)
-        except (OSError, ValueError) as exc:
-            self.errors.addItem(f"cannot read {out}: {exc}")
-            return
-        for row in table[table["status"] == "error"]:
-            self.errors.addItem(f"{row['id']}: {row['error']}")
 
     def _say(self, text: str, error: bool = False) -> None:
         self.progress_label.setStyleSheet("color: #b00020" if error else "")

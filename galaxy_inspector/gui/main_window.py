@@ -27,7 +27,7 @@ from galaxy_inspector.gui import settings as stored
 from galaxy_inspector.gui.image_view import SkyImageView
 from galaxy_inspector.gui.posterior_panel import PosteriorPanel
 from galaxy_inspector.gui.state import COMPOSITE_BAND, INTERVALS, STRETCHES, ViewerState
-from galaxy_inspector.gui.tasks import ModelCache, read_planes
+from galaxy_inspector.gui.tasks import ModelCache, preload_engine_modules, read_planes
 from galaxy_inspector.gui.workers import Worker, start_worker
 
 __all__ = ["MainWindow", "IMAGE_FILTER", "user_message"]
@@ -54,6 +54,7 @@ class MainWindow(QMainWindow):
 
     def __init__(self, state: ViewerState | None = None, parent=None):
         super().__init__(parent)
+        preload_engine_modules()
         self.setWindowTitle("Galaxy Inspector")
         self.setAcceptDrops(True)
         self.state = state or ViewerState()

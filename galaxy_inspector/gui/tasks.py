@@ -7,6 +7,7 @@ window and keeps ``workers.py`` the only place that knows about threads.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import threading
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ import h5py
 import numpy as np
 
 from galaxy_inspector.batch import run_batch
-from galaxy_inspector.catalogue import SAMPLES
+from galaxy_inspector.catalogue import SAMPLES, read_catalogue
 from galaxy_inspector.engine import (
     DEFAULT_MODEL,
     Measurement,
@@ -25,10 +26,23 @@ from galaxy_inspector.engine import (
 )
 from galaxy_inspector.io import expand_inputs, read_image
 
-__all__ = ["read_planes", "ModelCache", "GalaxyAnalysis", "MAX_PLANES", "batch_task",
-           "catalogue_galaxy_task", "stored_samples"]
+__all__ = ["preload_engine_modules", "read_planes", "ModelCache", "GalaxyAnalysis", "MAX_PLANES",
+           "batch_task", "catalogue_galaxy_task", "stored_samples"]
 
 MAX_PLANES = 16  # more planes than this is a spectral cube, not a set of band images
+#: Extension modules the engine imports lazily. Importing one holds the GIL for up to a second,
+#: which would freeze the GUI if it happened first in a worker thread during a click or batch.
+ENGINE_MODULES = ("torch", "galaxy_inspector.models.morphology", "scipy.ndimage", "reproject",
+                  "photutils.aperture", "astropy.table", "PIL.Image", "safetensors.numpy")
+
+
+def preload_engine_modules() -> None:
+    """Import the engine's heavy dependencies now (at start-up, before the window is shown)."""
+    for name in ENGINE_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # the engine reports a missing dependency when it needs it
+            continue
 
 
 def read_planes(path: str) -> list:
@@ -101,10 +115,17 @@ class ModelCache:
 
 def batch_task(inputs: list, out: str, options, report, should_stop):
     """``run_batch`` for the batch dialog: first reports the number of inputs (an int, for the
-    ETA), then a copy of the engine's ``BatchProgress`` after every written chunk."""
+    ETA), then a copy of the engine's ``BatchProgress`` after every written chunk.
+
+    Returns the final ``BatchProgress`` and the ``"id: reason"`` of every failed row, read here
+    so that the GUI thread never parses the file.
+    """
     report(sum(1 for _ in expand_inputs(inputs)))
-    return run_batch(inputs, out, options, progress=lambda p: report(dataclasses.replace(p)),
-                     cancel=should_stop)
+    result = run_batch(inputs, out, options, progress=lambda p: report(dataclasses.replace(p)),
+                       cancel=should_stop)
+    table = read_catalogue(out)
+    failed = table[table["status"] == "error"]
+    return result, [f"{row['id']}: {row['error']}" for row in failed]
 
 
 def stored_samples(path: str, index: int):

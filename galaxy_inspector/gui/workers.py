@@ -5,7 +5,8 @@ The engine's long tasks are plain functions or generators. ``Worker`` runs one o
 ``started``, ``yielded(value)`` (each item a generator yields: progress), ``returned(result)``,
 ``errored(exception)``, ``aborted`` and ``finished`` (always last). Cancelling is cooperative: a
 generator is closed at its next ``yield``; a function may poll the ``should_stop`` callable it is
-given when it accepts one (``pass_stop=True``). A function that reports progress through a
+given when it accepts one (``pass_stop=True``) and returns normally (``returned``) when it
+stops early. A function that reports progress through a
 callback instead of yielding gets ``report`` (``pass_report=True``), which emits ``yielded``.
 """
 
@@ -73,11 +74,11 @@ class Worker(QRunnable):
         try:
             result = func(*args, **kwargs)
             if inspect.isgenerator(result):
-                result = self._drain(result)
-            if self._stop.is_set():
-                self.signals.aborted.emit()
-            else:
-                self.signals.returned.emit(result)
+                finished, result = self._drain(result)
+                if not finished:
+                    self.signals.aborted.emit()
+                    return
+            self.signals.returned.emit(result)
         except Exception as exc:  # reported to the GUI, which shows it to the user
             self.traceback = traceback.format_exc()
             self.signals.errored.emit(exc)
@@ -85,15 +86,16 @@ class Worker(QRunnable):
             self._done.set()
             self.signals.finished.emit()
 
-    def _drain(self, generator):
+    def _drain(self, generator) -> tuple[bool, object]:
+        """(ran to the end, return value) of a generator, closing it early on ``quit``."""
         while True:
             if self._stop.is_set():
                 generator.close()
-                return None
+                return False, None
             try:
                 self.signals.yielded.emit(next(generator))
             except StopIteration as stop:
-                return stop.value
+                return True, stop.value
 
 
 def _forget(worker: Worker) -> None:
