@@ -185,8 +185,8 @@ class TrainingDialog(QDialog):
         self.process.readyReadStandardError.connect(self._read_stderr)
         self.process.finished.connect(self._on_finished)
         self.process.errorOccurred.connect(self._on_process_error)
-        if hasattr(os, "setsid"):  # own process group, so cancel also stops its pool workers
-            self.process.setChildProcessModifier(os.setsid)
+        if hasattr(os, "killpg"):  # own process group, so cancel also stops its pool workers
+            self.process.setUnixProcessParameters(QProcess.UnixProcessFlag.CreateNewSession)
         self.log.appendPlainText("$ python " + " ".join(self.arguments()))
         self.progress_bar.setRange(0, 0)
         self.progress_label.setStyleSheet("")
@@ -244,8 +244,10 @@ class TrainingDialog(QDialog):
             self.log.appendPlainText(json.dumps(event))
 
     def _on_finished(self, exit_code: int, _status) -> None:
-        self._read_stdout()
-        self._read_stderr()
+        if self.process is not None:
+            self._read_stdout()
+            self._read_stderr()
+            self.process.deleteLater()
         self.process = None
         self.start_button.setEnabled(True)
         self.cancel_button.setEnabled(False)

@@ -1,0 +1,51 @@
+"""Training dialog: a real child process started and cancelled; events drive the curves."""
+
+from gui_fixtures import *  # noqa: F403 (pytest fixtures: make_main_window, gui_settings)
+from PySide6.QtCore import QProcess
+
+from galaxy_inspector.gui.training_dialog import TrainingDialog, parse_event
+
+
+def test_start_and_cancel_a_tiny_simulation(qtbot, gui_settings, tmp_path):
+    dialog = TrainingDialog()
+    qtbot.addWidget(dialog)
+    dialog.set_field("simulate", "n", 20)
+    dialog.set_field("simulate", "workers", 1)
+    dialog.set_field("simulate", "out", str(tmp_path / "sim.h5"))
+    assert dialog.arguments()[:4] == ["-m", "training", "--json", "simulate"]
+    assert "--n" in dialog.arguments() and "20" in dialog.arguments()
+    dialog.start()
+    qtbot.waitUntil(lambda: dialog.process is not None and
+                    dialog.process.state() == QProcess.ProcessState.Running, timeout=10_000)
+    assert not dialog.start_button.isEnabled()
+    with qtbot.waitSignal(dialog.process_finished, timeout=15_000):
+        dialog.cancel_button.click()
+    assert dialog.process is None and dialog.cancelled
+    assert "Cancelled" in dialog.progress_label.text()
+    assert dialog.start_button.isEnabled() and not dialog.use_button.isEnabled()
+
+
+def test_events_draw_loss_curves_and_offer_the_bundle(qtbot, gui_settings):
+    dialog = TrainingDialog()
+    qtbot.addWidget(dialog)
+    accepted = []
+    dialog.bundle_accepted.connect(accepted.append)
+    assert parse_event("not json") is None
+    for line in ('{"event": "progress", "stage": "epoch 1/2", "done": 5, "total": 10}',
+                 '{"event": "epoch", "epoch": 1, "train_loss": 2.0, "val_loss": 2.5}',
+                 '{"event": "epoch", "epoch": 2, "train_loss": 1.0, "val_loss": 1.5}',
+                 '{"event": "bundle", "path": "/tmp/run/bundle"}'):
+        dialog.handle_event(parse_event(line))
+    assert list(dialog.train_curve.getData()[1]) == [2.0, 1.0]
+    assert list(dialog.val_curve.getData()[0]) == [1, 2]
+    dialog._on_finished(0, None)
+    assert dialog.use_button.isEnabled()
+    dialog.use_button.click()
+    assert accepted == ["/tmp/run/bundle"]
+
+
+def test_main_window_adopts_trained_bundle(qtbot, make_main_window):
+    window = make_main_window()
+    dialog = window.open_training_dialog()
+    dialog.bundle_accepted.emit("/some/new/bundle")
+    assert window.state.model == "/some/new/bundle"
