@@ -14,6 +14,10 @@ grid with ``reproject``:
 Pixel values are fluxes per pixel throughout (not surface brightness). After resampling the
 stamp must be fully covered and the flux in a large aperture must agree with the source's;
 otherwise the stamp is refused with a message. Images with a celestial WCS come out north up.
+
+``make_display_stamp`` is the counterpart for colour JPEG/PNG channels read by display-kind
+property models: their 0-255 values are a stretched surface brightness, not fluxes, so they are
+interpolated (never rescaled by pixel area) and no sky or noise normalisation is applied.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ from galaxy_inspector.errors import InputError
 from galaxy_inspector.flags import Flag
 from galaxy_inspector.io.image import SkyImage
 
-__all__ = ["Stamp", "make_stamp", "detect_galaxies", "NOMINAL_SKY_SIGMA_NJY"]
+__all__ = ["Stamp", "make_stamp", "make_display_stamp", "detect_galaxies",
+           "NOMINAL_SKY_SIGMA_NJY"]
 
 MIN_IMAGE_SIDE = 8  # pixels
 MIN_DATA_FRACTION = 0.05  # of the stamp footprint that must hold real pixels
@@ -125,7 +130,8 @@ def _robust_sigma(values) -> float:
 
 
 def make_stamp(image: SkyImage, x: float, y: float, stamp_size: int, pixel_scale: float,
-               seed: int = 0, nominal_sky_sigma: float = NOMINAL_SKY_SIGMA_NJY) -> Stamp:
+               seed: int = 0, nominal_sky_sigma: float = NOMINAL_SKY_SIGMA_NJY,
+               normalise_uncalibrated: bool = True) -> Stamp:
     """The stamp of ``stamp_size`` pixels at ``pixel_scale`` arcsec/px centred on (x, y).
 
     Parameters
@@ -142,6 +148,9 @@ def make_stamp(image: SkyImage, x: float, y: float, stamp_size: int, pixel_scale
         Seed of the noise that fills masked pixels (the result is deterministic).
     nominal_sky_sigma : float
         Sky noise (nJy per model pixel) an uncalibrated image is scaled to.
+    normalise_uncalibrated : bool
+        Subtract the sky and scale an uncalibrated image to ``nominal_sky_sigma`` (morphology
+        models); False keeps the file's values, for a model trained on those raw values.
 
     Raises
     ------
@@ -215,11 +224,12 @@ def make_stamp(image: SkyImage, x: float, y: float, stamp_size: int, pixel_scale
     # 8-bit display images can have a sky so flat that its MAD is 0: fall back to the std.
     sky_sigma = _robust_sigma(stamp[outskirts]) or float(np.std(stamp[outskirts]))
     calibration = image.calibration
-    if not image.calibrated:
+    if not image.calibrated and normalise_uncalibrated:
         stamp = stamp - np.median(stamp[outskirts])
         if sky_sigma > 0:
             stamp, sky_sigma = stamp * (nominal_sky_sigma / sky_sigma), nominal_sky_sigma
             calibration += f"; scaled to a sky noise of {nominal_sky_sigma:.3g} nJy/px"
+    if not image.calibrated:
         flags |= Flag.FLUX_UNCALIBRATED
     if source_scale > pixel_scale * 1.05:
         flags |= Flag.COARSE_PIXELS
@@ -227,6 +237,48 @@ def make_stamp(image: SkyImage, x: float, y: float, stamp_size: int, pixel_scale
                  source_scale=float(source_scale), model_scale=float(pixel_scale),
                  flags=int(flags), masked_fraction=masked_fraction, sky_sigma=float(sky_sigma),
                  calibration=calibration)
+
+
+def make_display_stamp(channels: list[SkyImage], x: float, y: float, stamp_size: int,
+                       pixel_scale: float) -> tuple[np.ndarray, int]:
+    """Display-value stamp ``(C, n, n)`` (0-255, float32) of colour channels around (x, y).
+
+    Values are interpolated bilinearly at the model's pixel centres (smoothed first when the
+    model's pixels are coarser, against aliasing); pixels off the image take the channel's
+    median and set ``Flag.EDGE``. A guessed pixel scale (``Flag.PIXEL_SCALE_GUESSED``, e.g. a
+    JPEG without ``--pixel-scale``) is taken to be the model's: such cutouts are most likely
+    what the model was trained on. Returns the stamp and its flags.
+    """
+    from scipy.ndimage import gaussian_filter, map_coordinates
+
+    first = channels[0]
+    ny, nx = first.shape
+    if min(nx, ny) < MIN_IMAGE_SIDE:
+        raise InputError(f"the image is only {nx}x{ny} pixels, too small to hold a galaxy")
+    if not (math.isfinite(x) and math.isfinite(y)
+            and -0.5 <= x < nx - 0.5 and -0.5 <= y < ny - 0.5):
+        raise InputError(f"position x={x:.1f}, y={y:.1f} lies outside the {nx}x{ny} image")
+    flags = int(first.flags)
+    source_scale = first.pixel_scale
+    if source_scale is None or flags & Flag.PIXEL_SCALE_GUESSED:
+        source_scale, flags = pixel_scale, flags | Flag.PIXEL_SCALE_GUESSED
+    ratio = pixel_scale / source_scale  # source pixels per model pixel
+    offsets = (np.arange(stamp_size) - (stamp_size - 1) / 2.0) * ratio
+    ys, xs = np.meshgrid(y + offsets, x + offsets, indexing="ij")
+    off_image = (xs < -0.5) | (xs > nx - 0.5) | (ys < -0.5) | (ys > ny - 0.5)
+    if off_image.any():
+        flags |= Flag.EDGE
+    if source_scale > pixel_scale * 1.05:
+        flags |= Flag.COARSE_PIXELS
+    out = np.empty((len(channels), stamp_size, stamp_size), dtype=np.float32)
+    for k, channel in enumerate(channels):
+        data = np.asarray(channel.data, dtype=np.float64)
+        fill = float(np.median(data))
+        if ratio > 1.0 + SAME_SCALE_TOLERANCE:
+            data = gaussian_filter(data, 0.5 * ratio, mode="nearest")
+        values = map_coordinates(data, [ys.ravel(), xs.ravel()], order=1, mode="nearest")
+        out[k] = np.where(off_image, fill, values.reshape(xs.shape))
+    return out, int(flags)
 
 
 def _resample(filled, cut_wcs, xc, yc, ra, dec, source_scale, pixel_scale, stamp_size):

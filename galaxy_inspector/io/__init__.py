@@ -2,6 +2,8 @@
 
 ``read_image`` is the one entry point for a file; it returns a ``SkyImage`` in nJy per pixel
 (or flagged as uncalibrated), raising ``ImageReadError``/``InputError`` with a one-line message.
+``read_bands`` (``bands.py``) returns the several band images a multi-band property model reads
+(planes of a FITS cube picked by band name, or the R, G, B channels of a colour JPEG/PNG).
 """
 
 from __future__ import annotations
@@ -9,16 +11,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from galaxy_inspector.errors import ImageReadError
+from galaxy_inspector.io.bands import RASTER_SUFFIXES, read_bands
 from galaxy_inspector.io.calibration import Calibration, calibration_from_header
-from galaxy_inspector.io.fits import read_fits
+from galaxy_inspector.io.fits import fits_band_names, read_fits
 from galaxy_inspector.io.image import SkyImage
 from galaxy_inspector.io.inputs import IMAGE_SUFFIXES, Target, expand_inputs, is_image_path
-from galaxy_inspector.io.raster import read_raster
+from galaxy_inspector.io.raster import read_raster, read_raster_rgb
 
-__all__ = ["read_image", "read_fits", "read_raster", "SkyImage", "Target", "expand_inputs",
+__all__ = ["read_image", "read_fits", "read_raster", "read_raster_rgb", "read_bands",
+           "fits_band_names", "SkyImage", "Target", "expand_inputs",
            "is_image_path", "IMAGE_SUFFIXES", "Calibration", "calibration_from_header"]
-
-RASTER_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 def read_image(path, hdu=None, plane: int = 0, pixel_scale: float | None = None,

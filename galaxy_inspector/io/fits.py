@@ -6,6 +6,10 @@ coadd cutouts) are skipped. ``MASK`` and ``VARIANCE`` (or ``IVAR``) extensions o
 are used. HSC masks are bit planes: only the planes in ``BAD_MASK_PLANES`` (named by the ``MP_*``
 keywords when present) make a pixel unusable; DETECTED and friends do not.
 Keywords are looked up in the image HDU's header first, then in the primary header.
+
+``fits_band_names`` says which band each plane holds (``BANDk`` keywords, or a comma-separated
+``FILTERS``, as ``training/make_samples.py`` writes cubes; ``FILTER``/``BAND``/``FILTNAM`` for a
+2-D image), so a multi-band property model can pick its planes by name.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from galaxy_inspector.errors import GalaxyInspectorError, ImageReadError, InputE
 from galaxy_inspector.io.calibration import calibration_from_header
 from galaxy_inspector.io.image import SkyImage
 
-__all__ = ["read_fits", "BAD_MASK_PLANES"]
+__all__ = ["read_fits", "fits_band_names", "BAD_MASK_PLANES"]
 
 IMAGE_NAMES = ("IMAGE", "SCI", "DATA", "FLUX")
 AUXILIARY_NAMES = ("MASK", "VARIANCE", "VAR", "IVAR", "WHT", "WEIGHT", "DQ", "ERR")
@@ -30,6 +34,7 @@ BAD_MASK_PLANES = ("BAD", "SAT", "CR", "NO_DATA", "SUSPECT", "UNMASKEDNAN")
 #: Bit numbers of the bad planes in HSC pipeline masks when the header does not name them.
 HSC_DEFAULT_BITS = {"BAD": 0, "SAT": 1, "CR": 3, "NO_DATA": 8}
 PIXEL_SCALE_KEYS = ("PIXSCALE", "PIXSCAL1", "SECPIX", "SECPIX1")
+SINGLE_BAND_KEYS = ("BAND", "FILTER", "FILTNAM", "FILTNAM1")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -210,3 +215,38 @@ def _read_hdul(hdul, path, label, hdu, plane, user_scale, user_zp) -> SkyImage:
                     calibrated=calibration.calibrated, calibration=description,
                     flags=calibration.flags,
                     source=path, hdu=index, plane=plane if is_cube else 0)
+
+
+def fits_band_names(path, hdu=None) -> list:
+    """Band name of each plane of the image HDU (``None`` where the header does not say).
+
+    A cube of n planes gives n entries (from ``BAND1``..``BANDn``, else ``FILTERS`` = "g,r,i"
+    when it lists n names); a 2-D image gives one (``BAND``, ``FILTER``, ``FILTNAM``).
+    Raises ``ImageReadError``/``InputError`` like ``read_fits``.
+    """
+    label = Path(path).name
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with fits.open(path) as hdul:
+                index = _pick_hdu(hdul, hdu, label)
+                header = dict(hdul[0].header.items()) if index else {}
+                header.update(hdul[index].header.items())
+                dims = [n for n in _shape(hdul[index]) if n > 1]
+    except GalaxyInspectorError:
+        raise
+    except Exception as exc:  # as in read_fits: a hostile file can raise anything
+        raise ImageReadError(f"cannot read {label} as FITS ({_first_line(exc)})") from None
+
+    def text(key):
+        value = header.get(key)
+        return str(value).strip() if value not in (None, "") else None
+
+    if len(dims) == 3:
+        n = dims[0]
+        names = [text(f"BAND{k}") for k in range(1, n + 1)]
+        listed = [b.strip() for b in (text("FILTERS") or "").split(",") if b.strip()]
+        if not any(names) and len(listed) == n:
+            names = listed
+        return names
+    return [next((text(k) for k in SINGLE_BAND_KEYS if text(k)), None)]

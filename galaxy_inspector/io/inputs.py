@@ -6,6 +6,11 @@ optional ``id``, ``ra``/``dec`` (degrees) or ``x``/``y`` (0-based pixels, see
 ``galaxy_inspector.conventions``; FITS/DS9 pixel X is x = X - 1) columns. Relative paths in a
 table are relative to the table's folder. Column names are case-insensitive.
 
+Property models may need a redshift per object (``z`` or ``redshift`` column, or the column
+``redshift_column`` names) and catalogue photometry (the ``columns`` asked for); a target
+carries those values, or in ``redshift_note`` why it has no redshift, so that only the property
+columns of that row stay empty while the morphology is still measured.
+
 Each object has a ``key`` that is stable across runs (absolute path, plus the table row), which is
 how ``--resume`` recognises finished work. An input that cannot be used (missing file, table
 without a ``path`` column) becomes a ``Target`` carrying an ``error``, so it gets its error row.
@@ -20,6 +25,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 __all__ = ["Target", "IMAGE_SUFFIXES", "TABLE_SUFFIXES", "expand_inputs", "is_image_path"]
 
 IMAGE_SUFFIXES = (".fits", ".fit", ".fits.gz", ".fit.gz", ".fz", ".jpg", ".jpeg", ".png")
@@ -32,7 +39,8 @@ class Target:
 
     ``x``/``y`` (0-based pixels) or ``ra``/``dec`` (degrees) fix the position; neither means the
     image centre (or every detected galaxy with ``--detect``). ``error`` marks an input that
-    cannot be used at all.
+    cannot be used at all. ``redshift`` comes from the table (None, with the reason in
+    ``redshift_note``, when there is none).
     """
 
     key: str
@@ -43,6 +51,13 @@ class Target:
     ra: float | None = None
     dec: float | None = None
     error: str = ""
+    redshift: float | None = None
+    redshift_note: str = ""
+    values: tuple = ()  # (column, float) pairs of the extra numeric columns asked for
+
+    def value(self, column: str) -> float | None:
+        """An extra numeric column's value for this object (None when absent or empty)."""
+        return dict(self.values).get(column.lower())
 
 
 def is_image_path(path) -> bool:
@@ -74,7 +89,13 @@ def _number(value) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def _table_targets(path: Path) -> Iterator[Target]:
+REDSHIFT_COLUMNS = ("z", "redshift")
+NO_REDSHIFT_FOR_IMAGES = ("an image given directly has no redshift; list it in a table with a "
+                          "'z' or 'redshift' column")
+
+
+def _table_targets(path: Path, redshift_column: str | None = None,
+                   extra_columns=()) -> Iterator[Target]:
     from astropy.table import Table
 
     key = str(path.resolve())
@@ -95,11 +116,21 @@ def _table_targets(path: Path) -> Iterator[Target]:
                            f"(columns: {', '.join(table.colnames)})")
         return
 
+    if redshift_column:
+        z_name = redshift_column.lower() if redshift_column.lower() in columns else None
+        z_missing = (f"table {path.name} has no redshift column {redshift_column!r} "
+                     f"(columns: {', '.join(table.colnames)})")
+    else:
+        z_name = next((c for c in REDSHIFT_COLUMNS if c in columns), None)
+        z_missing = (f"table {path.name} has no 'z' or 'redshift' column (or name one with "
+                     "--redshift-column)")
+    wanted = [c.lower() for c in extra_columns if c.lower() in columns]
+
     def cell(row, name):
         if name not in columns:
             return None
         value = row[columns[name]]
-        return None if getattr(value, "mask", False) is True else value
+        return None if np.ma.is_masked(value) else value
 
     for i, row in enumerate(table):
         raw_path = cell(row, "path")
@@ -111,12 +142,17 @@ def _table_targets(path: Path) -> Iterator[Target]:
         ident = ident.decode() if isinstance(ident, bytes) else ident
         x, y = _number(cell(row, "x")), _number(cell(row, "y"))
         ra, dec = _number(cell(row, "ra")), _number(cell(row, "dec"))
+        z = _number(cell(row, z_name)) if z_name else None
+        z_note = "" if z is not None else z_missing if z_name is None else (
+            f"row {i} of {path.name} has no finite value in column {columns[z_name]!r}")
+        values = tuple((c, v) for c in wanted if (v := _number(cell(row, c))) is not None)
         error = "" if raw_path else f"row {i} of {path.name} has an empty path"
         if (x is None) != (y is None) or (ra is None) != (dec is None):
             error = f"row {i} of {path.name} gives only one of x/y or ra/dec"
         yield Target(key=f"{key}:{i}", path=str(image), id=str(ident if ident is not None
                                                                  else f"{image.name}:{i}"),
-                     x=x, y=y, ra=ra, dec=dec, error=error)
+                     x=x, y=y, ra=ra, dec=dec, error=error, redshift=z, redshift_note=z_note,
+                     values=values)
 
 
 def _folder_images(folder: Path) -> Iterator[Path]:
@@ -128,11 +164,17 @@ def _folder_images(folder: Path) -> Iterator[Path]:
 
 
 def _file_target(path: Path) -> Target:
-    return Target(key=str(path.resolve()), path=str(path), id=path.name)
+    return Target(key=str(path.resolve()), path=str(path), id=path.name,
+                  redshift_note=NO_REDSHIFT_FOR_IMAGES)
 
 
-def expand_inputs(inputs) -> Iterator[Target]:
-    """Targets of the INPUT arguments, in order, one at a time (memory flat in their number)."""
+def expand_inputs(inputs, redshift_column: str | None = None,
+                  extra_columns=()) -> Iterator[Target]:
+    """Targets of the INPUT arguments, in order, one at a time (memory flat in their number).
+
+    ``redshift_column`` names the tables' redshift column (default: ``z`` or ``redshift``);
+    ``extra_columns`` are numeric columns (e.g. a property model's photometry) to carry along.
+    """
     for item in inputs:
         path = Path(item).expanduser()
         if path.is_dir():
@@ -143,6 +185,6 @@ def expand_inputs(inputs) -> Iterator[Target]:
                          error=f"{item}: no such file or folder")
         elif path.suffix.lower() in TABLE_SUFFIXES or (
                 path.suffix.lower() == ".fits" and _is_position_table(path)):
-            yield from _table_targets(path)
+            yield from _table_targets(path, redshift_column, extra_columns)
         else:
             yield _file_target(path)
