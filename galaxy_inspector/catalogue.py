@@ -6,9 +6,17 @@ Layout
     ``/galaxies.__table_column_meta__`` (astropy's own metadata convention). Strings are
     fixed-width UTF-8 bytes (astropy returns them as bytes; ``read_catalogue`` decodes them).
     ``/posterior_samples``: float32 ``(rows, samples, parameters)``, chunked and compressed,
-    row-aligned with ``/galaxies`` (written with ``--save-samples``; error rows hold NaN).
-    Root attributes: app version, model name and SHA-256 (and ``models`` as JSON), command line,
-    creation time, ``flag_<NAME>`` descriptions of the ``flags`` bits, and ``complete``.
+    row-aligned with ``/galaxies`` (written with ``--save-samples``; error rows hold NaN). It
+    holds the morphology parameters only (none in a property-only run).
+    Property models add ``NAME_mode ... NAME_hi997`` columns per target NAME, a ``redshift``
+    column (the input's, NaN when none) and ``property_error`` (per model, why its columns are
+    NaN in this row; empty when all were predicted); with ``--save-samples`` each target's
+    draws go to ``/property_samples/NAME``, float32 ``(rows, samples)``, row-aligned likewise.
+    Root attributes: app version, ``model_name``/``model_sha256`` (the morphology model, or the
+    first property model of a property-only run), ``models`` (JSON list: name, SHA-256, path,
+    task, outputs, demo flags of every model), ``property_models`` and ``property_parameters``
+    (JSON), ``demo_models`` and ``demo_warning`` (bundles trained on synthetic labels), command
+    line, creation time, ``flag_<NAME>`` descriptions of the ``flags`` bits, and ``complete``.
 
 Crash safety
     ``CatalogueWriter.append`` opens the file, appends one chunk of rows, and closes it, so
@@ -37,6 +45,7 @@ __all__ = ["CatalogueWriter", "catalogue_dtype", "read_catalogue", "export_catal
 
 GALAXIES = "galaxies"
 SAMPLES = "posterior_samples"
+PROPERTY_SAMPLES = "property_samples"
 META = GALAXIES + ".__table_column_meta__"
 CHUNK_ROWS = 256
 LOCK_PATIENCE = 30.0  # seconds a writer waits for a reader to close the file
@@ -80,17 +89,31 @@ _TRAILING = [
 ]
 
 
-def _columns(parameters) -> list[tuple]:
+_PROPERTY_COLUMNS = [
+    ("redshift", "f8", "", "redshift of the object from the input table (NaN: none given)"),
+    ("property_error", "S400", "", "per property model, why its columns are NaN in this row "
+                                   "(empty when every property was predicted)"),
+]
+
+
+def _columns(parameters, property_parameters=(), units=None, notes=None) -> list[tuple]:
+    """(name, type, unit, description) of every column; ``units``/``notes`` (per parameter)
+    give property units and a note appended to their descriptions (e.g. the model)."""
+    units, notes = units or {}, notes or {}
     cols = list(_LEADING)
-    for p in parameters:
-        unit = PARAMETER_UNITS.get(p, "")
-        cols += [(f"{p}_{s}", "f8", unit, f"{p}: {STAT_DESCRIPTIONS[s]}") for s in STATS]
+    for p in [*parameters, *property_parameters]:
+        unit = units.get(p, PARAMETER_UNITS.get(p, ""))
+        note = f" ({notes[p]})" if notes.get(p) else ""
+        cols += [(f"{p}_{s}", "f8", unit, f"{p}: {STAT_DESCRIPTIONS[s]}{note}") for s in STATS]
+    if property_parameters:
+        cols += _PROPERTY_COLUMNS
     return cols + _TRAILING
 
 
-def catalogue_dtype(parameters) -> np.dtype:
-    """The row type of ``/galaxies`` for the given parameter names."""
-    return np.dtype([(name, kind) for name, kind, _, _ in _columns(parameters)])
+def catalogue_dtype(parameters, property_parameters=()) -> np.dtype:
+    """The row type of ``/galaxies`` for the given morphology and property parameter names."""
+    return np.dtype([(name, kind) for name, kind, _, _ in _columns(parameters,
+                                                                    property_parameters)])
 
 
 def _fit_bytes(value, width: int) -> bytes:
@@ -99,13 +122,13 @@ def _fit_bytes(value, width: int) -> bytes:
     return raw.decode("utf-8", errors="ignore").encode("utf-8")
 
 
-def _meta_lines(parameters) -> np.ndarray:
+def _meta_lines(columns) -> np.ndarray:
     """astropy's YAML column header, so Table.read gives units and descriptions."""
     from astropy.table import Column, Table, meta
 
     table = Table([Column(np.zeros(0, kind), name=name, unit=unit or None,
                           description=description)
-                   for name, kind, unit, description in _columns(parameters)])
+                   for name, kind, unit, description in columns])
     return np.array([line.encode("utf-8") for line in meta.get_yaml_from_table(table)])
 
 
@@ -114,26 +137,45 @@ class CatalogueWriter:
 
     Use ``CatalogueWriter.create`` for a new file and ``CatalogueWriter.resume`` to continue a
     killed run; ``append`` writes a chunk, ``finish`` marks the file complete.
+    ``parameters`` are the morphology parameters (their samples go to ``/posterior_samples``),
+    ``property_parameters`` the property models' targets (``/property_samples/NAME``).
     """
 
-    def __init__(self, path, parameters, n_samples: int | None):
+    def __init__(self, path, parameters, n_samples: int | None, property_parameters=(),
+                 dtype=None):
         self.path = Path(path)
         self.parameters = list(parameters)
+        self.property_parameters = list(property_parameters)
         self.n_samples = n_samples
-        self.dtype = catalogue_dtype(self.parameters)
+        self.dtype = dtype if dtype is not None else catalogue_dtype(self.parameters,
+                                                                     self.property_parameters)
         self.widths = {n: self.dtype[n].itemsize for n in self.dtype.names
                        if self.dtype[n].kind == "S"}
 
     @classmethod
-    def create(cls, path, parameters, n_samples: int | None, attrs: dict) -> CatalogueWriter:
-        """A new, empty catalogue; ``n_samples`` None means no ``/posterior_samples``."""
-        writer = cls(path, parameters, n_samples)
+    def create(cls, path, parameters, n_samples: int | None, attrs: dict,
+               property_parameters=(), units=None, notes=None) -> CatalogueWriter:
+        """A new, empty catalogue; ``n_samples`` None means no sample datasets.
+
+        ``units`` and ``notes`` (per parameter) describe property columns (unit; e.g. which
+        model, and whether it is a demo) in the table's metadata.
+        """
+        writer = cls(path, parameters, n_samples, property_parameters)
         try:
             with h5py.File(writer.path, "w") as f:
                 f.create_dataset(GALAXIES, shape=(0,), maxshape=(None,), dtype=writer.dtype,
                                  chunks=(CHUNK_ROWS,), compression="gzip", compression_opts=4)
-                f.create_dataset(META, data=_meta_lines(writer.parameters))
-                if n_samples:
+                f.create_dataset(META, data=_meta_lines(_columns(
+                    writer.parameters, writer.property_parameters, units, notes)))
+                for name in writer.property_parameters if n_samples else ():
+                    data = f.create_dataset(
+                        f"{PROPERTY_SAMPLES}/{name}", shape=(0, n_samples),
+                        maxshape=(None, n_samples), dtype="f4",
+                        chunks=(max(1, min(256, 65536 // n_samples)), n_samples),
+                        compression="gzip", compression_opts=4, shuffle=True)
+                    data.attrs["unit"] = (units or {}).get(name, "")
+                    data.attrs["note"] = (notes or {}).get(name, "")
+                if n_samples and writer.parameters:
                     n_par = len(writer.parameters)
                     f.create_dataset(SAMPLES, shape=(0, n_samples, n_par),
                                      maxshape=(None, n_samples, n_par), dtype="f4",
@@ -162,22 +204,31 @@ class CatalogueWriter:
                     raise InputError(f"{path} is not a Galaxy Inspector catalogue; choose "
                                      "another --out")
                 old_sha, new_sha = f.attrs.get("model_sha256"), attrs.get("model_sha256")
-                if old_sha != new_sha:
-                    raise InputError(f"{path} was made with model {f.attrs.get('model_name')} "
-                                     f"({str(old_sha)[:12]}...); resume with the same model "
+                old_models = _model_shas(f.attrs.get("models"))
+                new_models = _model_shas(attrs.get("models"))
+                if old_sha != new_sha or (old_models and new_models
+                                          and old_models != new_models):
+                    made = ", ".join(sorted(old_models.values())) or f.attrs.get("model_name")
+                    raise InputError(f"{path} was made with model(s) {made} "
+                                     f"({str(old_sha)[:12]}...); resume with the same models "
                                      "or choose a new --out")
-                has_samples = SAMPLES in f
-                if has_samples != bool(attrs.get("n_samples_saved")) or (
-                        has_samples and f[SAMPLES].shape[1] != attrs.get("n_samples_saved")):
+                datasets = [f[SAMPLES]] if SAMPLES in f else []
+                if PROPERTY_SAMPLES in f:
+                    datasets += list(f[PROPERTY_SAMPLES].values())
+                n_saved = attrs.get("n_samples_saved")
+                if bool(datasets) != bool(n_saved) or any(d.shape[1] != n_saved
+                                                          for d in datasets):
                     raise InputError(f"{path} was written with different --save-samples/"
                                      "--samples settings; resume with the same ones")
                 parameters = json.loads(f.attrs["parameters"])
+                property_parameters = json.loads(f.attrs.get("property_parameters", "[]"))
                 rows = f[GALAXIES]
+                dtype = rows.dtype
                 unfinished = np.flatnonzero(rows["status"] == b"") if len(rows) else []
                 n_valid = int(unfinished[0]) if len(unfinished) else len(rows)
                 rows.resize((n_valid,))
-                if has_samples:
-                    f[SAMPLES].resize(n_valid, axis=0)
+                for data in datasets:
+                    data.resize(n_valid, axis=0)
                 keys = set(rows["input_key"]) if n_valid else set()
                 f.attrs["complete"] = False
                 f.attrs["resumed"] = _now()
@@ -185,7 +236,8 @@ class CatalogueWriter:
             raise
         except OSError as exc:
             raise OutputError(f"cannot reopen catalogue {path} to resume: {exc}") from None
-        writer = cls(path, parameters, attrs.get("n_samples_saved") or None)
+        writer = cls(path, parameters, attrs.get("n_samples_saved") or None,
+                     property_parameters, dtype=dtype)
         return writer, {k.decode("utf-8") for k in keys}
 
     def empty_rows(self, n: int) -> np.ndarray:
@@ -201,17 +253,24 @@ class CatalogueWriter:
         """Store a string into a fixed-width column, cut to fit without breaking UTF-8."""
         rows[name][i] = _fit_bytes(value, self.widths[name])
 
-    def append(self, rows: np.ndarray, samples: np.ndarray | None = None) -> None:
-        """Append a chunk of rows (and their samples); the file is closed again afterwards."""
+    def append(self, rows: np.ndarray, samples: np.ndarray | None = None,
+               property_samples: dict | None = None) -> None:
+        """Append a chunk of rows (and their samples: morphology ``(n, S, P)``, properties
+        ``{NAME: (n, S)}``); the file is closed again afterwards."""
         if not len(rows):
             return
         with _open_for_writing(self.path) as f:
             table = f[GALAXIES]
             start = len(table)
-            if self.n_samples:
+            if self.n_samples and self.parameters:
                 data = f[SAMPLES]
                 data.resize(start + len(rows), axis=0)
                 data[start:] = samples
+            for name in self.property_parameters if self.n_samples else ():
+                data = f[f"{PROPERTY_SAMPLES}/{name}"]
+                data.resize(start + len(rows), axis=0)
+                data[start:] = (property_samples or {}).get(
+                    name, np.full((len(rows), self.n_samples), np.nan, "f4"))
             table.resize((start + len(rows),))
             table[start:] = rows
 
@@ -239,6 +298,17 @@ def _open_for_writing(path, patience: float = LOCK_PATIENCE) -> h5py.File:
             time.sleep(0.1)
 
 
+def _model_shas(models) -> dict:
+    """``{sha256: name}`` of a ``models`` attribute (JSON text or list); empty if absent."""
+    if models is None:
+        return {}
+    try:
+        items = json.loads(models) if isinstance(models, (str, bytes)) else models
+        return {m["sha256"]: m["name"] for m in items}
+    except (TypeError, ValueError, KeyError):
+        return {}
+
+
 def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
@@ -256,6 +326,7 @@ def _root_attrs(attrs: dict) -> dict:
 
 #: Root attributes carried into the table's meta, under FITS-friendly (<= 8 character) keys.
 META_KEYS = {"app_version": "APPVERS", "model_name": "MODEL", "model_sha256": "MODELSHA",
+             "model_names": "MODELS", "demo_models": "DEMOMODS", "demo_warning": "DEMOWARN",
              "created": "CREATED", "command_line": "CMDLINE"}
 
 
