@@ -12,6 +12,16 @@ model on batches of stamps and the one writer appends rows chunk by chunk. Every
 least one row: a measurement, or ``status=error`` with a one-line reason. A target's rows are
 always written together, so ``--resume`` (which skips input keys already in the file) finishes a
 killed run with every input exactly once.
+
+Models: ``BatchOptions.model`` is one bundle or a list (``--model`` repeated): at most one
+morphology model plus any number of physical-property models (``engine.load_models``); property
+models alone give a property-only run. Each property model gets its own stamp per object (its
+bands from the same file: planes of a FITS cube by band name, or a JPEG's R, G, B channels) and
+the redshift/photometry of the input table's row. A property model that cannot predict a row
+(no redshift, missing band, uncalibrated fluxes) leaves that row's columns NaN with the reason
+in ``property_error``; the morphology is still measured, and the row counts as ``partial``
+(``BatchProgress.partial``; the CLI exits 2). In a property-only run a row no model could
+predict is an error row.
 """
 
 from __future__ import annotations
@@ -30,15 +40,24 @@ import numpy as np
 
 from galaxy_inspector.catalogue import CatalogueWriter
 from galaxy_inspector.engine import (
+    DEFAULT_PROPERTY_SAMPLES,
     Measurement,
+    PropertyInput,
+    PropertySpec,
     StampSpec,
-    load_model,
+    bare_measurements,
+    is_demo,
+    load_models,
+    measure_properties,
     measure_stamps,
+    model_info,
+    property_bands,
+    property_stamp,
     stamp_for,
 )
 from galaxy_inspector.errors import GalaxyInspectorError, InputError
 from galaxy_inspector.io import Target, expand_inputs, read_image
-from galaxy_inspector.preprocessing import Stamp, detect_galaxies
+from galaxy_inspector.preprocessing import NOMINAL_SKY_SIGMA_NJY, Stamp, detect_galaxies
 
 __all__ = ["BatchOptions", "BatchProgress", "run_batch", "prepare_unit"]
 
@@ -50,9 +69,10 @@ MAX_PENDING_INPUTS = 256
 
 @dataclass
 class BatchOptions:
-    """Settings of a batch run (the ``--batch`` options)."""
+    """Settings of a batch run (the ``--batch`` options). ``model``: one bundle name/path or a
+    list of them (None: the default morphology model)."""
 
-    model: str | None = None
+    model: str | list | None = None
     n_samples: int | None = None
     save_samples: bool = False
     resume: bool = False
@@ -66,15 +86,20 @@ class BatchOptions:
     seed: int = 0
     batch_size: int = 32
     command_line: str = ""
+    redshift_column: str | None = None
 
 
 @dataclass
 class BatchProgress:
     """Counts so far: rows written (``done`` ok + ``failed`` errors), inputs answered in this
-    run (``inputs``; with --detect one input gives several rows), inputs ``skipped`` by resume.
+    run (``inputs``; with --detect one input gives several rows), inputs ``skipped`` by resume,
+    ``partial``: ok rows where a property model could not predict (see ``property_error``).
+    ``notes`` are things the user should know about the run (e.g. demo models).
     """
 
     done: int = 0
+    partial: int = 0
+    notes: list = field(default_factory=list)
     inputs: int = 0
     failed: int = 0
     skipped: int = 0
@@ -96,6 +121,7 @@ class _Prepared:
     hdu: int = -1
     stamps: list = field(default_factory=list)
     error: str = ""
+    property_inputs: list = field(default_factory=list)  # per stamp: one PropertyInput a model
 
 
 def _seed(key: str, seed: int) -> int:
@@ -137,9 +163,40 @@ def _message(exc: BaseException) -> str:
     return f"internal error {type(exc).__name__}: {exc}{where} (please report)"
 
 
-def prepare_unit(targets: list[Target], spec: StampSpec,
-                 options: BatchOptions) -> list[_Prepared]:
-    """Read the file shared by ``targets`` once and cut each target's stamps (worker side)."""
+def _property_inputs(prep: _Prepared, image, property_specs, bands_cache: dict,
+                     options: BatchOptions) -> list:
+    """Per stamp of ``prep``, one ``PropertyInput`` per property model (stamp or reason)."""
+    t = prep.target
+    phot = dict(t.values)
+    out = []
+    for k, stamp in enumerate(prep.stamps):
+        row = []
+        for spec in property_specs:
+            if spec.name not in bands_cache:
+                try:
+                    bands_cache[spec.name] = property_bands(image, spec, options.pixel_scale,
+                                                            options.zero_point)
+                except Exception as exc:  # any reading problem is this model's message
+                    bands_cache[spec.name] = _message(exc)
+            bands = bands_cache[spec.name]
+            common = dict(redshift=t.redshift, redshift_note=t.redshift_note, photometry=phot)
+            if isinstance(bands, str):
+                row.append(PropertyInput(None, error=bands, **common))
+                continue
+            try:
+                data, flags = property_stamp(bands, stamp.x, stamp.y, spec,
+                                             seed=_seed(f"{t.key}#{k}", options.seed))
+                row.append(PropertyInput(data, flags=flags, **common))
+            except Exception as exc:  # as above
+                row.append(PropertyInput(None, error=_message(exc), **common))
+        out.append(row)
+    return out
+
+
+def prepare_unit(targets: list[Target], spec: StampSpec, options: BatchOptions,
+                 property_specs: tuple = ()) -> list[_Prepared]:
+    """Read the file shared by ``targets`` once and cut each target's stamps (worker side):
+    the morphology (or reference) stamp and, per property model, its own stamp."""
     out = [_Prepared(t, source=t.path, error=t.error) for t in targets]
     todo = [p for p in out if not p.error]
     if not todo:
@@ -151,12 +208,16 @@ def prepare_unit(targets: list[Target], spec: StampSpec,
         for p in todo:
             p.error = _message(exc)
         return out
+    bands_cache = {}
     for p in todo:
         p.hdu = image.hdu
         try:
             p.stamps = _prepare_target(p.target, image, spec, options.detect, options.seed)
         except Exception as exc:  # as above: one bad target must not stop the others
             p.error = _message(exc)
+            continue
+        if property_specs:
+            p.property_inputs = _property_inputs(p, image, property_specs, bands_cache, options)
     return out
 
 
@@ -179,11 +240,12 @@ def _units(targets: Iterable[Target], done_keys: set, counts: BatchProgress) -> 
         yield unit
 
 
-def _prepared_stream(units: Iterator[list], spec: StampSpec, options: BatchOptions):
+def _prepared_stream(units: Iterator[list], spec: StampSpec, options: BatchOptions,
+                     property_specs: tuple = ()):
     """Prepared units in input order; ``workers`` > 1 reads them in parallel processes."""
     if options.workers <= 1:
         for unit in units:
-            yield prepare_unit(unit, spec, options)
+            yield prepare_unit(unit, spec, options, property_specs)
         return
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
@@ -193,7 +255,7 @@ def _prepared_stream(units: Iterator[list], spec: StampSpec, options: BatchOptio
                              initializer=_exit_with_parent) as pool:
         try:
             for unit in units:
-                window.append(pool.submit(prepare_unit, unit, spec, options))
+                window.append(pool.submit(prepare_unit, unit, spec, options, property_specs))
                 if len(window) >= 2 * options.workers:
                     yield window.popleft().result()
             while window:
@@ -218,16 +280,22 @@ def _exit_with_parent() -> None:
 class _RowBuilder:
     """Turns prepared targets and measurements into catalogue rows and sample blocks."""
 
-    def __init__(self, writer: CatalogueWriter, parameters, n_samples: int | None):
+    def __init__(self, writer: CatalogueWriter, parameters, n_samples: int | None,
+                 property_models=()):
         self.writer = writer
         self.parameters = parameters
         self.n_samples = n_samples
+        self.property_parameters = [n for m in property_models for n in m.names]
 
     def rows(self, items: list[tuple[_Prepared, int, Measurement | None]]):
         w = self.writer
-        rows = w.empty_rows(len(items))
-        samples = (np.full((len(items), self.n_samples, len(self.parameters)), np.nan, "f4")
-                   if self.n_samples else None)
+        n = len(items)
+        rows = w.empty_rows(n)
+        samples = (np.full((n, self.n_samples, len(self.parameters)), np.nan, "f4")
+                   if self.n_samples and self.parameters else None)
+        property_samples = ({name: np.full((n, self.n_samples), np.nan, "f4")
+                             for name in self.property_parameters} if self.n_samples else {})
+        has_redshift = "redshift" in rows.dtype.names
         for i, (prep, k, m) in enumerate(items):
             t = prep.target
             ident = t.id if len(prep.stamps) <= 1 else f"{t.id}#{k}"
@@ -235,6 +303,8 @@ class _RowBuilder:
             w.set_text(rows, i, "source", prep.source)
             w.set_text(rows, i, "input_key", t.key)
             rows["hdu"][i] = prep.hdu
+            if has_redshift and t.redshift is not None:
+                rows["redshift"][i] = t.redshift
             if m is None:
                 w.set_text(rows, i, "status", "error")
                 w.set_text(rows, i, "error", prep.error)
@@ -244,7 +314,15 @@ class _RowBuilder:
                 rows["dec"][i] = np.nan if t.dec is None else t.dec
                 continue
             s = m.stamp
-            w.set_text(rows, i, "status", "ok")
+            problems = [f"{name}: {p.error}" for name, p in m.properties.items() if p.error]
+            predicted = [p for p in m.properties.values() if not p.error]
+            if not self.parameters and not predicted:  # property-only run, nothing predicted
+                w.set_text(rows, i, "status", "error")
+                w.set_text(rows, i, "error", "; ".join(problems))
+            else:
+                w.set_text(rows, i, "status", "ok")
+            if problems:
+                w.set_text(rows, i, "property_error", "; ".join(problems))
             w.set_text(rows, i, "label", m.label)
             w.set_text(rows, i, "calibration", s.calibration)
             for name, value in (("x", s.x), ("y", s.y), ("ra", s.ra), ("dec", s.dec),
@@ -255,15 +333,22 @@ class _RowBuilder:
             for name, value in zip(("crop_x0", "crop_y0", "crop_x1", "crop_y1"), m.crop_box,
                                    strict=True):
                 rows[name][i] = value
-            for name, value in m.summary.items():
-                if name in rows.dtype.names:
-                    rows[name][i] = value
+            summaries = [m.summary] + [p.summary for p in m.properties.values()]
+            for summary in summaries:
+                for name, value in summary.items():
+                    if name in rows.dtype.names:
+                        rows[name][i] = value
             if samples is not None:
                 samples[i] = m.samples[:self.n_samples]
-        return rows, samples
+            for p in predicted:
+                for j, name in enumerate(p.names):
+                    if name in property_samples:
+                        property_samples[name][i] = p.samples[:self.n_samples, j]
+        return rows, samples, property_samples
 
 
-def _open_writer(out: Path, options: BatchOptions, attrs: dict, parameters, n_saved):
+def _open_writer(out: Path, options: BatchOptions, attrs: dict, parameters, n_saved,
+                 property_parameters=(), units=None, notes=None):
     if out.exists() and options.resume:
         return CatalogueWriter.resume(out, attrs)
     if out.exists() and not options.overwrite:
@@ -271,7 +356,44 @@ def _open_writer(out: Path, options: BatchOptions, attrs: dict, parameters, n_sa
                          "replace it, or choose another --out")
     if out.is_dir():
         raise InputError(f"--out {out} is a folder; give a file name such as catalogue.h5")
-    return CatalogueWriter.create(out, parameters, n_saved, attrs), set()
+    return CatalogueWriter.create(out, parameters, n_saved, attrs, property_parameters,
+                                  units, notes), set()
+
+
+DEMO_WARNING = ("{names} trained on simulated data with synthetic labels (card 'demo' / "
+                "'synthetic_training_data'): {their} columns demonstrate the method and are "
+                "not measurements of real galaxies")
+
+
+def _provenance(morphology, properties, options: BatchOptions, n_samples: int,
+                n_saved) -> tuple[dict, dict, dict, list]:
+    """Root attributes, property units and column notes, and notes for the user."""
+    models = ([morphology] if morphology else []) + list(properties)
+    first = models[0]
+    demos = [m.bundle.name for m in models if is_demo(m)]
+    warning = ""
+    if demos:
+        warning = DEMO_WARNING.format(
+            names=(f"model {demos[0]} was" if len(demos) == 1
+                   else f"models {', '.join(demos)} were"),
+            their="its" if len(demos) == 1 else "their")
+    attrs = {"model_name": first.bundle.name, "model_sha256": first.bundle.sha256,
+             "models": [model_info(m) for m in models],
+             "model_names": ", ".join(m.bundle.name for m in models),
+             "property_models": [m.bundle.name for m in properties],
+             "property_parameters": [n for m in properties for n in m.names],
+             "demo_models": ", ".join(demos), "demo_warning": warning,
+             "command_line": options.command_line,
+             "parameters": morphology.names if morphology else [],
+             "n_samples": n_samples, "n_samples_saved": n_saved or 0, "seed": options.seed,
+             "model_pixel_scale": first.pixel_scale, "model_stamp_size": first.stamp_size}
+    units, notes = {}, {}
+    for m in properties:
+        demo = "; DEMO: synthetic training labels" if is_demo(m) else ""
+        for out in m.outputs:
+            units[out.name] = out.unit
+            notes[out.name] = f"model {m.bundle.name}{demo}"
+    return attrs, units, notes, ([f"note: {warning}"] if warning else [])
 
 
 def run_batch(inputs: list, out, options: BatchOptions | None = None,
@@ -286,45 +408,54 @@ def run_batch(inputs: list, out, options: BatchOptions | None = None,
     """
     t0 = time.monotonic()
     options = options or BatchOptions()
-    model = load_model(options.model)
-    n_samples = int(options.n_samples or model.default_samples)
+    morphology, properties = load_models(options.model)
+    n_samples = int(options.n_samples or (morphology.default_samples if morphology
+                                          else DEFAULT_PROPERTY_SAMPLES))
     if n_samples < 1:
         raise InputError("--samples must be at least 1")
     if options.workers < 1:
         raise InputError("--workers must be at least 1")
     _configure_threads(options.workers)
-    parameters = model.names
+    parameters = morphology.names if morphology else []
+    property_parameters = [n for m in properties for n in m.names]
     n_saved = n_samples if options.save_samples else None
-    attrs = {"model_name": model.bundle.name, "model_sha256": model.bundle.sha256,
-             "models": [{"name": model.bundle.name, "sha256": model.bundle.sha256,
-                         "path": str(model.bundle.path)}],
-             "command_line": options.command_line, "parameters": parameters,
-             "n_samples": n_samples, "n_samples_saved": n_saved or 0, "seed": options.seed,
-             "model_pixel_scale": model.pixel_scale, "model_stamp_size": model.stamp_size}
-    writer, done_keys = _open_writer(Path(out), options, attrs, parameters, n_saved)
-    builder = _RowBuilder(writer, parameters, n_saved)
-    counts = BatchProgress()
-    spec = StampSpec.of(model)
+    attrs, units, notes, user_notes = _provenance(morphology, properties, options, n_samples,
+                                                  n_saved)
+    writer, done_keys = _open_writer(Path(out), options, attrs, parameters, n_saved,
+                                     property_parameters, units, notes)
+    builder = _RowBuilder(writer, parameters, n_saved, properties)
+    counts = BatchProgress(notes=user_notes)
+    if morphology:
+        spec = StampSpec.of(morphology)
+    else:  # the reference stamp gives position, calibration and flags of each row
+        spec = StampSpec(properties[0].stamp_size, properties[0].pixel_scale,
+                         NOMINAL_SKY_SIGMA_NJY)
+    property_specs = tuple(PropertySpec.of(m) for m in properties)
     pending: list[_Prepared] = []
     batch_index = 0
 
     def flush():
         nonlocal pending, batch_index
-        items = _measure(pending, model, n_samples, options.seed + batch_index)
+        items = _measure(pending, morphology, properties, n_samples,
+                         options.seed + batch_index)
         batch_index += 1
-        rows, samples = builder.rows(items)
-        writer.append(rows, samples)
-        ok = int(np.sum(rows["status"] == b"ok"))
-        counts.done += ok
-        counts.failed += len(rows) - ok
+        rows, samples, property_samples = builder.rows(items)
+        writer.append(rows, samples, property_samples)
+        ok = rows["status"] == b"ok"
+        counts.done += int(np.sum(ok))
+        counts.failed += len(rows) - int(np.sum(ok))
+        if "property_error" in rows.dtype.names:
+            counts.partial += int(np.sum(ok & (rows["property_error"] != b"")))
         counts.inputs += len(pending)
         counts.elapsed = time.monotonic() - t0
         pending = []
         if progress:
             progress(counts)
 
-    units = _units(expand_inputs(inputs), done_keys, counts)
-    for prepared in _prepared_stream(units, spec, options):
+    extra_columns = [c for m in properties for c in m.photometry_columns]
+    targets = expand_inputs(inputs, options.redshift_column, extra_columns)
+    units_of_work = _units(targets, done_keys, counts)
+    for prepared in _prepared_stream(units_of_work, spec, options, property_specs):
         pending.extend(prepared)
         n_stamps = sum(len(p.stamps) for p in pending)
         if n_stamps >= options.batch_size or len(pending) >= MAX_PENDING_INPUTS:
@@ -337,21 +468,30 @@ def run_batch(inputs: list, out, options: BatchOptions | None = None,
     counts.elapsed = time.monotonic() - t0
     if not counts.cancelled:
         writer.finish({"done": counts.done, "failed": counts.failed, "skipped": counts.skipped,
-                       "seconds": round(counts.elapsed, 3)})
+                       "partial": counts.partial, "seconds": round(counts.elapsed, 3)})
     return counts
 
 
-def _measure(pending: list[_Prepared], model, n_samples: int, seed: int):
+def _measure(pending: list[_Prepared], morphology, properties, n_samples: int, seed: int):
     """``(prepared, k, measurement or None)`` for every row of ``pending``, in order."""
     stamps = [s for p in pending for s in p.stamps]
     try:
-        measured = iter(measure_stamps(stamps, model, n_samples, seed))
+        measured = (measure_stamps(stamps, morphology, n_samples, seed) if morphology
+                    else bare_measurements(stamps))
     except Exception as exc:  # a stamp the network rejects must not lose the whole batch
         message = _message(exc)
         for p in pending:
             if p.stamps:
                 p.error, p.stamps = message, []
-        measured = iter(())
+        measured = []
+    if measured and properties:
+        inputs = [row for p in pending if p.stamps for row in p.property_inputs]
+        for j, model in enumerate(properties):
+            results = measure_properties([row[j] for row in inputs], model, n_samples, seed)
+            for m, row, result in zip(measured, inputs, results, strict=True):
+                m.properties[model.bundle.name] = result
+                m.flags |= row[j].flags  # edge, coarse pixels... of the property stamp too
+    measured = iter(measured)
     items = []
     for p in pending:
         if not p.stamps:

@@ -1,8 +1,12 @@
 """The ``galaxy-inspector`` command: GUI, headless ``--batch``, ``--screenshot``, ``--export``.
 
 Exit status: 0 all inputs succeeded; 2 the run finished but some inputs failed (each has an
-error row); 1 it could not run (bad option, unreadable model, unwritable output), with a one-line
-message and no traceback; 130 interrupted (finish with ``--resume``).
+error row) or some rows lack a property model's prediction (reason in ``property_error``, e.g.
+no redshift); 1 it could not run (bad option, unreadable model, unwritable output), with a
+one-line message and no traceback; 130 interrupted (finish with ``--resume``).
+
+``--model`` may be repeated: one morphology bundle plus physical-property bundles (or property
+bundles alone); each bundle's card says which it is.
 
 The GUI is imported only when needed: ``galaxy_inspector.gui.app.main(files) -> int`` opens the
 window and ``galaxy_inspector.gui.app.screenshot(out, files) -> int`` saves one.
@@ -30,14 +34,24 @@ examples:
         targets.csv has a 'path' column and optionally 'id', 'ra'/'dec' (deg) or 'x'/'y'
         (0-based pixels: FITS/DS9 pixel X is x = X - 1); relative paths are relative to the table
   galaxy-inspector --batch field.fits --detect --out field.h5   find and measure all galaxies
+  galaxy-inspector --batch targets.csv --out cat.h5 --model morphology-hsc-g \
+        --model properties-dobbels-sim        morphology plus physical properties; the
+        table's 'z' (or 'redshift', or --redshift-column) column gives each row's redshift
+  galaxy-inspector --batch cutouts/ --out met.h5 --model bundles/sdss-metallicity
+        property model only (colour JPEG cutouts for a model trained on JPEGs)
   galaxy-inspector --batch cutouts/ --out cat.h5 --resume       finish a killed/interrupted run
   galaxy-inspector --export cat.h5 cat.fits       catalogue to FITS (.fits .csv .ecsv .vot)
   python -c "from astropy.table import Table; print(Table.read('cat.h5', path='galaxies'))"
 
 images: FITS (.fits .fit .fits.gz .fz; cubes, HSC IMAGE/MASK/VARIANCE, SDSS nanomaggies,
 HST PHOTFLAM, BUNIT, zero-point keywords) and JPEG/PNG colour cutouts (rough, flagged).
-exit status: 0 all ok, 2 finished with failed inputs (see the status/error columns),
-1 could not run, 130 interrupted.
+property models: each target NAME gets NAME_mode/_median/_mean/_lo68/_hi68/.../_hi997 columns;
+multi-band models read the planes of a FITS cube by band name (BAND1.., FILTERS) or a JPEG's
+R, G, B channels; a row a model cannot predict (no redshift, missing band) keeps NaN there and
+the reason in property_error. Demo bundles (trained on synthetic labels) are named in the
+catalogue's demo_models/demo_warning attributes.
+exit status: 0 all ok, 2 finished with failed inputs (see the status/error columns) or rows
+without some property prediction (property_error), 1 could not run, 130 interrupted.
 """
 
 
@@ -65,7 +79,8 @@ def _hdu(text):
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="galaxy-inspector", formatter_class=argparse.RawDescriptionHelpFormatter,
                 description="Inspect galaxies and measure calibrated Bayesian posteriors of their "
-                            "morphology (bulge-to-total ratio, effective radius, flux).",
+                            "morphology (bulge-to-total ratio, effective radius, flux) and "
+                            "image-based estimates of physical properties.",
                 epilog=EPILOG)
     p.add_argument("files", nargs="*", metavar="FILE",
                    help="images to open; with --batch: images, folders or position tables")
@@ -78,8 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="write a catalogue's galaxies to FITS, CSV, ECSV or VOTable")
     b = p.add_argument_group("batch options")
     b.add_argument("--out", metavar="CAT.h5", help="the HDF5 catalogue to write")
-    b.add_argument("--model", metavar="PATH|NAME",
-                   help="model bundle folder or shipped name (default: morphology-hsc-g)")
+    b.add_argument("--model", metavar="PATH|NAME", action="append",
+                   help="model bundle folder or shipped name (default: morphology-hsc-g); "
+                        "repeat to add physical-property models (one morphology model at "
+                        "most; property models alone run without morphology)")
     b.add_argument("--samples", type=int, metavar="N",
                    help="posterior samples per galaxy (default: the model's calibrated number)")
     b.add_argument("--save-samples", action="store_true",
@@ -101,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--detect", action="store_true",
                    help="find galaxies in each image (segmentation + deblending) and measure "
                         "each, instead of one galaxy at the centre")
+    b.add_argument("--redshift-column", metavar="NAME",
+                   help="table column with each object's redshift, for property models that "
+                        "need one (default: 'z' or 'redshift')")
     b.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     b.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.add_argument("--version", action="version", version=f"galaxy-inspector {__version__}")
@@ -151,7 +171,7 @@ def _run_batch(args, argv) -> int:
                            overwrite=args.overwrite, workers=args.workers,
                            pixel_scale=args.pixel_scale, zero_point=args.zero_point,
                            hdu=args.hdu, plane=args.plane, detect=args.detect,
-                           seed=args.seed,
+                           seed=args.seed, redshift_column=args.redshift_column,
                            command_line=shlex.join(["galaxy-inspector", *argv]))
     bar = None
     if sys.stderr.isatty() and not args.quiet:
@@ -164,13 +184,19 @@ def _run_batch(args, argv) -> int:
         if bar:
             bar.close()
     if not args.quiet:
-        print(f"{result.done} done, {result.failed} failed, {result.skipped} skipped in "
-              f"{result.elapsed:.1f} s ({result.rate:.1f} galaxies/s) -> {args.out}",
+        partial = f" ({result.partial} without some property columns)" if result.partial else ""
+        print(f"{result.done} done{partial}, {result.failed} failed, {result.skipped} skipped "
+              f"in {result.elapsed:.1f} s ({result.rate:.1f} galaxies/s) -> {args.out}",
               file=sys.stderr)
         if result.failed:
             print(f"failed inputs have status=error and a reason in the 'error' column of "
                   f"{args.out}", file=sys.stderr)
-    return 2 if result.failed else 0
+        if result.partial:
+            print(f"rows without some property predictions say why in the 'property_error' "
+                  f"column of {args.out}", file=sys.stderr)
+        for note in result.notes:
+            print(note, file=sys.stderr)
+    return 2 if result.failed or result.partial else 0
 
 
 def _gui(entry: str, *args) -> int:
