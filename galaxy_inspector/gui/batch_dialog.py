@@ -42,7 +42,7 @@ def format_progress(p: BatchProgress, total: int) -> str:
     """'12/40 inputs, 1 failed, 3.2 galaxies/s, about 9 s left' (ETA from inputs answered)."""
     answered = p.inputs + p.skipped
     text = f"{answered}/{total or '?'} inputs, {p.failed} failed, {p.rate:.1f} galaxies/s"
-    if p.inputs and total:
+    if p.inputs and total and answered < total:
         left = max(total - answered, 0) * p.elapsed / p.inputs
         text += f", about {left:.0f} s left"
     if p.skipped:

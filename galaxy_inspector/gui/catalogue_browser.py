@@ -157,7 +157,7 @@ class CatalogueBrowser(QMainWindow):
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(table_side)
         splitter.addWidget(self.tabs)
-        splitter.setSizes([300, 550])
+        splitter.setSizes([230, 620])
         self.setCentralWidget(splitter)
         self.state.add_callback("analysis", self.posterior.show_analysis)
 
@@ -173,6 +173,8 @@ class CatalogueBrowser(QMainWindow):
         self.path, self.table = str(path), table
         self.setWindowTitle(f"{Path(path).name} — Catalogue browser")
         self.proxy.setSourceModel(CatalogueTableModel(table, self))
+        self.view.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
+        self.proxy.sort(-1)  # file order until the user sorts
         self.view.selectionModel().selectionChanged.connect(self._on_selection)
         columns = self.proxy.sourceModel().columns
         self.filter_column.blockSignals(True)

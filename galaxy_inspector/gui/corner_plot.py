@@ -70,7 +70,7 @@ def draw_corner(figure: Figure, samples: np.ndarray, names, labels, summary: dic
             ax.tick_params(labelsize=7)
             ax.xaxis.set_minor_formatter(NullFormatter())
             ax.yaxis.set_minor_formatter(NullFormatter())
-    figure.subplots_adjust(left=0.13, bottom=0.13, right=0.97, top=0.93, wspace=0.08,
+    figure.subplots_adjust(left=0.13, bottom=0.13, right=0.97, top=0.9, wspace=0.08,
                            hspace=0.25)
 
 

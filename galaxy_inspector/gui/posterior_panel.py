@@ -180,9 +180,11 @@ class PosteriorPanel(QWidget):
         self.flags_text.setText("<br>".join(lines))
 
     def _show_crop(self, m) -> None:
+        self.crop_view.setVisible(m.crop is not None)
         if m.crop is None:
             self.crop_item.clear()
-            self.crop_caption.setText("")
+            self.crop_caption.setText(f"STN scale {m.stn_scale:.2f} (cyan box in the image); "
+                                      "the crop itself is not stored in catalogues.")
             return
         crop = np.asarray(m.crop, dtype=np.float32)
         lo, hi = np.percentile(crop, [1, 99.5])

@@ -107,7 +107,7 @@ class TrainingDialog(QDialog):
         self.loss_plot = pg.PlotWidget(background="w")
         self.loss_plot.setLabel("bottom", "epoch")
         self.loss_plot.setLabel("left", "loss")
-        self.loss_plot.addLegend()
+        self.loss_plot.addLegend(offset=(-10, 10))  # top right, clear of falling curves
         self.train_curve = self.loss_plot.plot([], [], pen=pg.mkPen("#1f5fa8", width=2),
                                                symbol="o", symbolSize=5, name="training")
         self.val_curve = self.loss_plot.plot([], [], pen=pg.mkPen("#c0392b", width=2),
