@@ -360,9 +360,10 @@ def _open_writer(out: Path, options: BatchOptions, attrs: dict, parameters, n_sa
                                   units, notes), set()
 
 
-DEMO_WARNING = ("{names} trained on simulated data with synthetic labels (card 'demo' / "
-                "'synthetic_training_data'): {their} columns demonstrate the method and are "
-                "not measurements of real galaxies")
+# No quotes or slashes: the text is exported as a FITS keyword value too.
+DEMO_WARNING = ("{names} trained on simulated data with synthetic labels (card demo or "
+                "synthetic_training_data is true), so {their} columns demonstrate the method "
+                "and are not measurements of real galaxies")
 
 
 def _provenance(morphology, properties, options: BatchOptions, n_samples: int,

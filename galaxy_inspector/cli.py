@@ -34,9 +34,10 @@ examples:
         targets.csv has a 'path' column and optionally 'id', 'ra'/'dec' (deg) or 'x'/'y'
         (0-based pixels: FITS/DS9 pixel X is x = X - 1); relative paths are relative to the table
   galaxy-inspector --batch field.fits --detect --out field.h5   find and measure all galaxies
-  galaxy-inspector --batch targets.csv --out cat.h5 --model morphology-hsc-g \
-        --model properties-dobbels-sim        morphology plus physical properties; the
-        table's 'z' (or 'redshift', or --redshift-column) column gives each row's redshift
+  galaxy-inspector --batch targets.csv --out cat.h5 --model morphology-hsc-g \\
+      --model properties-dobbels-sim
+        morphology plus physical properties (repeat --model); each row's redshift comes
+        from the table's 'z' or 'redshift' column (or the one --redshift-column names)
   galaxy-inspector --batch cutouts/ --out met.h5 --model bundles/sdss-metallicity
         property model only (colour JPEG cutouts for a model trained on JPEGs)
   galaxy-inspector --batch cutouts/ --out cat.h5 --resume       finish a killed/interrupted run
