@@ -65,6 +65,7 @@ def test_cube_opens_as_colour_composite_and_jpeg_as_display_image(qtbot, make_ma
     _open(qtbot, window, sample("cube_gri.fits"))
     assert len(window.state.images) == 3 and window.state.band == -1
     assert window.image_view.image_item.image.ndim == 3
+    assert window.band_box.currentText() == "colour composite"
     window.band_box.setCurrentIndex(1)
     assert window.state.band == 1 and window.image_view.image_item.image.ndim == 2
     _open(qtbot, window, sample("sdss_gri.jpg"))

@@ -83,6 +83,7 @@ class MainWindow(QMainWindow):
         self.state.add_callback("analysis", self.posterior.show_analysis)
         self.state.add_callback("path", self._on_path)
         self.state.add_callback("images", self._update_bands)
+        self.state.add_callback("band", lambda _band: self._update_bands(self.state.images))
         self.state.add_callback("model", self._on_model)
         self.state.add_callback("busy", self._on_busy)
         self._restore_settings()
