@@ -7,6 +7,7 @@ with the calibrated dropout rate and per-parameter spread factors of the bundle'
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,7 +103,7 @@ class MorphologyModel:
         Stamps must already be on the model's grid (``pixel_scale``, ``stamp_size``), centred on
         the galaxy, with no NaNs: ``galaxy_inspector.preprocessing`` prepares them.
         """
-        x = np.asarray(stamps, dtype=np.float32)
+        x = np.ascontiguousarray(stamps, dtype=np.float32)
         if x.ndim == 2:
             x = x[None]
         size = self.stamp_size
@@ -120,15 +121,16 @@ class MorphologyModel:
         crops = [] if return_crops else None
         # Head rows per call stay near 32k so memory is flat in the number of samples.
         per_call = max(1, min(batch_size, 32768 // n_samples))
-        generator = torch.Generator(device=self.device).manual_seed(seed)
-        with torch.random.fork_rng(devices=[]), torch.inference_mode():
-            torch.manual_seed(seed)
+        with torch.inference_mode():
             for start in range(0, len(x), per_call):
-                xb = torch.from_numpy(x[start:start + per_call]).to(self.device).unsqueeze(1)
+                chunk = x[start:start + per_call]
+                xb = torch.from_numpy(chunk).to(self.device).unsqueeze(1)
                 h, s, crop = self.network.trunk(xb)
+                u1, u2, eps = self._draws(chunk, seed, n_samples, h.shape[1], n_params)
                 rows = h.repeat_interleave(n_samples, dim=0)
-                out = self.network.head(rows, dropout=self.dropout, sample=True)
-                draw = sample_ldl(out, n_params, generator=generator, scale=self.sigma_scale)
+                out = self.network.head(rows, dropout=self.dropout, sample=True,
+                                        uniforms=(u1, u2))
+                draw = sample_ldl(out, n_params, scale=self.sigma_scale, eps=eps)
                 draw = draw.reshape(len(xb), n_samples, n_params).cpu().numpy()
                 for j, spec in enumerate(self.outputs):
                     samples[start:start + len(xb), :, j] = spec.inverse(draw[..., j])
@@ -138,3 +140,18 @@ class MorphologyModel:
         return MorphologyPrediction(
             names=self.names, units=[o.unit for o in self.outputs], samples=samples,
             stn_scale=scales, crops=np.concatenate(crops) if return_crops else None)
+
+    def _draws(self, stamps: np.ndarray, seed: int, n_samples: int, hidden: int, n_params: int):
+        """Dropout uniforms and Gaussian draws, seeded per galaxy by ``seed`` and its pixels.
+
+        A galaxy's posterior samples therefore do not depend on which other galaxies share its
+        batch, nor on its position in the batch (a resumed or regrouped run gives the same rows).
+        """
+        u1, u2, eps = [], [], []
+        for stamp in stamps:
+            key = (int(seed) * 1_000_003 + zlib.crc32(stamp.tobytes())) % (2 ** 63)
+            g = torch.Generator().manual_seed(key)
+            u1.append(torch.rand(n_samples, hidden, generator=g))
+            u2.append(torch.rand(n_samples, hidden, generator=g))
+            eps.append(torch.randn(n_samples, n_params, generator=g))
+        return tuple(torch.cat(t).to(self.device) for t in (u1, u2, eps))

@@ -61,18 +61,30 @@ def gaussian_nll_ldl(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor
     return 0.5 * (mahalanobis + log_var.sum(-1) + n * math.log(2.0 * math.pi))
 
 
-def sample_ldl(output: torch.Tensor, n_params: int, generator=None, scale=None) -> torch.Tensor:
+def sample_ldl(output: torch.Tensor, n_params: int, generator=None, scale=None,
+               eps: torch.Tensor | None = None) -> torch.Tensor:
     """One draw of N(mu, L D L^T) per row of ``output``.
 
     ``scale`` (length ``n_params``) multiplies the Gaussian's standard deviations parameter by
-    parameter (Sigma -> S Sigma S), the calibration knob fitted on validation data.
+    parameter (Sigma -> S Sigma S), the calibration knob fitted on validation data. ``eps``
+    optionally supplies the standard-normal draws (one row per output row).
     """
     mu, log_var, L = unpack_ldl(output, n_params)
-    eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
+    if eps is None:
+        eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
     draw = (L @ (torch.exp(0.5 * log_var) * eps).unsqueeze(-1)).squeeze(-1)
     if scale is not None:
         draw = draw * torch.as_tensor(scale, dtype=mu.dtype, device=mu.device)
     return mu + draw
+
+
+def _dropout(h: torch.Tensor, p: float, active: bool, uniform: torch.Tensor | None):
+    """Inverted dropout, from given uniform draws when there are any."""
+    if not active or p <= 0.0:
+        return h
+    if uniform is None:
+        return F.dropout(h, p, training=True)
+    return h * (uniform >= p).to(h.dtype) / (1.0 - p)
 
 
 def _conv_block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
@@ -198,13 +210,19 @@ class MorphologyNet(nn.Module):
         h = self.trunk_head(torch.cat([feats, side, torch.log(s).unsqueeze(1)], dim=1))
         return h, s, crop
 
-    def head(self, h: torch.Tensor, dropout: float | None = None, sample: bool = False):
-        """Raw LDL outputs from trunk features; ``sample=True`` applies dropout (MC dropout)."""
+    def head(self, h: torch.Tensor, dropout: float | None = None, sample: bool = False,
+             uniforms: tuple[torch.Tensor, torch.Tensor] | None = None):
+        """Raw LDL outputs from trunk features; ``sample=True`` applies dropout (MC dropout).
+
+        ``uniforms`` optionally gives the U(0, 1) draws behind the two dropout masks (each of
+        shape ``h.shape``), so a caller can make them from its own per-galaxy generator.
+        """
         p = self.dropout if dropout is None else dropout
         active = sample or self.training
-        h = F.dropout(h, p, training=active)
+        first, second = uniforms if uniforms is not None else (None, None)
+        h = _dropout(h, p, active, first)
         h = F.relu(self.head_hidden(h))
-        h = F.dropout(h, p, training=active)
+        h = _dropout(h, p, active, second)
         return self.head_out(h)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
