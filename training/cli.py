@@ -39,32 +39,54 @@ def _evaluate(args, progress):
              progress=progress)
 
 
+EPILOG = """\
+The morphology model is made in four steps (each resumable; see README, "Reproducing the
+shipped model", for the exact commands and seeds of the shipped bundle):
+
+  galaxy-inspector-train simulate --n 36000 --seed 1 --out data/train.h5
+  galaxy-inspector-train simulate --n 4000 --seed 2 --out data/val.h5
+  galaxy-inspector-train simulate --n 4000 --seed 3 --out data/test.h5
+  galaxy-inspector-train train --train data/train.h5 --val data/val.h5 --out runs/morph
+  galaxy-inspector-train calibrate --bundle runs/morph/bundle --val data/val.h5
+  galaxy-inspector-train evaluate --bundle runs/morph/bundle --test data/test.h5
+
+then use it with: galaxy-inspector --batch IMAGES --model runs/morph/bundle --out cat.h5
+Add --json before the sub-command for machine-readable progress (JSON lines).
+Property models: see the properties, properties-survey and properties-demo sub-commands.
+"""
+_DEFAULTS = argparse.ArgumentDefaultsHelpFormatter
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="galaxy-inspector-train",
-        description="Simulate training sets, train, calibrate and evaluate Galaxy Inspector models.",
+        description="Simulate training sets, train, calibrate and evaluate Galaxy Inspector "
+                    "models (also runs as 'python -m training').",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--json", action="store_true",
                         help="print machine-readable progress as JSON lines (used by the GUI)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sim = sub.add_parser("simulate", help="draw a GalSim bulge+disk training set into HDF5")
+    sim = sub.add_parser("simulate", formatter_class=_DEFAULTS, help="draw a GalSim bulge+disk training set into HDF5")
     sim.add_argument("--n", type=int, required=True, help="number of galaxies")
     sim.add_argument("--seed", type=int, required=True, help="random seed (fixes the set)")
     sim.add_argument("--out", required=True, help="output HDF5 file")
     sim.add_argument("--workers", type=int, default=0, help="processes (default: all cores)")
     sim.set_defaults(func=_simulate)
 
-    tr = sub.add_parser("train", help="train the morphology network (resumes from a checkpoint)")
+    tr = sub.add_parser("train", formatter_class=_DEFAULTS, help="train the morphology network (resumes from a checkpoint)")
     tr.add_argument("--train", required=True, help="training set (HDF5 from 'simulate')")
     tr.add_argument("--val", required=True, help="validation set (HDF5 from 'simulate')")
     tr.add_argument("--out", required=True,
                     help="run folder: checkpoint.pt, and bundle/ when training ends")
-    tr.add_argument("--epochs", type=int, default=12)
-    tr.add_argument("--batch-size", type=int, default=128)
+    tr.add_argument("--epochs", type=int, default=10,
+                    help="passes over the set (each with new noise, flux and orientation)")
+    tr.add_argument("--batch-size", type=int, default=128, help="galaxies per step")
     tr.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (one-cycle)")
     tr.add_argument("--dropout", type=float, default=0.1, help="dropout rate of the MC head")
-    tr.add_argument("--seed", type=int, default=1)
+    tr.add_argument("--seed", type=int, default=1,
+                    help="fixes initial weights, data order, noise and dropout")
     tr.add_argument("--limit", type=int, default=None, help="use only the first N galaxies")
     tr.add_argument("--device", default=None, help="cuda, cpu, ... (default: CUDA if present)")
     tr.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
@@ -72,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="stop after this many epochs in this run; run again to resume")
     tr.set_defaults(func=_train)
 
-    cal = sub.add_parser("calibrate", help="fit dropout rate, spread factors and label "
+    cal = sub.add_parser("calibrate", formatter_class=_DEFAULTS, help="fit dropout rate, spread factors and label "
                          "thresholds on the validation set; updates the bundle's card")
     cal.add_argument("--bundle", required=True, help="bundle folder (from 'train')")
     cal.add_argument("--val", required=True, help="validation set (HDF5)")
@@ -80,10 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--samples", type=int, default=300, help="posterior samples per galaxy")
     cal.set_defaults(func=_calibrate)
 
-    ev = sub.add_parser("evaluate", help="evaluate on a test set; writes <bundle>/report/")
+    ev = sub.add_parser("evaluate", formatter_class=_DEFAULTS, help="evaluate on a test set; writes <bundle>/report/")
     ev.add_argument("--bundle", required=True, help="calibrated bundle folder")
     ev.add_argument("--test", required=True, help="test set (HDF5), never used before")
-    ev.add_argument("--samples", type=int, default=500)
+    ev.add_argument("--samples", type=int, default=500, help="posterior samples per galaxy")
     ev.add_argument("--limit", type=int, default=None, help="use only the first N galaxies")
     ev.set_defaults(func=_evaluate)
 

@@ -69,7 +69,7 @@ def fixed_observations(dataset, seed: int, limit: int | None = None):
 class TrainConfig:
     """Options of one training run (stored in the card)."""
 
-    def __init__(self, epochs=12, batch_size=128, lr=2e-3, weight_decay=1e-4, seed=1,
+    def __init__(self, epochs=10, batch_size=128, lr=2e-3, weight_decay=1e-4, seed=1,
                  dropout=0.1, channels=(32, 48, 96, 128), hidden=256, limit=None, device=None):
         self.epochs, self.batch_size, self.lr = epochs, batch_size, lr
         self.weight_decay, self.seed, self.limit, self.device = weight_decay, seed, limit, device
