@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
-__all__ = ["draw_corner", "LEVEL_SHADES"]
+__all__ = ["draw_corner", "draw_marginals", "LEVEL_SHADES"]
 
 #: (column suffix, label, alpha) of the shaded HPD bands, widest first.
 LEVEL_SHADES = (("997", "99.73 %", 0.15), ("95", "95.45 %", 0.3), ("68", "68.27 %", 0.5))
@@ -72,6 +72,20 @@ def draw_corner(figure: Figure, samples: np.ndarray, names, labels, summary: dic
             ax.yaxis.set_minor_formatter(NullFormatter())
     figure.subplots_adjust(left=0.13, bottom=0.13, right=0.97, top=0.9, wspace=0.08,
                            hspace=0.25)
+
+
+def draw_marginals(figure: Figure, samples: np.ndarray, names, labels, summary: dict) -> None:
+    """One small marginal histogram per column of ``samples`` ``(S, P)``, side by side, with the
+    engine's HPD intervals shaded and its mode marked (the physical-property plots)."""
+    figure.clear()
+    samples = np.asarray(samples, dtype=float)
+    n = samples.shape[1]
+    axes = figure.subplots(1, n, squeeze=False)[0]
+    for j, ax in enumerate(axes):
+        _draw_marginal(ax, samples[:, j], _bins(samples[:, j], False, 30), names[j], summary)
+        ax.set_xlabel(labels[j], fontsize=8)
+        ax.tick_params(labelsize=7)
+    figure.subplots_adjust(left=0.04, right=0.97, bottom=0.33, top=0.74, wspace=0.15)
 
 
 def _draw_marginal(ax, values, bins, name, summary) -> None:

@@ -9,12 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtGui import QAction, QDoubleValidator, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
     QDockWidget,
     QFileDialog,
     QLabel,
+    QLineEdit,
     QMainWindow,
     QMessageBox,
     QSpinBox,
@@ -25,6 +26,7 @@ from galaxy_inspector.engine import DEFAULT_MODEL
 from galaxy_inspector.errors import GalaxyInspectorError
 from galaxy_inspector.gui import settings as stored
 from galaxy_inspector.gui.image_view import SkyImageView
+from galaxy_inspector.gui.model_dialog import bundle_display_name
 from galaxy_inspector.gui.posterior_panel import PosteriorPanel
 from galaxy_inspector.gui.state import COMPOSITE_BAND, INTERVALS, STRETCHES, ViewerState
 from galaxy_inspector.gui.tasks import ModelCache, preload_engine_modules, read_planes
@@ -63,6 +65,7 @@ class MainWindow(QMainWindow):
         self._analysis_worker: Worker | None = None
         self._queued_position = None
         self._child_windows = []
+        self._hold_reanalysis = False
 
         self.image_view = SkyImageView(self.state)
         self.setCentralWidget(self.image_view)
@@ -85,6 +88,8 @@ class MainWindow(QMainWindow):
         self.state.add_callback("images", self._update_bands)
         self.state.add_callback("band", lambda _band: self._update_bands(self.state.images))
         self.state.add_callback("model", self._on_model)
+        self.state.add_callback("property_models", self._on_property_models)
+        self.state.add_callback("redshift", self._on_redshift)
         self.state.add_callback("busy", self._on_busy)
         self._restore_settings()
 
@@ -113,6 +118,19 @@ class MainWindow(QMainWindow):
         self.samples_box.setValue(self.state.n_samples)
         self.samples_box.valueChanged.connect(lambda n: setattr(self.state, "n_samples", n))
         bar.addWidget(self.samples_box)
+        bar.addWidget(QLabel(" Redshift "))
+        self.redshift_edit = QLineEdit()
+        self.redshift_edit.setPlaceholderText("none")
+        self.redshift_edit.setToolTip(
+            "Redshift of the galaxy you click, for physical-property models that need one "
+            "(e.g. Dobbels CNN+LightGBM). Leave empty when unknown: those models then say "
+            "that they need a redshift. Cleared when another file is opened.")
+        validator = QDoubleValidator(0.0, 20.0, 6, self.redshift_edit)
+        validator.setNotation(QDoubleValidator.Notation.StandardNotation)
+        self.redshift_edit.setValidator(validator)
+        self.redshift_edit.setMaximumWidth(80)
+        self.redshift_edit.editingFinished.connect(self._on_redshift_typed)
+        bar.addWidget(self.redshift_edit)
 
     def _combo(self, bar, title, choices, prop) -> QComboBox:
         bar.addWidget(QLabel(f" {title} "))
@@ -145,7 +163,9 @@ class MainWindow(QMainWindow):
         self._action(view_menu, "Reset contrast/bias", self._reset_contrast)
         self._action(view_menu, "Zoom to fit", lambda: self.image_view.view_box.autoRange())
         model_menu = self.menuBar().addMenu("&Model")
-        self._action(model_menu, "&Choose model…", self.open_model_dialog, "Ctrl+M")
+        self._action(model_menu, "&Choose models…", self.open_model_dialog, "Ctrl+M")
+        self.property_menu = model_menu.addMenu("&Physical properties")
+        self.property_menu.aboutToShow.connect(self._refresh_property_menu)
         self._action(model_menu, "&Train a model…", self.open_training_dialog)
         self._refresh_recent_menu()
 
@@ -158,6 +178,7 @@ class MainWindow(QMainWindow):
         self.state.n_samples = stored.get("n_samples", self.state.n_samples, s)
         self.samples_box.setValue(self.state.n_samples)
         self.state.model = stored.get("model", DEFAULT_MODEL, s)
+        self.state.property_models = tuple(stored.string_list("property_models", s))
         geometry, layout = s.value("geometry"), s.value("window_state")
         if isinstance(geometry, QByteArray):
             self.restoreGeometry(geometry)
@@ -170,6 +191,7 @@ class MainWindow(QMainWindow):
         s = self.settings
         for key in ("stretch", "interval", "pixel_origin", "n_samples", "model"):
             s.setValue(key, getattr(self.state, key))
+        s.setValue("property_models", list(self.state.property_models))
         s.setValue("geometry", self.saveGeometry())
         s.setValue("window_state", self.saveState())
         s.sync()
@@ -241,7 +263,8 @@ class MainWindow(QMainWindow):
             return
         self.state.busy = f"measuring the galaxy at x={x:.1f}, y={y:.1f}…"
         worker = Worker(self.models.analyse, image, x, y, self.state.model or None,
-                        self.state.n_samples)
+                        self.state.n_samples, property_models=self.state.property_models,
+                        redshift=self.state.redshift)
         worker.signals.returned.connect(self._on_analysis)
         worker.signals.errored.connect(self._on_analysis_error)
         worker.signals.finished.connect(self._on_analysis_finished)
@@ -291,9 +314,59 @@ class MainWindow(QMainWindow):
         self.state.band = COMPOSITE_BAND if composite else max(index, 0)
 
     def _on_model(self, model: str) -> None:
-        self.model_label.setText(f"model: {Path(model).name if model else DEFAULT_MODEL}")
+        self._update_model_label()
+        self._reanalyse()
+
+    def _on_property_models(self, names) -> None:
+        self._update_model_label()
+        self._reanalyse()
+
+    def _reanalyse(self) -> None:
+        """Measure the galaxy shown again (after a change of models or redshift)."""
+        if self._hold_reanalysis:
+            return
         if self.state.position is not None and self.state.image is not None:
             self.analyse_at(*self.state.position)
+
+    def _update_model_label(self) -> None:
+        model = self.state.model
+        text = f"model: {Path(model).name if model else DEFAULT_MODEL}"
+        names = [bundle_display_name(p) for p in self.state.property_models]
+        if names:
+            text += f"; properties: {', '.join(names)}"
+        self.model_label.setText(text)
+
+    def _on_redshift_typed(self) -> None:
+        text = self.redshift_edit.text().strip()
+        try:
+            value = float(text.replace(",", ".")) if text else None
+        except ValueError:
+            value = None
+        self.state.redshift = value
+
+    def _on_redshift(self, value) -> None:
+        text = "" if value is None else f"{value:g}"
+        if self.redshift_edit.text().strip() != text:
+            self.redshift_edit.setText(text)
+        self._reanalyse()
+
+    def _refresh_property_menu(self) -> None:
+        """Checkable entries for the shipped property bundles and the active folders."""
+        from galaxy_inspector.gui.model_dialog import known_property_bundles
+
+        self.property_menu.clear()
+        for path, label in known_property_bundles(self.state.property_models):
+            action = QAction(label, self.property_menu)
+            action.setCheckable(True)
+            action.setChecked(path in self.state.property_models)
+            action.toggled.connect(
+                lambda on, p=path: self.state.set_property_model(p, on))
+            self.property_menu.addAction(action)
+        if not self.property_menu.actions():
+            none = self.property_menu.addAction("no property bundles (add one in Choose models…)")
+            none.setEnabled(False)
+        self.property_menu.addSeparator()
+        self._action(self.property_menu, "Choose models…", self.open_model_dialog)
 
     def _on_busy(self, text: str) -> None:
         if text:
@@ -322,10 +395,19 @@ class MainWindow(QMainWindow):
     def open_model_dialog(self):
         from galaxy_inspector.gui.model_dialog import ModelDialog
 
-        dialog = ModelDialog(self.state.model, self)
-        dialog.accepted.connect(lambda: setattr(self.state, "model", dialog.chosen))
+        dialog = ModelDialog(self.state.model, self, properties=self.state.property_models)
+        dialog.accepted.connect(lambda: self._apply_model_choice(dialog))
         dialog.open()
         return self._keep(dialog)
+
+    def _apply_model_choice(self, dialog) -> None:
+        self._hold_reanalysis = True  # one new measurement for both changes, not two
+        try:
+            self.state.property_models = tuple(dialog.chosen_properties)
+            self.state.model = dialog.chosen
+        finally:
+            self._hold_reanalysis = False
+        self._reanalyse()
 
     def _ask_open_catalogue(self) -> None:
         folder = stored.get("last_catalogue_folder", "", self.settings)

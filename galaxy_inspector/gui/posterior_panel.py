@@ -1,5 +1,6 @@
 """The posterior panel: corner plot, summary table, label, flags in words, the crop the network
-saw, and exports. It shows what the engine measured; it computes nothing itself.
+saw, the physical-property predictions, and exports. It shows what the engine measured; it
+computes nothing itself.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QPushButton,
+    QScrollArea,
     QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
@@ -30,6 +32,7 @@ from PySide6.QtWidgets import (
 from galaxy_inspector.catalogue import EXPORT_FORMATS
 from galaxy_inspector.flags import FLAG_DESCRIPTIONS, Flag
 from galaxy_inspector.gui.corner_plot import draw_corner
+from galaxy_inspector.gui.property_section import PropertySection
 from galaxy_inspector.posterior import LEVEL_SUFFIXES, LEVELS
 
 __all__ = ["PosteriorPanel", "measurement_row", "FIGURE_FILTER", "ROW_FILTER"]
@@ -61,6 +64,16 @@ def measurement_row(analysis) -> dict:
     row.update({"snr": m.snr, "masked_fraction": s.masked_fraction,
                 "pixel_scale": s.source_scale, "calibration": s.calibration,
                 "model": analysis.model_name})
+    properties = getattr(m, "properties", None) or {}
+    if properties:
+        for prediction in properties.values():
+            row.update(prediction.summary)
+        redshift = getattr(analysis, "redshift", None)
+        row["redshift"] = math.nan if redshift is None else float(redshift)
+        row["property_error"] = "; ".join(f"{name}: {p.error}"
+                                          for name, p in properties.items() if p.error)
+        row["property_models"] = ", ".join(properties)
+        row["demo_models"] = ", ".join(name for name, p in properties.items() if p.demo)
     return row
 
 
@@ -111,11 +124,22 @@ class PosteriorPanel(QWidget):
         buttons.addStretch(1)
         buttons.addWidget(self.export_figure_button)
         buttons.addWidget(self.export_row_button)
+        self.properties = PropertySection()
+        content = QWidget()
+        inner = QVBoxLayout(content)
+        inner.setContentsMargins(0, 0, 0, 0)
+        inner.addWidget(self.heading)
+        inner.addLayout(top, 1)
+        inner.addWidget(self.table)
+        inner.addWidget(self.flags_text)
+        inner.addWidget(self.properties)
+        self.scroll = QScrollArea()
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.scroll.setWidget(content)
         layout = QVBoxLayout(self)
-        layout.addWidget(self.heading)
-        layout.addLayout(top, 1)
-        layout.addWidget(self.table)
-        layout.addWidget(self.flags_text)
+        layout.addWidget(self.scroll, 1)
         layout.addLayout(buttons)
         self.show_analysis(None)
 
@@ -134,6 +158,7 @@ class PosteriorPanel(QWidget):
             self.flags_text.setText("")
             self.crop_item.clear()
             self.crop_caption.setText("")
+            self.properties.show_properties(None)
             return
         m = analysis.measurement
         self._show_heading(analysis)
@@ -144,6 +169,8 @@ class PosteriorPanel(QWidget):
         self._show_table(m)
         self._show_flags(m)
         self._show_crop(m)
+        self.properties.show_properties(getattr(m, "properties", None),
+                                        getattr(analysis, "redshift", None))
 
     def _show_heading(self, analysis) -> None:
         m = analysis.measurement

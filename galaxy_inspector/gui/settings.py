@@ -10,7 +10,8 @@ import os
 
 from PySide6.QtCore import QSettings
 
-__all__ = ["app_settings", "recent_files", "add_recent_file", "get", "MAX_RECENT", "SETTINGS_ENV"]
+__all__ = ["app_settings", "recent_files", "add_recent_file", "get", "string_list", "MAX_RECENT",
+           "SETTINGS_ENV"]
 
 SETTINGS_ENV = "GALAXY_INSPECTOR_SETTINGS"
 MAX_RECENT = 10
@@ -30,6 +31,13 @@ def _as_list(value) -> list[str]:
     if isinstance(value, str):
         return [value] if value else []
     return [str(v) for v in value]
+
+
+def string_list(key: str, settings: QSettings | None = None) -> list[str]:
+    """A stored list of strings (an INI file gives back a lone string or nothing for short
+    lists, so this normalises it)."""
+    settings = settings or app_settings()
+    return _as_list(settings.value(key, []))
 
 
 def recent_files(settings: QSettings | None = None) -> list[str]:

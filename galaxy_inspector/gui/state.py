@@ -89,7 +89,11 @@ class ViewerState(HasCallbacks):
     contrast = CallbackProperty(1.0, "DS9-style contrast (1 = limits as computed)")
     bias = CallbackProperty(0.5, "DS9-style bias (0.5 = centred)")
     pixel_origin = CallbackProperty(0, "0: numpy/astropy pixels; 1: FITS/DS9 pixels (readout only)")
-    model = CallbackProperty("", "active model bundle: a shipped name or a folder")
+    model = CallbackProperty("", "active morphology model bundle: a shipped name or a folder")
+    property_models = CallbackProperty((), "active physical-property bundles (tuple of shipped "
+                                           "names or folders), run beside the morphology model")
+    redshift = CallbackProperty(None, "redshift of the galaxy for property models that need "
+                                      "one (float), or None when the user gave none")
     n_samples = CallbackProperty(500, "posterior samples per galaxy")
     position = CallbackProperty(None, "(x, y) of the galaxy being analysed, 0-based, or None")
     analysis = CallbackProperty(None, "engine result for the galaxy at ``position``, or None")
@@ -117,9 +121,17 @@ class ViewerState(HasCallbacks):
         """Show a newly read file: forget the previous galaxy, choose the default band."""
         self.analysis = None
         self.position = None
+        self.redshift = None  # a redshift belongs to one galaxy, not to the next file
         self.images = tuple(images)
         self.band = COMPOSITE_BAND if self.can_composite() else 0
         self.path = str(path)
+
+    def set_property_model(self, name: str, active: bool) -> None:
+        """Switch the property bundle ``name`` (shipped name or folder) on or off."""
+        chosen = [m for m in self.property_models if m != name]
+        if active:
+            chosen.append(name)
+        self.property_models = tuple(chosen)
 
     def readout(self, x: float, y: float) -> str:
         """Status-bar text for view position (x, y) (0-based pixel coordinates, centres at integers).

@@ -20,20 +20,24 @@ from galaxy_inspector.catalogue import SAMPLES, read_catalogue
 from galaxy_inspector.engine import (
     DEFAULT_MODEL,
     Measurement,
+    PropertyMeasurement,
     analyse_position,
     load_model,
+    load_models,
+    one_line,
     stamp_for,
 )
 from galaxy_inspector.io import expand_inputs, read_image
 
 __all__ = ["preload_engine_modules", "read_planes", "ModelCache", "GalaxyAnalysis", "MAX_PLANES",
-           "batch_task", "catalogue_galaxy_task", "stored_samples"]
+           "batch_task", "catalogue_galaxy_task", "stored_samples", "failed_property"]
 
 MAX_PLANES = 16  # more planes than this is a spectral cube, not a set of band images
 #: Extension modules the engine imports lazily. Importing one holds the GIL for up to a second,
 #: which would freeze the GUI if it happened first in a worker thread during a click or batch.
 ENGINE_MODULES = ("torch", "galaxy_inspector.models.morphology", "scipy.ndimage", "reproject",
-                  "photutils.aperture", "astropy.table", "PIL.Image", "safetensors.numpy")
+                  "photutils.aperture", "astropy.table", "PIL.Image", "safetensors.numpy",
+                  "galaxy_inspector.models.properties", "lightgbm")
 
 
 def preload_engine_modules() -> None:
@@ -70,6 +74,12 @@ class GalaxyAnalysis:
     source: str
     model_name: str
     log_parameters: tuple
+    redshift: float | None = None
+
+    @property
+    def properties(self) -> dict:
+        """Bundle name -> ``PropertyMeasurement`` of each active property model."""
+        return self.measurement.properties
 
     @property
     def crop_box(self) -> tuple:
@@ -82,17 +92,25 @@ class GalaxyAnalysis:
         return self.measurement.stamp.box
 
 
-class ModelCache:
-    """Keeps the active model loaded between clicks (loading costs far more than predicting).
+def failed_property(name: str, reason: str) -> PropertyMeasurement:
+    """The entry of a property model that could not even be loaded (shown like any reason)."""
+    return PropertyMeasurement(model=name, names=[], units=[], summary={},
+                               error=f"cannot be used: {reason}")
 
-    Calls are serialised by a lock: the GUI runs one analysis at a time, but a model switch may
-    arrive while one runs.
+
+class ModelCache:
+    """Keeps the active models loaded between clicks (loading costs far more than predicting).
+
+    The morphology model and each property bundle are cached by name or folder, so switching a
+    property model on or off does not reload the others. Calls are serialised by a lock: the GUI
+    runs one analysis at a time, but a model switch may arrive while one runs.
     """
 
     def __init__(self):
         self._lock = threading.Lock()
         self._key = None
         self._model = None
+        self._properties: dict = {}
 
     def get(self, name_or_path: str | None):
         key = name_or_path or DEFAULT_MODEL
@@ -102,15 +120,53 @@ class ModelCache:
                 self._key = key
             return self._model
 
+    def get_property(self, name_or_path: str):
+        """The loaded property model of a bundle (``BundleError`` when it cannot be loaded)."""
+        with self._lock:
+            if name_or_path not in self._properties:
+                _, (model,) = load_models([name_or_path])
+                self._properties[name_or_path] = model
+            return self._properties[name_or_path]
+
+    def property_models(self, names, morphology=None) -> tuple[list, dict]:
+        """``(loaded models, {name: PropertyMeasurement with the reason})`` for ``names``: a
+        bundle that cannot be loaded, or that predicts a quantity another active model
+        already predicts (their columns would collide), is left out with its reason."""
+        models, failed = [], {}
+        taken = {n: morphology.bundle.name for n in morphology.names} if morphology else {}
+        for name in names:
+            try:
+                model = self.get_property(name)
+            except Exception as exc:  # one bad bundle must not stop the others
+                failed[str(name)] = failed_property(str(name), one_line(exc))
+                continue
+            clash = [n for n in model.names if n in taken]
+            if model.bundle.name in {m.bundle.name for m in models}:
+                failed[f"{name}"] = failed_property(
+                    str(name), f"another active model is also named {model.bundle.name!r}")
+            elif clash:
+                failed[model.bundle.name] = failed_property(
+                    model.bundle.name, f"{taken[clash[0]]} already predicts {clash[0]!r}; "
+                                       "switch one of them off")
+            else:
+                models.append(model)
+                taken.update({n: model.bundle.name for n in model.names})
+        return models, failed
+
     def analyse(self, image, x: float, y: float, name_or_path: str | None,
-                n_samples: int | None = None):
-        """The engine's measurement of the galaxy at 0-based pixel (x, y) of ``image``."""
+                n_samples: int | None = None, property_models=(),
+                redshift: float | None = None):
+        """The engine's measurement of the galaxy at 0-based pixel (x, y) of ``image``, with
+        the predictions of the property bundles ``property_models`` (names or folders)."""
         model = self.get(name_or_path)
+        properties, failed = self.property_models(property_models, model)
         with self._lock:
             measurement = analyse_position(image, x, y, model, n_samples=n_samples,
-                                           return_crops=True)
+                                           return_crops=True, property_models=properties,
+                                           redshift=redshift)
+        measurement.properties.update(failed)
         logs = tuple(o.name for o in model.outputs if o.transform == "log10")
-        return GalaxyAnalysis(measurement, image.source, model.bundle.name, logs)
+        return GalaxyAnalysis(measurement, image.source, model.bundle.name, logs, redshift)
 
 
 def batch_task(inputs: list, out: str, options, report, should_stop):

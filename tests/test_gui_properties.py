@@ -1,0 +1,162 @@
+"""Physical-property predictions in the GUI, used like a user would: switch a property model on
+in the model chooser, open a 3-band cube, click the galaxy, read the "Physical properties"
+section; give a redshift when a model asks for one; switch the model off again.
+
+The property bundles are tiny ones trained in the session (``gui_fixtures.property_bundles``).
+"""
+
+import math
+
+import numpy as np
+from gui_fixtures import *  # noqa: F403 (pytest fixtures: make_main_window, property_bundles)
+from gui_fixtures import sample, wait_for_analysis
+
+from galaxy_inspector.gui.model_dialog import DEMO_LABEL, ModelDialog
+from galaxy_inspector.gui.property_section import SECTION_TITLE
+
+
+def _open(qtbot, window, path):
+    window.open_file(path)
+    qtbot.waitUntil(lambda: window.state.path == path or bool(window.state.message),
+                    timeout=30_000)
+    assert window.state.path == path, window.state.message
+
+
+def _click_centre(qtbot, window):
+    ny, nx = window.state.image.shape
+    window.image_view.click_at((nx - 1) / 2, (ny - 1) / 2)
+    return wait_for_analysis(qtbot, window)
+
+
+def _wait_for_new_analysis(qtbot, window, old):
+    qtbot.waitUntil(lambda: (window.state.analysis is not None
+                             and window.state.analysis is not old
+                             and window._analysis_worker is None) or bool(window.state.message),
+                    timeout=120_000)
+    assert window.state.analysis is not None, window.state.message
+    return window.state.analysis
+
+
+def _choose_in_dialog(qtbot, window, add=(), untick=()):
+    """Open Model > Choose models…, add bundle folders / untick bundles, press OK."""
+    dialog = window.open_model_dialog()
+    for folder in add:
+        dialog.add_bundle(folder)
+    for folder in untick:
+        dialog.set_property_checked(folder, False)
+    dialog.ok_button.click()
+    return dialog
+
+
+def _cells(table, row):
+    return [table.item(row, c).text() for c in range(table.columnCount())]
+
+
+def _bounds(text):
+    lo, hi = (float(v) for v in text.strip("[]").split(","))
+    return lo, hi
+
+
+def test_cube_click_shows_property_intervals_with_demo_warning(
+        qtbot, make_main_window, property_bundles, tmp_path):
+    window = make_main_window()
+    folder = property_bundles["cnn"]
+    dialog = _choose_in_dialog(qtbot, window, add=[folder])
+    assert DEMO_LABEL in dialog.property_list.currentItem().text()
+    assert "demo" in dialog.card_view.toPlainText()
+    assert window.state.property_models == (folder,)
+    assert "tiny-mstar-demo" in window.model_label.text()
+    _open(qtbot, window, sample("cube_gri.fits"))
+    analysis = _click_centre(qtbot, window)
+    (prediction,) = analysis.properties.values()
+    assert prediction.error == "", prediction.error
+    section = window.posterior.properties
+    assert section.isVisible() and section.title() == SECTION_TITLE
+    block = section.blocks["tiny-mstar-demo"]
+    assert "tiny-mstar-demo" in block.heading.text() and DEMO_LABEL in block.heading.text()
+    name, mode, median, hpd68, hpd95 = _cells(block.table, 0)
+    assert name.startswith("log M* (log_mstar)")
+    assert math.isfinite(float(mode)) and math.isfinite(float(median))
+    lo68, hi68 = _bounds(hpd68)
+    lo95, hi95 = _bounds(hpd95)
+    assert lo95 <= lo68 <= float(median) <= hi68 <= hi95
+    assert block.canvas is not None and block.canvas.isVisible()
+    assert not block.reason.isVisible()
+    # The morphology is still there, above the property section.
+    assert window.posterior.table.rowCount() == 3
+    window.posterior.export_row(str(tmp_path / "row.csv"))
+    from astropy.table import Table
+
+    row = Table.read(tmp_path / "row.csv")
+    assert np.isfinite(row["log_mstar_lo68"][0]) and np.isfinite(row["bt_median"][0])
+    assert row["demo_models"][0] == "tiny-mstar-demo"
+
+
+def test_model_needing_a_redshift_says_so_until_one_is_typed(
+        qtbot, make_main_window, property_bundles):
+    window = make_main_window()
+    folder = property_bundles["needs_z"]
+    _choose_in_dialog(qtbot, window, add=[folder])
+    _open(qtbot, window, sample("cube_gri.fits"))
+    _click_centre(qtbot, window)
+    block = window.posterior.properties.blocks["tiny-ml-z"]
+    assert block.table is None and block.reason.isVisible()
+    assert "needs a redshift" in block.reason.text()
+    assert "Redshift" in block.reason.text()  # tells the user where to give one
+    assert "Traceback" not in block.reason.text() and not window.state.message
+    old = window.state.analysis
+    qtbot.keyClicks(window.redshift_edit, "0.08")
+    window.redshift_edit.editingFinished.emit()
+    assert window.state.redshift == 0.08
+    analysis = _wait_for_new_analysis(qtbot, window, old)
+    assert analysis.redshift == 0.08
+    block = window.posterior.properties.blocks["tiny-ml-z"]
+    assert block.table is not None
+    lo, hi = _bounds(_cells(block.table, 0)[3])
+    assert math.isfinite(lo) and lo <= hi
+    assert "z = 0.08" in window.posterior.properties.note.text()
+
+
+def test_image_that_cannot_feed_a_model_shows_the_reason(qtbot, make_main_window,
+                                                         property_bundles):
+    window = make_main_window()
+    window.state.property_models = (property_bundles["cnn"],)
+    _open(qtbot, window, sample("sdss_gri.jpg"))  # colour JPEG: no calibrated g, r, i fluxes
+    analysis = _click_centre(qtbot, window)
+    (prediction,) = analysis.properties.values()
+    assert prediction.error
+    block = window.posterior.properties.blocks["tiny-mstar-demo"]
+    assert block.reason.isVisible() and prediction.error.split(":")[0] in block.reason.text()
+    assert window.posterior.table.rowCount() == 3  # the morphology is unaffected
+
+
+def test_switching_a_property_model_off_removes_the_section_and_is_remembered(
+        qtbot, make_main_window, property_bundles):
+    window = make_main_window()
+    folder = property_bundles["cnn"]
+    _choose_in_dialog(qtbot, window, add=[folder])
+    _open(qtbot, window, sample("cube_gri.fits"))
+    _click_centre(qtbot, window)
+    assert window.posterior.properties.isVisible()
+    # The Model > Physical properties menu lists the active bundle, ticked.
+    window.property_menu.aboutToShow.emit()
+    (action,) = [a for a in window.property_menu.actions() if "tiny-mstar-demo" in a.text()]
+    assert action.isChecked() and DEMO_LABEL in action.text()
+    old = window.state.analysis
+    action.trigger()  # untick
+    assert window.state.property_models == ()
+    analysis = _wait_for_new_analysis(qtbot, window, old)
+    assert analysis.properties == {}
+    assert not window.posterior.properties.isVisible()
+    assert window.posterior.table.rowCount() == 3
+    # Switched on again in the dialog, then the choice survives a restart.
+    _choose_in_dialog(qtbot, window, add=[folder])
+    window.close()
+    again = make_main_window()
+    assert again.state.property_models == (folder,)
+    dialog = ModelDialog(again.state.model, properties=again.state.property_models)
+    qtbot.addWidget(dialog)
+    assert dialog.checked_properties() == [folder]
+    dialog.set_property_checked(folder, False)
+    dialog.accept()
+    assert dialog.chosen_properties == []
