@@ -160,3 +160,40 @@ def test_switching_a_property_model_off_removes_the_section_and_is_remembered(
     dialog.set_property_checked(folder, False)
     dialog.accept()
     assert dialog.chosen_properties == []
+
+
+def test_catalogue_browser_shows_and_plots_stored_property_predictions(
+        qtbot, make_main_window, property_bundles, tmp_path):
+    from galaxy_inspector.batch import BatchOptions, run_batch
+
+    cube = sample("cube_gri.fits")
+    table = tmp_path / "targets.csv"
+    table.write_text(f"path,id,x,y,z\n{cube},with-z,63.5,63.5,0.05\n{cube},no-z,60,60,\n")
+    out = tmp_path / "cat.h5"
+    run_batch([table], out, BatchOptions(
+        model=["morphology-hsc-g", property_bundles["cnn"], property_bundles["needs_z"]],
+        n_samples=50, save_samples=True))
+    window = make_main_window()
+    browser = window.open_catalogue(str(out))
+    plottable = [browser.plot_x.itemText(i) for i in range(browser.plot_x.count())]
+    assert {"log_mstar_median", "ml_g_lo68", "redshift"} <= set(plottable)
+    browser.plot_x.setCurrentText("log_mstar_median")
+    browser.plot_y.setCurrentText("ml_g_median")  # a scatter of two property columns
+    assert browser.plot.getPlotItem().listDataItems()
+    browser.select_row(0)
+    qtbot.waitUntil(lambda: browser.state.analysis is not None, timeout=60_000)
+    section = browser.posterior.properties
+    assert "z = 0.05 (from the catalogue row)" in section.note.text()
+    for name in ("tiny-mstar-demo", "tiny-ml-z"):
+        block = section.blocks[name]
+        assert block.table is not None and block.canvas is not None  # stored samples drawn
+        lo, hi = _bounds(_cells(block.table, 0)[3])
+        assert math.isfinite(lo) and lo <= hi
+    assert DEMO_LABEL in section.blocks["tiny-mstar-demo"].heading.text()
+    first = browser.state.analysis
+    browser.select_row(1)
+    qtbot.waitUntil(lambda: browser.state.analysis is not None
+                    and browser.state.analysis is not first, timeout=60_000)
+    block = browser.posterior.properties.blocks["tiny-ml-z"]
+    assert block.table is None and "needs a redshift" in block.reason.text()
+    assert "--redshift-column" in block.reason.text()

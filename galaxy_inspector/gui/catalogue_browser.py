@@ -124,7 +124,7 @@ class CatalogueBrowser(QMainWindow):
         table_layout.addWidget(self.view)
 
         self.image_view = SkyImageView(self.state)
-        self.posterior = PosteriorPanel()
+        self.posterior = PosteriorPanel(in_catalogue=True)
         self.status = QLabel("Select a row to see its galaxy.")
         self.status.setWordWrap(True)
         galaxy = QSplitter(Qt.Orientation.Horizontal)
@@ -226,7 +226,10 @@ class CatalogueBrowser(QMainWindow):
         if self.worker is not None and self.worker.is_running:
             self.worker.quit()
         model = self.main_state.model if self.main_state is not None else None
-        worker = Worker(catalogue_galaxy_task, self.models, self.path, row_index, row, model)
+        units = {c: str(self.table[c].unit) for c in self.table.colnames
+                 if self.table[c].unit is not None}
+        worker = Worker(catalogue_galaxy_task, self.models, self.path, row_index, row, model,
+                        units)
         worker.signals.returned.connect(lambda result: self._show_galaxy(row, result))
         worker.signals.errored.connect(lambda exc: self.status.setText(
             f"<span style='color:#b00020'>Cannot show {row['id']}: "

@@ -77,7 +77,7 @@ def known_property_bundles(active=()) -> list[tuple[str, str]]:
     known = {p for p, _ in out}
     for path in active:
         if path not in known:
-            out.append((path, f"{bundle_display_name(path)} ({path})"))
+            out.append((path, f"{bundle_display_name(path)} (folder {path})"))
     return out
 
 
@@ -198,12 +198,13 @@ class ModelDialog(QDialog):
     def _add_property(self, path: str, card: dict | None, where: str,
                       checked: bool) -> QListWidgetItem:
         name = (card or {}).get("name") or Path(path).name
-        text = f"{name} ({where})" if where != path else f"{name} ({path})"
+        text = f"{name} ({where})" if where != path else f"{name} (folder)"
         item = QListWidgetItem(text)
         if is_demo_card(card):
             item.setText(f"{text}\n    ⚠ {DEMO_LABEL}")
             item.setForeground(QBrush(QColor(DEMO_COLOUR)))
-        item.setToolTip((card or {}).get("description", ""))
+        item.setToolTip("\n".join(t for t in (str(path), (card or {}).get("description", ""))
+                                   if t))
         item.setData(PATH_ROLE, path)
         item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
         item.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)

@@ -78,15 +78,18 @@ def measurement_row(analysis) -> dict:
 
 
 class PosteriorPanel(QWidget):
-    """Shows one galaxy's posterior (``show_analysis``) or a hint when there is none."""
+    """Shows one galaxy's posterior (``show_analysis``) or a hint when there is none.
+    ``in_catalogue``: it shows catalogue rows (the catalogue browser), not clicks."""
 
-    def __init__(self, parent=None):
+    def __init__(self, parent=None, in_catalogue: bool = False):
         super().__init__(parent)
         self.analysis = None
         self.heading = QLabel("Click a galaxy in the image to measure it.")
         self.heading.setWordWrap(True)
         self.heading.setTextFormat(Qt.TextFormat.RichText)
-        self.figure = Figure(figsize=(4.6, 4.6), dpi=90, layout=None)
+        # The size hint (figsize x dpi) is what the scroll area gives the canvas when space is
+        # short; 300 px keeps the tables below it in view.
+        self.figure = Figure(figsize=(4.6, 300 / 90), dpi=90, layout=None)
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.canvas.setMinimumHeight(300)
@@ -124,7 +127,7 @@ class PosteriorPanel(QWidget):
         buttons.addStretch(1)
         buttons.addWidget(self.export_figure_button)
         buttons.addWidget(self.export_row_button)
-        self.properties = PropertySection()
+        self.properties = PropertySection(in_catalogue=in_catalogue)
         content = QWidget()
         inner = QVBoxLayout(content)
         inner.setContentsMargins(0, 0, 0, 0)

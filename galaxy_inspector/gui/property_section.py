@@ -49,10 +49,14 @@ def property_label(name: str, unit: str) -> str:
     return f"{pretty} [{unit}]" if unit else pretty
 
 
-def reason_in_words(error: str) -> str:
-    """The engine's reason a model could not predict, with what the user can do about it."""
-    text = error.strip()
+def reason_in_words(error: str, in_catalogue: bool = False) -> str:
+    """The engine's reason a model could not predict (HTML-escaped), with what the user can do
+    about it: in the main window, or in a catalogue (``in_catalogue``)."""
+    text = html.escape(error.strip())
     if "needs a redshift" in text:
+        if in_catalogue:
+            return (f"{text} — give the input table a redshift column (batch option "
+                    "<i>--redshift-column</i>) and run the batch again")
         return (f"{text} — type the galaxy's redshift in the toolbar's <i>Redshift</i> field "
                 "to predict it")
     return text
@@ -68,7 +72,7 @@ class PropertyBlock(QWidget):
     """One property model's result: heading (name, demo warning), then the table and marginal
     plots, or the reason it has no prediction for this galaxy."""
 
-    def __init__(self, prediction, parent=None):
+    def __init__(self, prediction, parent=None, in_catalogue: bool = False):
         super().__init__(parent)
         self.prediction = prediction
         p = prediction
@@ -91,7 +95,7 @@ class PropertyBlock(QWidget):
         self.canvas = None
         self.figure = None
         if p.error:
-            self.reason.setText(f"Not predicted: {reason_in_words(html.escape(p.error))}")
+            self.reason.setText(f"Not predicted: {reason_in_words(p.error, in_catalogue)}")
             layout.addWidget(self.reason)
             return
         self.reason.hide()
@@ -146,10 +150,13 @@ class _FittedTable(QTableWidget):
 
 
 class PropertySection(QGroupBox):
-    """Every active property model's block; hidden when no property model is active."""
+    """Every active property model's block; hidden when no property model is active.
+    ``in_catalogue``: the predictions come from a catalogue (its redshift column), not from a
+    click in the main window (its toolbar's redshift)."""
 
-    def __init__(self, parent=None):
+    def __init__(self, parent=None, in_catalogue: bool = False):
         super().__init__(SECTION_TITLE, parent)
+        self.in_catalogue = in_catalogue
         self.blocks: dict[str, PropertyBlock] = {}
         self.setStyleSheet("QGroupBox { font-weight: bold; } QGroupBox * { font-weight: normal; }")
         self.note = QLabel()
@@ -167,10 +174,11 @@ class PropertySection(QGroupBox):
         if not properties:
             self.setVisible(False)
             return
-        z = "none given" if redshift is None else f"z = {redshift:g} (from the toolbar)"
+        where = "the catalogue row" if self.in_catalogue else "the toolbar"
+        z = f"none in {where}" if redshift is None else f"z = {redshift:g} (from {where})"
         self.note.setText(f"Redshift: {z}")
         for name, prediction in properties.items():
-            block = PropertyBlock(prediction, self)
+            block = PropertyBlock(prediction, self, self.in_catalogue)
             self.blocks[name] = block
             self._layout.addWidget(block)
         self.setVisible(True)

@@ -16,7 +16,7 @@ import h5py
 import numpy as np
 
 from galaxy_inspector.batch import run_batch
-from galaxy_inspector.catalogue import SAMPLES, read_catalogue
+from galaxy_inspector.catalogue import PROPERTY_SAMPLES, SAMPLES, read_catalogue
 from galaxy_inspector.engine import (
     DEFAULT_MODEL,
     Measurement,
@@ -30,7 +30,8 @@ from galaxy_inspector.engine import (
 from galaxy_inspector.io import expand_inputs, read_image
 
 __all__ = ["preload_engine_modules", "read_planes", "ModelCache", "GalaxyAnalysis", "MAX_PLANES",
-           "batch_task", "catalogue_galaxy_task", "stored_samples", "failed_property"]
+           "batch_task", "catalogue_galaxy_task", "stored_samples", "stored_properties",
+           "failed_property"]
 
 MAX_PLANES = 16  # more planes than this is a spectral cube, not a set of band images
 #: Extension modules the engine imports lazily. Importing one holds the GIL for up to a second,
@@ -196,15 +197,67 @@ def stored_samples(path: str, index: int):
         return np.asarray(dataset[index], dtype=np.float32), names, units
 
 
+def _model_reason(errors: str, model: str) -> str:
+    """This model's part of a row's ``property_error`` ("model: reason; other: reason")."""
+    for part in (errors or "").split("; "):
+        if part.startswith(f"{model}: "):
+            return part[len(model) + 2:]
+    return ""
+
+
+def stored_properties(path: str, index: int, row: dict, units: dict | None = None) -> dict:
+    """Bundle name -> ``PropertyMeasurement`` of catalogue row ``index`` from its property
+    columns, ``/property_samples`` (when saved) and ``property_error``; ``units`` maps column
+    names to units (from the table). Empty for a catalogue without property models."""
+    units = units or {}
+    with h5py.File(path, "r") as f:
+        try:
+            models = [m for m in json.loads(f.attrs.get("models", "[]"))
+                      if m.get("task") == "properties"]
+        except (TypeError, ValueError):
+            return {}
+        draws = {}
+        for m in models:
+            for name in m.get("outputs", []):
+                key = f"{PROPERTY_SAMPLES}/{name}"
+                if key in f and index < f[key].shape[0]:
+                    draws[name] = np.asarray(f[key][index], dtype=np.float32)
+    out = {}
+    for m in models:
+        names = list(m.get("outputs", []))
+        summary = {k: float(v) for k, v in row.items()
+                   if any(k.startswith(f"{n}_") for n in names)}
+        samples = None
+        if names and all(n in draws for n in names):
+            samples = np.stack([draws[n] for n in names], axis=1)
+            if not np.isfinite(samples).any():
+                samples = None
+        out[m["name"]] = PropertyMeasurement(
+            model=m["name"], names=names, units=[units.get(f"{n}_median", "") for n in names],
+            summary=summary, samples=samples,
+            error=_model_reason(row.get("property_error", ""), m["name"]),
+            demo=bool(m.get("demo") or m.get("synthetic_training_data")))
+    return out
+
+
+def _row_redshift(row: dict) -> float | None:
+    z = row.get("redshift")
+    return float(z) if isinstance(z, (int, float)) and np.isfinite(z) else None
+
+
 def catalogue_galaxy_task(models: ModelCache, catalogue: str, index: int, row: dict,
-                          model_name: str | None):
+                          model_name: str | None, units: dict | None = None):
     """Planes of a catalogue row's image and its analysis: the stored posterior when the file
-    has samples (the stamp is re-cut only to show where it lies), else a fresh measurement."""
+    has samples (the stamp is re-cut only to show where it lies), else a fresh measurement;
+    the row's stored property predictions either way."""
     planes = read_planes(row["source"])
     image = planes[0]
+    properties = stored_properties(catalogue, index, row, units)
     stored = stored_samples(catalogue, index)
     if stored is None:
-        return planes, models.analyse(image, row["x"], row["y"], model_name)
+        analysis = models.analyse(image, row["x"], row["y"], model_name)
+        analysis.measurement.properties.update(properties)
+        return planes, dataclasses.replace(analysis, redshift=_row_redshift(row))
     samples, names, units = stored
     model = models.get(model_name)
     stamp = stamp_for(image, row["x"], row["y"], model)
@@ -215,6 +268,7 @@ def catalogue_galaxy_task(models: ModelCache, catalogue: str, index: int, row: d
         stn_scale=float(row["stn_scale"]),
         crop_box=tuple(float(row[k]) for k in ("crop_x0", "crop_y0", "crop_x1", "crop_y1")),
         snr=float(row.get("snr", np.nan)), label=row.get("label", ""),
-        flags=int(row["flags"]), crop=None)
+        flags=int(row["flags"]), crop=None, properties=properties)
     logs = tuple(o.name for o in model.outputs if o.transform == "log10")
-    return planes, GalaxyAnalysis(measurement, image.source, model.bundle.name, logs)
+    return planes, GalaxyAnalysis(measurement, image.source, model.bundle.name, logs,
+                                  _row_redshift(row))
