@@ -162,18 +162,23 @@ def test_switching_a_property_model_off_removes_the_section_and_is_remembered(
     assert dialog.chosen_properties == []
 
 
-def test_catalogue_browser_shows_and_plots_stored_property_predictions(
+def test_batch_dialog_runs_active_property_models_and_browser_shows_them(
         qtbot, make_main_window, property_bundles, tmp_path):
-    from galaxy_inspector.batch import BatchOptions, run_batch
-
     cube = sample("cube_gri.fits")
     table = tmp_path / "targets.csv"
-    table.write_text(f"path,id,x,y,z\n{cube},with-z,63.5,63.5,0.05\n{cube},no-z,60,60,\n")
+    table.write_text(f"path,id,x,y,zspec\n{cube},with-z,63.5,63.5,0.05\n{cube},no-z,60,60,\n")
     out = tmp_path / "cat.h5"
-    run_batch([table], out, BatchOptions(
-        model=["morphology-hsc-g", property_bundles["cnn"], property_bundles["needs_z"]],
-        n_samples=50, save_samples=True))
     window = make_main_window()
+    window.state.property_models = (property_bundles["cnn"], property_bundles["needs_z"])
+    dialog = window.open_batch_dialog()
+    assert dialog.use_properties.isChecked() and DEMO_LABEL in dialog.use_properties.text()
+    dialog.add_inputs([str(table)])
+    dialog.output_edit.setText(str(out))
+    dialog.samples.setValue(50)
+    dialog.redshift_column.setText("zspec")
+    with qtbot.waitSignal(dialog.run_finished, timeout=180_000):
+        dialog.run_button.click()
+    assert dialog.result.done == 2 and dialog.result.failed == 0, dialog.errors
     browser = window.open_catalogue(str(out))
     plottable = [browser.plot_x.itemText(i) for i in range(browser.plot_x.count())]
     assert {"log_mstar_median", "ml_g_lo68", "redshift"} <= set(plottable)
@@ -197,3 +202,15 @@ def test_catalogue_browser_shows_and_plots_stored_property_predictions(
     block = browser.posterior.properties.blocks["tiny-ml-z"]
     assert block.table is None and "needs a redshift" in block.reason.text()
     assert "--redshift-column" in block.reason.text()
+
+
+def test_panel_screenshot_with_property_models_leaves_settings_alone(
+        qtbot, gui_settings, property_bundles, tmp_path):
+    from galaxy_inspector.gui import settings as stored
+    from galaxy_inspector.gui.app import take_panel_screenshot
+
+    out = tmp_path / "panel.png"
+    assert take_panel_screenshot(str(out), sample("cube_gri.fits"),
+                                 [property_bundles["cnn"]]) == 0
+    assert out.stat().st_size > 10_000
+    assert stored.string_list("property_models") == []

@@ -2,7 +2,9 @@
 
 ``run_gui(files)`` opens the window; ``take_screenshot(out_png, files)`` opens the files,
 measures the galaxy at the centre of the first one, saves the main window as a PNG and exits.
-``main`` and ``screenshot`` are the names ``cli.py`` calls.
+``main`` and ``screenshot`` are the names ``cli.py`` calls. ``take_panel_screenshot`` saves the
+posterior panel scrolled to its "Physical properties" section, with given property models
+(for the docs: ``python -m galaxy_inspector.gui.app --panel OUT.png IMAGE --model BUNDLE ...``).
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from galaxy_inspector import __version__
 from galaxy_inspector.gui.main_window import MainWindow
 from galaxy_inspector.gui.workers import wait_for_workers
 
-__all__ = ["run_gui", "take_screenshot", "main", "screenshot", "application",
-           "SCREENSHOT_SIZE"]
+__all__ = ["run_gui", "take_screenshot", "take_panel_screenshot", "main", "screenshot",
+           "application", "SCREENSHOT_SIZE"]
 
 SCREENSHOT_SIZE = (1400, 850)
 SCREENSHOT_TIMEOUT = 180.0  # seconds for reading and measuring
@@ -57,11 +59,20 @@ def _wait_until(app, predicate, timeout: float) -> bool:
     return True
 
 
-def take_screenshot(out_png: str, files: list[str]) -> int:
-    """Open ``files``, measure the centre galaxy of the first, save the window to ``out_png``."""
+def take_screenshot(out_png: str, files: list[str], property_models=None,
+                    redshift: float | None = None, panel_only: bool = False) -> int:
+    """Open ``files``, measure the centre galaxy of the first, save the window to ``out_png``.
+
+    ``property_models`` (bundle names or folders) replace the active ones for this screenshot
+    only (the user's settings keep theirs); ``panel_only`` saves the posterior panel scrolled
+    to its end (the "Physical properties" section) instead of the window.
+    """
     app = application()
     window = MainWindow()
     window.resize(*SCREENSHOT_SIZE)
+    saved_properties = window.state.property_models
+    if property_models is not None:
+        window.state.property_models = tuple(str(p) for p in property_models)
     window.show()
     errors = []
     window.analysis_failed.connect(errors.append)
@@ -71,6 +82,7 @@ def take_screenshot(out_png: str, files: list[str]) -> int:
         loaded = _wait_until(app, lambda: bool(window.state.images) or window.state.message,
                              SCREENSHOT_TIMEOUT)
         if window.state.images:
+            window.state.redshift = redshift
             ny, nx = window.state.image.shape
             window.image_view.click_at((nx - 1) / 2, (ny - 1) / 2)
             _wait_until(app, lambda: window.state.analysis is not None or errors,
@@ -80,13 +92,44 @@ def take_screenshot(out_png: str, files: list[str]) -> int:
                   file=sys.stderr)
             status = 1
     _wait_until(app, lambda: False, 0.3)  # let the canvas and view finish drawing
-    if not window.grab().save(str(out_png)):
+    target = window
+    if panel_only:
+        bar = window.posterior.scroll.verticalScrollBar()
+        bar.setValue(bar.maximum())
+        _wait_until(app, lambda: False, 0.2)
+        target = window.posterior
+    if not target.grab().save(str(out_png)):
         print(f"galaxy-inspector: error: cannot write {out_png}", file=sys.stderr)
         status = 1
+    window._hold_reanalysis = True  # restoring the user's models must not measure again
+    window.state.property_models = saved_properties
     window.close()
     wait_for_workers()
     return status
 
 
+def take_panel_screenshot(out_png: str, image: str, property_models,
+                          redshift: float | None = None) -> int:
+    """The posterior panel of the centre galaxy of ``image`` with ``property_models`` active,
+    scrolled to its "Physical properties" section (docs/screenshots/properties_panel.png)."""
+    return take_screenshot(out_png, [image], property_models, redshift, panel_only=True)
+
+
 main = run_gui
 screenshot = take_screenshot
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m galaxy_inspector.gui.app",
+        description="Save the posterior panel (scrolled to the physical properties) of the "
+                    "centre galaxy of IMAGE with the given property bundles.")
+    parser.add_argument("--panel", required=True, metavar="OUT.png")
+    parser.add_argument("image")
+    parser.add_argument("--model", action="append", default=[], metavar="BUNDLE",
+                        help="property bundle (shipped name or folder); repeat for more")
+    parser.add_argument("--redshift", type=float, default=None)
+    args = parser.parse_args()
+    sys.exit(take_panel_screenshot(args.panel, args.image, args.model, args.redshift))

@@ -56,8 +56,9 @@ class BatchDialog(QDialog):
     open_catalogue_requested = Signal(str)
     run_finished = Signal(object)
 
-    def __init__(self, model: str = "", settings=None, parent=None):
+    def __init__(self, model: str = "", settings=None, parent=None, property_models=()):
         super().__init__(parent)
+        self.property_models = list(property_models)
         self.setWindowTitle("Batch measure")
         self.resize(720, 640)
         self.settings = settings or stored.app_settings()
@@ -85,6 +86,20 @@ class BatchDialog(QDialog):
 
         self.model_edit = QLineEdit(model)
         self.model_edit.setPlaceholderText("default model")
+        self.use_properties = QCheckBox()
+        if self.property_models:
+            from galaxy_inspector.gui.model_dialog import bundle_display_name
+
+            names = ", ".join(bundle_display_name(p) for p in self.property_models)
+            self.use_properties.setText(f"also the active property models: {names}")
+            self.use_properties.setChecked(True)
+        else:
+            self.use_properties.setText("no property models active (Model ▸ Choose models…)")
+            self.use_properties.setEnabled(False)
+        self.redshift_column = QLineEdit()
+        self.redshift_column.setPlaceholderText("z or redshift")
+        self.redshift_column.setToolTip("Column of the input tables holding each galaxy's "
+                                        "redshift, for property models that need one")
         self.output_edit = QLineEdit(stored.get("batch_output", "", self.settings))
         self.output_edit.setPlaceholderText("catalogue.h5")
         browse_out = QPushButton("…")
@@ -113,6 +128,8 @@ class BatchDialog(QDialog):
         self.zero_point.setSpecialValueText("from the files")
         form = QFormLayout()
         form.addRow("Model", self.model_edit)
+        form.addRow("", self.use_properties)
+        form.addRow("Redshift column (tables)", self.redshift_column)
         form.addRow("Output", out_row)
         form.addRow("Samples per galaxy", self.samples)
         form.addRow("", self.save_samples)
@@ -194,8 +211,13 @@ class BatchDialog(QDialog):
     # -- running -------------------------------------------------------------------------
     def options(self) -> BatchOptions:
         """The dialog's choices as the engine's ``BatchOptions``."""
+        model = self.model_edit.text().strip() or None
+        if self.use_properties.isChecked() and self.property_models:
+            from galaxy_inspector.engine import DEFAULT_MODEL
+
+            model = [model or DEFAULT_MODEL, *self.property_models]
         return BatchOptions(
-            model=self.model_edit.text().strip() or None,
+            model=model, redshift_column=self.redshift_column.text().strip() or None,
             n_samples=self.samples.value() or None,
             save_samples=self.save_samples.isChecked(), resume=self.resume.isChecked(),
             overwrite=self.overwrite.isChecked(), workers=self.workers_box.value(),

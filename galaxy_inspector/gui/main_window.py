@@ -428,7 +428,8 @@ class MainWindow(QMainWindow):
     def open_batch_dialog(self):
         from galaxy_inspector.gui.batch_dialog import BatchDialog
 
-        dialog = BatchDialog(self.state.model, self.settings, self)
+        dialog = BatchDialog(self.state.model, self.settings, self,
+                             property_models=self.state.property_models)
         dialog.open_catalogue_requested.connect(self.open_catalogue)
         dialog.show()
         return self._keep(dialog)

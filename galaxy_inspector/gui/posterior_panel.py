@@ -13,7 +13,7 @@ import numpy as np
 import pyqtgraph as pg
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QSize, Qt
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
@@ -141,10 +141,19 @@ class PosteriorPanel(QWidget):
         self.scroll.setFrameShape(QScrollArea.Shape.NoFrame)
         self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.scroll.setWidget(content)
+        self._content = content
         layout = QVBoxLayout(self)
         layout.addWidget(self.scroll, 1)
         layout.addLayout(buttons)
         self.show_analysis(None)
+
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt naming)
+        """As wide as the content wants (a scroll area alone would ask for little)."""
+        hint = super().sizeHint()
+        width = (self._content.sizeHint().width()
+                 + self.scroll.verticalScrollBar().sizeHint().width()
+                 + self.layout().contentsMargins().left() + self.layout().contentsMargins().right())
+        return QSize(max(hint.width(), width), hint.height())
 
     # -- showing -------------------------------------------------------------------------
     def show_analysis(self, analysis) -> None:
