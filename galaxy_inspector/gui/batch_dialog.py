@@ -90,8 +90,8 @@ class BatchDialog(QDialog):
         if self.property_models:
             from galaxy_inspector.gui.model_dialog import bundle_display_name
 
-            names = ", ".join(bundle_display_name(p) for p in self.property_models)
-            self.use_properties.setText(f"also the active property models: {names}")
+            names = "".join(f"\n• {bundle_display_name(p)}" for p in self.property_models)
+            self.use_properties.setText(f"also run the active property models:{names}")
             self.use_properties.setChecked(True)
         else:
             self.use_properties.setText("no property models active (Model ▸ Choose models…)")
