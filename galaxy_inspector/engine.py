@@ -52,7 +52,7 @@ from galaxy_inspector.preprocessing import (
 
 __all__ = ["DEFAULT_MODEL", "DEFAULT_PROPERTY_SAMPLES", "Measurement", "PropertyMeasurement",
            "PropertyInput", "StampSpec", "PropertySpec", "load_model", "load_models",
-           "mode_transforms", "stamp_for", "property_bands", "property_stamp",
+           "stamp_for", "property_bands", "property_stamp",
            "measure_stamps", "measure_properties", "bare_measurements", "analyse_position",
            "analyse_sky_position", "model_info", "is_demo", "one_line", "LOW_SNR"]
 
@@ -61,8 +61,6 @@ DEFAULT_MODEL = "morphology-hsc-g"
 #: model's calibrated number says otherwise.
 DEFAULT_PROPERTY_SAMPLES = 500
 LOW_SNR = 10.0
-_TINY = 1e-30
-_BT_CLIP = 1e-4
 
 
 @dataclass
@@ -226,16 +224,6 @@ def load_model(name_or_path=None, device: str | None = None):
     return MorphologyModel(name_or_path or DEFAULT_MODEL, device=device)
 
 
-def mode_transforms(names) -> dict:
-    """Where each parameter's KDE mode is found: log10 for radii and fluxes, logit for B/T."""
-    log10 = (lambda s: np.log10(np.maximum(s, _TINY)), lambda t: 10.0 ** t)
-    logit = (lambda s: np.log(np.clip(s, _BT_CLIP, 1 - _BT_CLIP)
-                              / (1 - np.clip(s, _BT_CLIP, 1 - _BT_CLIP))),
-             lambda t: 1.0 / (1.0 + np.exp(-t)))
-    chosen = {"bt": logit, "re_arcsec": log10, "flux_njy": log10}
-    return {n: chosen[n] for n in names if n in chosen}
-
-
 @dataclass(frozen=True)
 class StampSpec:
     """The stamp a model reads: side (pixels), pixel scale (arcsec/px), and the sky noise
@@ -363,7 +351,7 @@ def measure_stamps(stamps: list[Stamp], model, n_samples: int | None = None, see
     data = np.stack([s.data for s in stamps])
     pred = model.predict(data, n_samples=n_samples, seed=seed, return_crops=return_crops)
     names = list(pred.names)
-    summary = summarize(pred.samples, names, mode_transforms(names))
+    summary = summarize(pred.samples, names, model.mode_transforms())
     card = model.bundle.card
     thresholds = thresholds_from_card(card)
     ranges = _training_ranges(card)

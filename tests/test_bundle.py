@@ -160,8 +160,11 @@ def test_output_spec_round_trip(spec, values):
     assert OutputSpec.from_card(spec.to_card()) == spec
 
 
-def test_logit_clips_exact_zero_and_one():
+def test_logit_clips_exact_zero_and_one_and_censors_back():
     spec = OutputSpec("bt", "", "logit", 0.0, 1.0, clip=(0.01, 0.99))
-    scaled = spec.forward([0.0, 1.0])
+    scaled = spec.forward([0.0, 1.0, 0.3])
     assert np.isfinite(scaled).all()
-    np.testing.assert_allclose(spec.inverse(scaled), [0.01, 0.99])
+    # Network outputs at or beyond the clip mean "at the bound": B/T of exactly 0 or 1.
+    np.testing.assert_allclose(spec.inverse(scaled), [0.0, 1.0, 0.3])
+    np.testing.assert_array_equal(spec.inverse(spec.forward([0.005, 0.995])), [0.0, 1.0])
+    assert 0.0 < spec.inverse(spec.forward(0.011)) < 0.02

@@ -17,7 +17,7 @@ import numpy as np
 
 from galaxy_inspector.models.morphology import MorphologyModel
 from galaxy_inspector.posterior import LEVELS, summarize
-from training.calibrate import mode_transforms, truth_table
+from training.calibrate import truth_table
 from training.dataset import load_set
 from training.progress import Progress
 from training.train import fixed_observations
@@ -140,7 +140,7 @@ def evaluate(bundle_dir, test_path, n_samples=500, limit=None, progress=None) ->
     t0 = time.time()
     pred = model.predict(x.numpy(), n_samples=n_samples, seed=5)
     seconds = time.time() - t0
-    summary = summarize(pred.samples, model.names, mode_transforms(model.names))
+    summary = summarize(pred.samples, model.names, model.mode_transforms())
     point = np.stack([summary[f"{n}_mode"] for n in model.names], axis=1)
     figures = residual_figures(point, truth)
     one = test.table["components"][:len(test)] == 1

@@ -37,7 +37,10 @@ class OutputSpec:
     """One predicted quantity and how the network's output maps back to physical units.
 
     ``network = (transform(value) - scaler_mean) / scaler_std``; ``logit`` clips the value into
-    ``clip`` first (B/T of exactly 0 or 1 has no logit).
+    ``clip`` first (B/T of exactly 0 or 1 has no logit). The network was trained on clipped
+    targets, so its output at or beyond the clip means "at the bound or beyond": ``inverse``
+    censors such values to the bound itself (B/T of exactly 0 or 1, as for one-component
+    galaxies), which gives the posterior its point masses at 0 and 1.
     """
 
     name: str
@@ -63,7 +66,12 @@ class OutputSpec:
         """Standard-scaled network space -> physical value(s)."""
         v = np.asarray(scaled) * self.scaler_std + self.scaler_mean
         if self.transform == "logit":
-            return 1.0 / (1.0 + np.exp(-v))
+            value = 1.0 / (1.0 + np.exp(-v))
+            if self.clip is None:
+                return value
+            lo, hi = self.clip
+            tol = 1e-6
+            return np.where(value <= lo + tol, 0.0, np.where(value >= hi - tol, 1.0, value))
         if self.transform == "log10":
             return 10.0 ** v
         return v

@@ -87,6 +87,14 @@ class MorphologyModel:
     def names(self) -> list[str]:
         return [o.name for o in self.outputs]
 
+    def mode_transforms(self) -> dict:
+        """``{name: (forward, inverse)}``: find each KDE mode in the network's working space.
+
+        Posteriors are smooth there (logit B/T, log radius and flux, as trained), and the
+        censoring of B/T at its bounds carries over to the mode.
+        """
+        return {o.name: (o.forward, o.inverse) for o in self.outputs}
+
     @property
     def pixel_scale(self) -> float:
         """Native pixel scale in arcsec per pixel."""
