@@ -103,3 +103,18 @@ def test_calibrate_and_evaluate_write_card_and_report(tiny_set, tmp_path):
         assert (bundle / "report" / png).stat().st_size > 1000
     model = MorphologyModel(bundle)
     assert model.sigma_scale == card["posterior"]["sigma_scale"]
+
+
+def test_second_stage_starts_from_a_bundle_and_keeps_its_history(tiny_set, tmp_path):
+    first = train(tiny_set, tiny_set, tmp_path / "one", _small_config(1))
+    config = _small_config(1)
+    config.init_from = str(first)
+    config.lr = 1e-3
+    second = load_bundle(train(tiny_set, tiny_set, tmp_path / "two", config))
+    training = second.card["training"]
+    assert [(h["stage"], h["epoch"]) for h in training["history"]] == [(1, 1), (2, 1)]
+    assert training["previous_stages"][0]["lr"] == _small_config(1).lr
+    assert training["config"]["init_from"] == str(first)
+    changed = [k for k, v in load_bundle(first).tensors.items()
+               if not np.array_equal(v, second.tensors[k])]
+    assert changed, "the second stage must move the weights"

@@ -20,7 +20,7 @@ def _train(args, progress):
 
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          seed=args.seed, dropout=args.dropout, limit=args.limit,
-                         device=args.device)
+                         device=args.device, init_from=args.init_from)
     train(args.train, args.val, args.out, config, resume=not args.restart, progress=progress,
           stop_after=args.stop_after_epochs)
 
@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--limit", type=int, default=None, help="use only the first N galaxies")
     tr.add_argument("--device", default=None, help="cuda, cpu, ... (default: CUDA if present)")
     tr.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    tr.add_argument("--init-from", default=None, metavar="BUNDLE",
+                    help="start from this bundle's weights (a second, fine-tuning stage)")
     tr.add_argument("--stop-after-epochs", type=int, default=None,
                     help="stop after this many epochs in this run; run again to resume")
     tr.set_defaults(func=_train)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 import galaxy_inspector
-from galaxy_inspector.models.bundle import save_bundle
+from galaxy_inspector.models.bundle import load_bundle, save_bundle
 from galaxy_inspector.models.morphology import pick_device
 from galaxy_inspector.models.networks import MorphologyNet, gaussian_nll_ldl
 from training.dataset import fit_output_specs, load_set
@@ -70,8 +70,10 @@ class TrainConfig:
     """Options of one training run (stored in the card)."""
 
     def __init__(self, epochs=10, batch_size=128, lr=2e-3, weight_decay=1e-4, seed=1,
-                 dropout=0.1, channels=(32, 48, 96, 128), hidden=256, limit=None, device=None):
+                 dropout=0.1, channels=(32, 48, 96, 128), hidden=256, limit=None, device=None,
+                 init_from=None):
         self.epochs, self.batch_size, self.lr = epochs, batch_size, lr
+        self.init_from = None if init_from is None else str(init_from)
         self.weight_decay, self.seed, self.limit, self.device = weight_decay, seed, limit, device
         self.dropout, self.channels, self.hidden = dropout, list(channels), hidden
 
@@ -103,7 +105,17 @@ def train(train_path, val_path, out_dir, config: TrainConfig, resume: bool = Tru
     hyper = {**default_hyperparameters(), "dropout": config.dropout,
              "channels": config.channels, "hidden": config.hidden,
              "stamp_size": int(train_set.images.shape[-1])}
-    model = MorphologyNet(**hyper).to(device).to(memory_format=torch.channels_last)
+    model = MorphologyNet(**hyper)
+    history, previous, stage, elapsed = [], [], 1, 0.0
+    if config.init_from:  # a further stage: start from a finished bundle's weights
+        start = load_bundle(config.init_from)
+        model.load_state_dict({k: torch.from_numpy(v) for k, v in start.tensors.items()})
+        before = start.card.get("training", {})
+        history = list(before.get("history", []))
+        previous = before.get("previous_stages", []) + [before.get("config", {})]
+        stage = 1 + max((h.get("stage", 1) for h in history), default=0)
+        elapsed = float(before.get("time_s", 0.0))
+    model = model.to(device).to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
@@ -112,7 +124,7 @@ def train(train_path, val_path, out_dir, config: TrainConfig, resume: bool = Tru
         pct_start=0.15)
     val_x, val_cond = fixed_observations(val_set, seed=config.seed + 1000)
     val_y = targets_for(val_set.table, val_cond, specs, np.arange(len(val_set)))
-    history, start_epoch, elapsed = [], 0, 0.0
+    start_epoch = 0
     ckpt_path = out_dir / "checkpoint.pt"
     if resume and ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=device, weights_only=True)
@@ -149,7 +161,7 @@ def train(train_path, val_path, out_dir, config: TrainConfig, resume: bool = Tru
                             loss=running / (step + 1))
         val_loss, val_rmse = evaluate_loss(model, val_x, val_y, device)
         elapsed += time.time() - t0
-        history.append({"epoch": epoch + 1, "train_loss": running / steps_per_epoch,
+        history.append({"stage": stage, "epoch": epoch + 1, "train_loss": running / steps_per_epoch,
                         "val_loss": val_loss, "val_rmse_scaled": val_rmse,
                         "elapsed_s": elapsed})
         progress.emit("epoch", **history[-1])
@@ -160,7 +172,7 @@ def train(train_path, val_path, out_dir, config: TrainConfig, resume: bool = Tru
         progress.emit("paused", epoch=last_epoch, checkpoint=str(ckpt_path))
         return None
     bundle = export_bundle(model, hyper, specs, config, train_set, history, elapsed,
-                           out_dir / "bundle", train_path)
+                           out_dir / "bundle", train_path, previous)
     progress.emit("bundle", path=str(bundle))
     return bundle
 
@@ -178,7 +190,8 @@ def evaluate_loss(model, x, y, device, batch=256):
     return float(torch.cat(losses).mean()), [round(v, 4) for v in rmse]
 
 
-def export_bundle(model, hyper, specs, config, train_set, history, elapsed, folder, train_path):
+def export_bundle(model, hyper, specs, config, train_set, history, elapsed, folder, train_path,
+                  previous_stages=()):
     """Write the bundle: weights, and a card with the whole input/output contract."""
     model = model.cpu().eval()
     tensors = {k: v.detach().contiguous().numpy() for k, v in model.state_dict().items()}
@@ -219,7 +232,8 @@ def export_bundle(model, hyper, specs, config, train_set, history, elapsed, fold
                      "HSC-Wide-like sky and source noise drawn per epoch"),
             "train_file": str(train_path), "n_train": len(train_set),
             "simulation_seed": int(train_set.attrs.get("seed", -1)),
-            "config": config.as_dict(), "history": history, "time_s": round(elapsed, 1),
+            "config": config.as_dict(), "previous_stages": list(previous_stages),
+            "history": history, "time_s": round(elapsed, 1),
             "device": str(pick_device(config.device)),
         },
         "package_version": galaxy_inspector.__version__,
