@@ -266,11 +266,24 @@ def _prepared_stream(units: Iterator[list], spec: StampSpec, options: BatchOptio
 
 
 def _exit_with_parent() -> None:
-    """In a worker: exit as soon as the batch process dies (e.g. kill -9), leaving no orphans."""
+    """In a worker: exit as soon as the batch process dies (e.g. kill -9), leaving no orphans.
+
+    On Linux the kernel itself kills the worker (``PR_SET_PDEATHSIG``), even when it is busy in
+    C code holding the GIL; elsewhere a thread waits on the parent's sentinel.
+    """
     import multiprocessing as mp
+    import signal
+    import sys
     import threading
     from multiprocessing.connection import wait
 
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
     parent = mp.parent_process()
     if parent is not None:
         threading.Thread(target=lambda: (wait([parent.sentinel]), os._exit(1)),
