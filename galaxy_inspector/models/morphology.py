@@ -81,6 +81,9 @@ class MorphologyModel:
         posterior = card.get("posterior", {})
         self.dropout = float(posterior.get("dropout", self.network.dropout))
         self.sigma_scale = posterior.get("sigma_scale")
+        # Working-space correction y -> a + b y per parameter, fitted on validation data.
+        self.affine = np.asarray(posterior.get("affine", [[0.0, 1.0]] * len(self.outputs)),
+                                 dtype=np.float32)
         self.default_samples = int(posterior.get("n_samples", 500))
 
     @property
@@ -140,6 +143,7 @@ class MorphologyModel:
                                         uniforms=(u1, u2))
                 draw = sample_ldl(out, n_params, scale=self.sigma_scale, eps=eps)
                 draw = draw.reshape(len(xb), n_samples, n_params).cpu().numpy()
+                draw = self.affine[:, 0] + self.affine[:, 1] * draw
                 for j, spec in enumerate(self.outputs):
                     samples[start:start + len(xb), :, j] = spec.inverse(draw[..., j])
                 scales[start:start + len(xb)] = s.cpu().numpy()
