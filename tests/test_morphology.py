@@ -35,7 +35,7 @@ def test_samples_are_physical_and_have_spread(tiny_bundle, stamps):
     pred = MorphologyModel(tiny_bundle).predict(stamps, n_samples=200)
     assert pred.samples.shape == (3, 200, 3)
     bt, re, flux = pred.samples[..., 0], pred.samples[..., 1], pred.samples[..., 2]
-    assert np.all((bt > 0) & (bt < 1)) and np.all(re > 0) and np.all(flux > 0)
+    assert np.all((bt >= 0) & (bt <= 1)) and np.all(re > 0) and np.all(flux > 0)
     assert np.all(pred.samples.std(axis=1) > 0)
     assert np.all((pred.stn_scale > 0.2) & (pred.stn_scale <= 1.25))
 

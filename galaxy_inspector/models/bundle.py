@@ -183,7 +183,7 @@ def load_bundle(path_or_name) -> Bundle:
         raise BundleError(f"model card input contract is missing field(s): {', '.join(missing)}")
     from galaxy_inspector.models.networks import ARCHITECTURES
 
-    if card["architecture"] not in ARCHITECTURES and card["task"] == "morphology":
+    if card["architecture"] not in ARCHITECTURES:
         raise BundleError(f"unknown architecture {card['architecture']!r} in {folder}; "
                           f"this version knows {', '.join(sorted(ARCHITECTURES))}")
     weights = card["weights"]

@@ -20,6 +20,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from galaxy_inspector.models.property_networks import PROPERTY_ARCHITECTURES
+
 __all__ = ["ARCHITECTURES", "MorphologyNet", "ldl_output_size", "unpack_ldl",
            "gaussian_nll_ldl", "sample_ldl", "build_network"]
 
@@ -230,7 +232,8 @@ class MorphologyNet(nn.Module):
         return self.head(h)
 
 
-ARCHITECTURES = {"gampen-stn-mcdropout-head": MorphologyNet}
+#: Every architecture a model card may name (morphology and physical properties).
+ARCHITECTURES = {"gampen-stn-mcdropout-head": MorphologyNet, **PROPERTY_ARCHITECTURES}
 
 
 def build_network(architecture: str, hyperparameters: dict) -> nn.Module:

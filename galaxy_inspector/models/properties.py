@@ -26,7 +26,8 @@ import torch
 
 from galaxy_inspector.errors import BundleError, InputError
 from galaxy_inspector.models.bundle import Bundle, load_bundle
-from galaxy_inspector.models.property_networks import build_property_network, dihedral
+from galaxy_inspector.models.networks import build_network
+from galaxy_inspector.models.property_networks import dihedral
 from galaxy_inspector.posterior import summarize
 from galaxy_inspector.preprocessing_properties import (
     LUMINOSITY_STATISTICS,
@@ -155,7 +156,7 @@ class PropertyModel:
                               f"{self.method!r} (known: cnn, cnn+gbm)")
         self.device = torch.device(device or "cpu")
         try:
-            self.network = build_property_network(card["architecture"], card["hyperparameters"])
+            self.network = build_network(card["architecture"], card["hyperparameters"])
         except (ValueError, TypeError) as exc:
             raise BundleError(f"bundle {self.bundle.name!r}: {exc}") from None
         state = {k[len("cnn."):]: torch.from_numpy(v) for k, v in self.bundle.tensors.items()

@@ -20,8 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["PropertyResNet", "PROPERTY_ARCHITECTURES", "DIHEDRAL_TRANSFORMS", "dihedral",
-           "build_property_network"]
+__all__ = ["PropertyResNet", "PROPERTY_ARCHITECTURES", "DIHEDRAL_TRANSFORMS", "dihedral"]
 
 STAGE_BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
 
@@ -111,13 +110,3 @@ def dihedral(x: torch.Tensor, index: int) -> torch.Tensor:
 
 
 PROPERTY_ARCHITECTURES = {"property-resnet": PropertyResNet}
-
-
-def build_property_network(architecture: str, hyperparameters: dict) -> nn.Module:
-    """Instantiate a property network named in a model card."""
-    try:
-        cls = PROPERTY_ARCHITECTURES[architecture]
-    except KeyError:
-        raise ValueError(f"unknown property architecture {architecture!r}; known: "
-                         f"{', '.join(sorted(PROPERTY_ARCHITECTURES))}") from None
-    return cls(**hyperparameters)
