@@ -92,9 +92,15 @@ def test_calibrate_and_evaluate_write_card_and_report(tiny_set, tmp_path):
                        "--n", "24", "--samples", "40"]) == 0
     card = json.loads((bundle / "card.json").read_text())
     assert card["posterior"]["calibrated"] is True
-    # The 68.27 % coverage is solved for on validation data, so it is met there.
-    chosen = card["calibration"]["chosen"]["coverage"][0]
-    assert all(abs(c - 0.6827) < 0.1 for c in chosen)
+    # The choice follows the documented rule: the largest dropout rate whose coverages all stay
+    # within the tolerance, else the smallest squared coverage error.
+    grid, chosen = card["calibration"]["grid"], card["calibration"]["chosen"]
+    within = [r for r in grid if r["worst_error"] <= 0.025]
+    expected = (max(within, key=lambda r: r["dropout"]) if within
+                else min(grid, key=lambda r: r["score"]))
+    assert chosen["dropout"] == expected["dropout"] == card["posterior"]["dropout"]
+    assert card["posterior"]["sigma_scale"] == chosen["sigma_scale"]
+    assert len(card["posterior"]["affine"]) == 3
     assert train_main(["evaluate", "--bundle", str(bundle), "--test", str(tiny_set),
                        "--samples", "50"]) == 0
     report = json.loads((bundle / "report" / "report.json").read_text())
@@ -118,3 +124,22 @@ def test_second_stage_starts_from_a_bundle_and_keeps_its_history(tiny_set, tmp_p
     changed = [k for k, v in load_bundle(first).tensors.items()
                if not np.array_equal(v, second.tensors[k])]
     assert changed, "the second stage must move the weights"
+
+
+def test_affine_correction_undoes_regression_to_the_mean_and_only_when_it_helps():
+    from galaxy_inspector.models.bundle import OutputSpec
+    from training.calibrate import _fit_affine
+
+    class Model:
+        outputs = [OutputSpec("flux_njy", "nJy", "log10", 4.0, 1.0),
+                   OutputSpec("re_arcsec", "arcsec", "log10", 0.0, 1.0)]
+
+    rng = np.random.default_rng(0)
+    scaled_truth = rng.normal(0.0, 1.0, 4000)
+    shrunk = 0.9 * scaled_truth + rng.normal(0.0, 0.01, 4000)  # biased towards the mean
+    honest = scaled_truth + rng.normal(0.0, 0.05, 4000)
+    mu = np.stack([shrunk, honest], axis=1)[:, None, :]
+    truth = np.stack([10.0 ** (scaled_truth + 4.0), 10.0 ** scaled_truth], axis=1)
+    (a0, b0), (a1, b1) = _fit_affine(Model(), mu, truth)
+    assert b0 == pytest.approx(1 / 0.9, rel=0.01) and abs(a0) < 0.01
+    assert (a1, b1) == (0.0, 1.0)
