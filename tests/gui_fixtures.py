@@ -81,7 +81,7 @@ def train_property_bundle(root, name: str, method: str = "cnn", redshift: bool =
     ``cube_gri.fits``) predicting ``target``; returns its folder."""
     from astropy.io import fits
 
-    from training.properties.cli import main as train_properties
+    from training.cli import main as train_properties
 
     root.mkdir(parents=True, exist_ok=True)
     yy, xx = np.mgrid[:16, :16] - 7.5

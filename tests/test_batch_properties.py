@@ -26,7 +26,7 @@ from galaxy_inspector.errors import BundleError, InputError
 from galaxy_inspector.flags import Flag
 from galaxy_inspector.io import read_bands, read_image
 from galaxy_inspector.models.properties import PropertyModel
-from training.properties.cli import main as train_properties
+from training.cli import main as train_properties
 
 TINY_CNN = ["--epochs", "1", "--batch-size", "16", "--widths", "4", "4", "8", "8",
             "--hidden", "8", "--threads", "1"]

@@ -16,9 +16,9 @@ from galaxy_inspector.models.bundle import load_bundle
 from galaxy_inspector.models.properties import PropertyModel, apply_conformal
 from galaxy_inspector.models.property_networks import PropertyResNet, dihedral
 from galaxy_inspector.preprocessing_properties import NOISE_TARGET, adaptive_log_scale
+from training.cli import main as properties_main
 from training.properties import gbm
 from training.properties.byo import BadTableError, read_labelled_table
-from training.properties.cli import main as properties_main
 from training.properties.survey import SurveyConfig, simulate_survey
 
 TINY_CNN = ["--epochs", "1", "--batch-size", "16", "--widths", "4", "4", "8", "8",

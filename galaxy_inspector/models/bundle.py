@@ -22,7 +22,7 @@ from galaxy_inspector.errors import BundleError
 from galaxy_inspector.shipped import models_dir
 
 __all__ = ["CARD_NAME", "REQUIRED_FIELDS", "Bundle", "load_bundle", "save_bundle",
-           "shipped_bundles", "resolve_bundle_path", "sha256_file", "OutputSpec"]
+           "shipped_bundles", "resolve_bundle_path", "sha256_file", "OutputSpec", "load_weights"]
 
 CARD_NAME = "card.json"
 BUNDLE_FORMAT = "galaxy-inspector-bundle/1"
@@ -126,6 +126,18 @@ class Bundle:
     def report_path(self) -> Path | None:
         p = self.path / "report" / "report.md"
         return p if p.exists() else None
+
+
+def load_weights(network, state: dict, bundle: Bundle) -> None:
+    """Load ``state`` (name -> numpy array) into ``network``; a mismatch is a ``BundleError``."""
+    import torch
+
+    try:
+        network.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise BundleError(f"weights of {bundle.name!r} do not fit architecture "
+                          f"{bundle.card['architecture']!r}: {first}") from None
 
 
 def sha256_file(path) -> str:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from galaxy_inspector.errors import BundleError, InputError
-from galaxy_inspector.models.bundle import Bundle, load_bundle
+from galaxy_inspector.models.bundle import Bundle, load_bundle, load_weights
 from galaxy_inspector.models.networks import build_network, sample_ldl
 
 __all__ = ["MorphologyModel", "MorphologyPrediction", "pick_device"]
@@ -69,13 +69,7 @@ class MorphologyModel:
                               "not a morphology model")
         self.device = pick_device(device)
         self.network = build_network(card["architecture"], card["hyperparameters"])
-        state = {k: torch.from_numpy(v) for k, v in self.bundle.tensors.items()}
-        try:
-            self.network.load_state_dict(state)
-        except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[0]
-            raise BundleError(f"weights do not fit architecture {card['architecture']!r}: "
-                              f"{first}") from None
+        load_weights(self.network, self.bundle.tensors, self.bundle)
         self.network.to(self.device).eval()
         self.outputs = self.bundle.outputs
         posterior = card.get("posterior", {})

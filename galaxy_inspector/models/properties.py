@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from galaxy_inspector.errors import BundleError, InputError
-from galaxy_inspector.models.bundle import Bundle, load_bundle
+from galaxy_inspector.models.bundle import Bundle, load_bundle, load_weights
 from galaxy_inspector.models.networks import build_network
 from galaxy_inspector.models.property_networks import dihedral
 from galaxy_inspector.posterior import summarize
@@ -159,14 +159,9 @@ class PropertyModel:
             self.network = build_network(card["architecture"], card["hyperparameters"])
         except (ValueError, TypeError) as exc:
             raise BundleError(f"bundle {self.bundle.name!r}: {exc}") from None
-        state = {k[len("cnn."):]: torch.from_numpy(v) for k, v in self.bundle.tensors.items()
+        state = {k[len("cnn."):]: v for k, v in self.bundle.tensors.items()
                  if k.startswith("cnn.")}
-        try:
-            self.network.load_state_dict(state)
-        except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[0]
-            raise BundleError(f"weights do not fit architecture {card['architecture']!r}: "
-                              f"{first}") from None
+        load_weights(self.network, state, self.bundle)
         self.network.to(self.device).eval()
         self.outputs = self.bundle.outputs
         self.preprocessing = self.bundle.input["preprocessing"]

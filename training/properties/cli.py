@@ -180,26 +180,3 @@ def add_subcommands(sub) -> None:
     dm.add_argument("--limit", type=int, help="use only about N galaxies (tests)")
     _add_cnn_options(dm, epochs=15)
     dm.set_defaults(func=_demo)
-
-
-def main(argv=None) -> int:
-    """Stand-alone entry point (``python -m training.properties.cli``), same behaviour as
-    ``galaxy-inspector-train`` for these sub-commands: one-line errors, exit status 1."""
-    import argparse
-
-    from training.progress import Progress
-
-    parser = argparse.ArgumentParser(prog="python -m training.properties.cli")
-    parser.add_argument("--json", action="store_true", help="progress as JSON lines")
-    add_subcommands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        args.func(args, Progress(json_lines=args.json))
-    except (OSError, ValueError) as exc:
-        print(f"galaxy-inspector-train: error: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
