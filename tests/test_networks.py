@@ -136,3 +136,23 @@ def test_build_network():
     assert isinstance(net, MorphologyNet)
     with pytest.raises(ValueError, match="unknown architecture"):
         build_network("resnet-9000", {})
+
+
+def test_flux_skip_adds_the_aperture_baseline_outside_dropout():
+    torch.manual_seed(0)
+    skip = {"output": 2, "mean": 4.0, "std": 1.5, "floor_njy": 100.0}
+    net = MorphologyNet(**SMALL, flux_skip=skip).eval()
+    with torch.no_grad():
+        net.flux_gate.bias.copy_(torch.tensor([-50.0, -50.0, -50.0, -50.0, 50.0]))
+        net.head_out.weight[2].zero_()
+        net.head_out.bias[2].zero_()
+    x = torch.zeros(2, 1, 64, 64)
+    x[0, 0, 28:36, 28:36] = 1e4 / 64  # 10^4 nJy inside the largest aperture
+    x[1, 0, 30:34, 30:34] = 1e6 / 16
+    expected = (torch.tensor([4.0, 6.0]) - skip["mean"]) / skip["std"]
+    with torch.no_grad():
+        h, _, _ = net.trunk(x)
+        assert h.shape == (2, 17)  # hidden features + the baseline column
+        for sample in (False, True):  # dropout never touches the baseline
+            out = net.head(h.repeat_interleave(4, 0), sample=sample, dropout=0.5)
+            assert torch.allclose(out[:, 2], expected.repeat_interleave(4), atol=1e-5)

@@ -131,7 +131,8 @@ class MorphologyModel:
                 chunk = x[start:start + per_call]
                 xb = torch.from_numpy(chunk).to(self.device).unsqueeze(1)
                 h, s, crop = self.network.trunk(xb)
-                u1, u2, eps = self._draws(chunk, seed, n_samples, h.shape[1], n_params)
+                u1, u2, eps = self._draws(chunk, seed, n_samples,
+                                          self.network.head_hidden.in_features, n_params)
                 rows = h.repeat_interleave(n_samples, dim=0)
                 out = self.network.head(rows, dropout=self.dropout, sample=True,
                                         uniforms=(u1, u2))

@@ -158,11 +158,19 @@ class MorphologyNet(nn.Module):
         Aperture fluxes enter as ``arsinh(F / aperture_scale)`` (nJy).
     channels : sequence of int
         Widths of the CNN stages.
+    flux_skip : dict, optional
+        Make the head predict the flux mean as a *correction* to aperture photometry:
+        ``{"output": j, "mean": m, "std": s, "floor_njy": f}`` adds
+        ``(log10 max(F_ap, f) - m) / s`` to mean output ``j``, where ``log10 F_ap`` is a
+        weighted average over the apertures with weights the trunk chooses (a small aperture
+        for a faint galaxy in noise, a large one for a bright, extended one). A plain
+        regression on log flux shrinks towards the middle of the training range; the skip
+        leaves the network only the missing-light correction to learn.
     """
 
     def __init__(self, stamp_size=128, crop_size=64, n_params=3, dropout=0.1, arsinh_scale=2.0,
                  aperture_radii=(2, 4, 8, 16, 32, 60), aperture_scale=10.0,
-                 channels=(32, 48, 96, 128), hidden=256):
+                 channels=(32, 48, 96, 128), hidden=256, flux_skip: dict | None = None):
         super().__init__()
         self.n_params = n_params
         self.arsinh_scale = arsinh_scale
@@ -189,6 +197,12 @@ class MorphologyNet(nn.Module):
             nn.Linear(hidden, hidden), nn.ReLU(inplace=True),
         )
         self.dropout = dropout
+        self.flux_skip = dict(flux_skip) if flux_skip else None
+        if self.flux_skip:
+            self.flux_gate = nn.Linear(hidden, len(aperture_radii))
+            nn.init.zeros_(self.flux_gate.weight)
+            with torch.no_grad():  # start from the largest aperture
+                self.flux_gate.bias.copy_(torch.linspace(-3.0, 3.0, len(aperture_radii)))
         self.head_hidden = nn.Linear(hidden, hidden)
         self.head_out = nn.Linear(hidden, ldl_output_size(n_params))
 
@@ -202,7 +216,11 @@ class MorphologyNet(nn.Module):
         return torch.cat([fluxes, torch.log(sigma.clamp_min(1e-3)).unsqueeze(1)], dim=1)
 
     def trunk(self, x: torch.Tensor):
-        """Deterministic features of each stamp, the STN scale and the crop the CNN saw."""
+        """Deterministic features of each stamp, the STN scale and the crop the CNN saw.
+
+        With ``flux_skip`` the features' last column is the scaled aperture-flux baseline that
+        the head adds to its flux mean (it never passes through dropout).
+        """
         side = self.side_features(x)
         fine = torch.asinh(x / self.arsinh_scale)
         binned = torch.asinh(F.avg_pool2d(x, 2) / self.arsinh_scale)
@@ -210,7 +228,18 @@ class MorphologyNet(nn.Module):
         crop = self.stn.crop(fine, binned, s)
         feats = self.cnn(crop.contiguous(memory_format=torch.channels_last))
         h = self.trunk_head(torch.cat([feats, side, torch.log(s).unsqueeze(1)], dim=1))
+        if self.flux_skip:
+            h = torch.cat([h, self._flux_baseline(x, h)], dim=1)
         return h, s, crop
+
+    def _flux_baseline(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """Scaled log10 aperture flux, averaged over apertures with trunk-chosen weights."""
+        skip = self.flux_skip
+        fluxes = x.flatten(1) @ self.apertures.T
+        log_flux = torch.log10(fluxes.clamp_min(skip["floor_njy"]))
+        weights = torch.softmax(self.flux_gate(h), dim=1)
+        baseline = (weights * log_flux).sum(1, keepdim=True)
+        return (baseline - skip["mean"]) / skip["std"]
 
     def head(self, h: torch.Tensor, dropout: float | None = None, sample: bool = False,
              uniforms: tuple[torch.Tensor, torch.Tensor] | None = None):
@@ -221,11 +250,18 @@ class MorphologyNet(nn.Module):
         """
         p = self.dropout if dropout is None else dropout
         active = sample or self.training
+        if self.flux_skip:
+            h, baseline = h[:, :-1], h[:, -1]
         first, second = uniforms if uniforms is not None else (None, None)
         h = _dropout(h, p, active, first)
         h = F.relu(self.head_hidden(h))
         h = _dropout(h, p, active, second)
-        return self.head_out(h)
+        out = self.head_out(h)
+        if self.flux_skip:
+            j = self.flux_skip["output"]
+            out = torch.cat([out[:, :j], out[:, j:j + 1] + baseline.unsqueeze(1),
+                             out[:, j + 1:]], dim=1)
+        return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, _, _ = self.trunk(x)
