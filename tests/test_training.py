@@ -11,6 +11,7 @@ import torch
 
 from galaxy_inspector.models.bundle import load_bundle
 from galaxy_inspector.models.morphology import MorphologyModel
+from galaxy_inspector.models.networks import build_network
 from training.cli import main as train_main
 from training.dataset import load_set
 from training.simulate import SimulationConfig, draw_galaxy, draw_parameters, simulate
@@ -143,3 +144,61 @@ def test_affine_correction_undoes_regression_to_the_mean_and_only_when_it_helps(
     (a0, b0), (a1, b1) = _fit_affine(Model(), mu, truth)
     assert b0 == pytest.approx(1 / 0.9, rel=0.01) and abs(a0) < 0.01
     assert (a1, b1) == (0.0, 1.0)
+
+
+def test_noise_regimes_and_correlated_noise():
+    from training.observe import CONDITION_RANGES, draw_conditions, observe
+
+    rng = np.random.default_rng(0)
+    hsc = draw_conditions(4000, rng, "hsc")
+    lo, hi = CONDITION_RANGES["sky_sigma_njy"]
+    assert hsc["sky_sigma_njy"].min() >= lo and hsc["sky_sigma_njy"].max() <= hi
+    assert not hsc["noise_corr_px"].any()
+    wide = draw_conditions(4000, rng, "wide")
+    assert 0.25 < np.mean(wide["sky_sigma_njy"] > hi) < 0.35
+    assert 0.28 < np.mean(wide["noise_corr_px"] > 0) < 0.38
+    with pytest.raises(ValueError, match="unknown noise regime"):
+        draw_conditions(3, rng, "deep")
+    blank = torch.zeros(2, 96, 96)
+    noisy = observe(blank, [1.0, 1.0], [3.0, 3.0], [10.0, 10.0],
+                    torch.Generator().manual_seed(1), noise_corr_px=[0.0, 1.0])
+    assert np.allclose(noisy.std((1, 2)).numpy(), 3.0, rtol=0.05)  # same per-pixel sigma
+    binned = torch.nn.functional.avg_pool2d(noisy.unsqueeze(1), 2).std((1, 2, 3)).numpy()
+    assert binned[0] == pytest.approx(1.5, rel=0.08)  # white: sigma / 2
+    assert binned[1] > 2.4  # correlated: binning averages little away
+
+
+def test_warm_start_adds_a_flux_skip_as_the_identity_and_refuses_misfits(tiny_set, tmp_path):
+    from training.train import _warm_start
+
+    plain = _small_config(1)
+    plain.flux_skip = False
+    start = load_bundle(train(tiny_set, tiny_set, tmp_path / "plain", plain))
+    skipping = load_bundle(train(tiny_set, tiny_set, tmp_path / "skip", _small_config(1)))
+    net = build_network(skipping.card["architecture"], skipping.card["hyperparameters"]).eval()
+    _warm_start(net, start)
+    x = torch.randn(3, 1, 64, 64)
+    x[..., 28:36, 28:36] += torch.tensor([10.0, 100.0, 1000.0]).reshape(3, 1, 1, 1)
+    with torch.no_grad():
+        h, _, _ = net.trunk(x)
+        assert torch.allclose(net.head(h)[:, 2], h[:, -1])  # flux mean = aperture baseline
+    misfit = build_network("gampen-stn-mcdropout-head",
+                           {**skipping.card["hyperparameters"], "channels": [8, 8, 8, 8]})
+    with pytest.raises(ValueError, match="does not fit"):
+        _warm_start(misfit, start)
+
+
+def test_several_simulated_files_make_one_training_set(tiny_set, tmp_path):
+    from training.dataset import load_sets
+
+    other = tmp_path / "other.h5"
+    simulate(other, n=16, seed=12, workers=1, config=SimulationConfig(stamp_size=64, chunk=16))
+    both = load_sets([tiny_set, other])
+    assert len(both) == 40 and len(both.table["bt"]) == 40
+    assert both.attrs["seed"] == [11, 12]
+    np.testing.assert_array_equal(both.images[24:].numpy(), load_set(other).images.numpy())
+    assert len(load_sets([tiny_set, other], limit=10)) == 10
+    small = tmp_path / "small.h5"
+    simulate(small, n=16, seed=13, workers=1, config=SimulationConfig(stamp_size=32, chunk=16))
+    with pytest.raises(ValueError, match="another stamp size"):
+        load_sets([tiny_set, small])

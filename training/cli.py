@@ -20,7 +20,8 @@ def _train(args, progress):
 
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          seed=args.seed, dropout=args.dropout, limit=args.limit,
-                         device=args.device, init_from=args.init_from)
+                         device=args.device, init_from=args.init_from, noise=args.noise,
+                         flux_skip=not args.no_flux_skip)
     train(args.train, args.val, args.out, config, resume=not args.restart, progress=progress,
           stop_after=args.stop_after_epochs)
 
@@ -76,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.set_defaults(func=_simulate)
 
     tr = sub.add_parser("train", formatter_class=_DEFAULTS, help="train the morphology network (resumes from a checkpoint)")
-    tr.add_argument("--train", required=True, help="training set (HDF5 from 'simulate')")
+    tr.add_argument("--train", required=True, nargs="+",
+                    help="training set(s) (HDF5 from 'simulate'); several are concatenated")
     tr.add_argument("--val", required=True, help="validation set (HDF5 from 'simulate')")
     tr.add_argument("--out", required=True,
                     help="run folder: checkpoint.pt, and bundle/ when training ends")
@@ -92,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     tr.add_argument("--init-from", default=None, metavar="BUNDLE",
                     help="start from this bundle's weights (a second, fine-tuning stage)")
+    tr.add_argument("--noise", choices=("wide", "hsc"), default="wide",
+                    help="training noise: HSC-Wide depth only, or also shallower and "
+                         "correlated noise (training/observe.py)")
+    tr.add_argument("--no-flux-skip", action="store_true",
+                    help="predict log flux outright instead of as a correction to aperture "
+                         "photometry")
     tr.add_argument("--stop-after-epochs", type=int, default=None,
                     help="stop after this many epochs in this run; run again to resume")
     tr.set_defaults(func=_train)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import h5py
 import numpy as np
 import torch
 
 from galaxy_inspector.models.bundle import OutputSpec
 
-__all__ = ["PARAMETERS", "REQUIRED_COLUMNS", "SimulatedSet", "load_set", "fit_output_specs"]
+__all__ = ["PARAMETERS", "REQUIRED_COLUMNS", "SimulatedSet", "load_set", "load_sets",
+           "fit_output_specs"]
 
 #: Predicted parameters, their units, transforms and descriptions (DESIGN.md conventions).
 PARAMETERS = (
@@ -60,6 +63,28 @@ def load_set(path, limit: int | None = None) -> SimulatedSet:
     if not torch.isfinite(images).all():
         raise ValueError(f"training set {path} has non-finite pixels")
     return SimulatedSet(images, table, attrs)
+
+
+def load_sets(paths, limit: int | None = None) -> SimulatedSet:
+    """One training set from one or several simulated files (e.g. made in separate sessions).
+
+    The files must share pixel scale and stamp size; ``attrs["seed"]`` becomes the list of
+    their seeds.
+    """
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    sets = [load_set(p) for p in paths]
+    if len(sets) == 1:
+        return sets[0] if limit is None else load_set(paths[0], limit)
+    first = sets[0]
+    for path, other in zip(paths[1:], sets[1:], strict=True):
+        if (other.images.shape[1:] != first.images.shape[1:]
+                or other.attrs.get("pixel_scale") != first.attrs.get("pixel_scale")):
+            raise ValueError(f"training set {path} has another stamp size or pixel scale "
+                             f"than {paths[0]}")
+    columns = set.intersection(*(set(s.table) for s in sets))
+    table = {k: np.concatenate([s.table[k] for s in sets])[:limit] for k in sorted(columns)}
+    attrs = {**first.attrs, "seed": [int(s.attrs.get("seed", -1)) for s in sets]}
+    return SimulatedSet(torch.cat([s.images for s in sets])[:limit], table, attrs)
 
 
 def fit_output_specs(table: dict[str, np.ndarray], flux_range) -> list[OutputSpec]:

@@ -20,8 +20,8 @@ import galaxy_inspector
 from galaxy_inspector.models.bundle import load_bundle, save_bundle
 from galaxy_inspector.models.morphology import pick_device
 from galaxy_inspector.models.networks import MorphologyNet, gaussian_nll_ldl
-from training.dataset import fit_output_specs, load_set
-from training.observe import CONDITION_RANGES, draw_conditions, observe
+from training.dataset import fit_output_specs, load_set, load_sets
+from training.observe import CONDITION_RANGES, WIDE_SKY_SIGMA_NJY, draw_conditions, observe
 from training.progress import Progress
 
 __all__ = ["TrainConfig", "train", "targets_for", "observed_batch", "export_bundle"]
@@ -51,7 +51,8 @@ def observed_batch(images, index, conditions, rng, generator, augment=True):
         if rng.integers(2):
             x = torch.flip(x, dims=(2,))
     x = observe(x, conditions["flux_njy"], conditions["sky_sigma_njy"],
-                conditions["njy_per_electron"], generator=generator)
+                conditions["njy_per_electron"], generator=generator,
+                noise_corr_px=conditions.get("noise_corr_px"))
     return x.unsqueeze(1)
 
 
@@ -71,8 +72,9 @@ class TrainConfig:
 
     def __init__(self, epochs=10, batch_size=128, lr=2e-3, weight_decay=1e-4, seed=1,
                  dropout=0.1, channels=(32, 48, 96, 128), hidden=256, limit=None, device=None,
-                 init_from=None):
+                 init_from=None, noise="wide", flux_skip=True):
         self.epochs, self.batch_size, self.lr = epochs, batch_size, lr
+        self.noise, self.flux_skip = noise, bool(flux_skip)
         self.init_from = None if init_from is None else str(init_from)
         self.weight_decay, self.seed, self.limit, self.device = weight_decay, seed, limit, device
         self.dropout, self.channels, self.hidden = dropout, list(channels), hidden
@@ -99,17 +101,22 @@ def train(train_path, val_path, out_dir, config: TrainConfig, resume: bool = Tru
     out_dir.mkdir(parents=True, exist_ok=True)
     device = pick_device(config.device)
     torch.manual_seed(config.seed)
-    train_set = load_set(train_path, config.limit)
+    train_set = load_sets(train_path, config.limit)
     val_set = load_set(val_path, 2000)
     specs = fit_output_specs(train_set.table, CONDITION_RANGES["flux_njy"])
     hyper = {**default_hyperparameters(), "dropout": config.dropout,
              "channels": config.channels, "hidden": config.hidden,
              "stamp_size": int(train_set.images.shape[-1])}
+    if config.flux_skip:
+        flux = next(i for i, s in enumerate(specs) if s.name == "flux_njy")
+        hyper["flux_skip"] = {"output": flux, "mean": specs[flux].scaler_mean,
+                              "std": specs[flux].scaler_std,
+                              "floor_njy": 100.0}
     model = MorphologyNet(**hyper)
     history, previous, stage, elapsed = [], [], 1, 0.0
     if config.init_from:  # a further stage: start from a finished bundle's weights
         start = load_bundle(config.init_from)
-        model.load_state_dict({k: torch.from_numpy(v) for k, v in start.tensors.items()})
+        _warm_start(model, start)
         before = start.card.get("training", {})
         history = list(before.get("history", []))
         previous = before.get("previous_stages", []) + [before.get("config", {})]
@@ -147,7 +154,7 @@ def train(train_path, val_path, out_dir, config: TrainConfig, resume: bool = Tru
         running = 0.0
         for step in range(steps_per_epoch):
             index = np.sort(order[step * config.batch_size:(step + 1) * config.batch_size])
-            conditions = draw_conditions(len(index), rng)
+            conditions = draw_conditions(len(index), rng, config.noise)
             x = observed_batch(train_set.images, index, conditions, rng, generator)
             y = targets_for(train_set.table, conditions, specs, index)
             loss = gaussian_nll_ldl(model(x.to(device)), y.to(device)).mean()
@@ -178,6 +185,31 @@ def train(train_path, val_path, out_dir, config: TrainConfig, resume: bool = Tru
 
 
 @torch.no_grad()
+def _warm_start(model: MorphologyNet, start) -> None:
+    """Load a finished bundle's weights; a newly added flux skip starts as the identity.
+
+    Without the skip the flux-mean output was the whole (scaled) log flux; with it, that
+    output is a correction, so its row restarts at zero and the new aperture gate at its
+    initial weights.
+    """
+    weights = {k: torch.from_numpy(v) for k, v in start.tensors.items()}
+    try:
+        result = model.load_state_dict(weights, strict=False)
+    except RuntimeError as exc:  # tensors of other shapes
+        raise ValueError(f"bundle {start.name!r} does not fit this network: "
+                         f"{str(exc).splitlines()[-1].strip()}") from None
+    new_skip = bool(model.flux_skip) and not start.card["hyperparameters"].get("flux_skip")
+    allowed = {"flux_gate.weight", "flux_gate.bias"} if new_skip else set()
+    if result.unexpected_keys or set(result.missing_keys) - allowed:
+        raise ValueError(f"bundle {start.name!r} does not fit this network: missing "
+                         f"{result.missing_keys}, unexpected {result.unexpected_keys}")
+    if new_skip:
+        row = model.flux_skip["output"]
+        model.head_out.weight[row].zero_()
+        model.head_out.bias[row].zero_()
+
+
+@torch.no_grad()
 def evaluate_loss(model, x, y, device, batch=256):
     """Mean NLL and per-parameter RMSE of the mean (scaled units) on fixed observations."""
     model.eval()
@@ -188,6 +220,15 @@ def evaluate_loss(model, x, y, device, batch=256):
         sq.append((out[:, :y.shape[1]].cpu() - y[i:i + batch]) ** 2)
     rmse = torch.cat(sq).mean(0).sqrt().tolist()
     return float(torch.cat(losses).mean()), [round(v, 4) for v in rmse]
+
+
+def _as_text(paths):
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    return str(paths[0]) if len(paths) == 1 else [str(p) for p in paths]
+
+
+def _as_plain(seed):
+    return int(seed) if np.ndim(seed) == 0 else [int(s) for s in seed]
 
 
 def export_bundle(model, hyper, specs, config, train_set, history, elapsed, folder, train_path,
@@ -208,6 +249,8 @@ def export_bundle(model, hyper, specs, config, train_set, history, elapsed, fold
             "bands": ["g"], "kind": "flux", "unit": "nJy",
             "pixel_scale_arcsec": float(train_set.attrs["pixel_scale"]),
             "stamp_size": int(hyper["stamp_size"]),
+            # Typical HSC-Wide sky: what stamps without a flux calibration are scaled to.
+            "sky_sigma_njy": round(math.sqrt(math.prod(CONDITION_RANGES["sky_sigma_njy"])), 2),
             "preprocessing": {
                 "pixels": f"arsinh(x / {hyper['arsinh_scale']} nJy) inside the network",
                 "centring": "galaxy at the stamp centre ((size-1)/2, 0-based)",
@@ -219,7 +262,9 @@ def export_bundle(model, hyper, specs, config, train_set, history, elapsed, fold
             "bt": [0.0, 1.0],
             "re_arcsec": [float(table["re_arcsec"].min()), float(table["re_arcsec"].max())],
             "flux_njy": list(CONDITION_RANGES["flux_njy"]),
-            "sky_sigma_njy": list(CONDITION_RANGES["sky_sigma_njy"]),
+            "sky_sigma_njy": [CONDITION_RANGES["sky_sigma_njy"][0],
+                              (WIDE_SKY_SIGMA_NJY if config.noise == "wide"
+                               else CONDITION_RANGES["sky_sigma_njy"])[1]],
             "psf_fwhm_arcsec": [float(table["psf_fwhm"].min()), float(table["psf_fwhm"].max())],
             "hlr_disk_arcsec": [0.1, 5.0], "hlr_bulge_arcsec": [0.1, 5.0],
             "n_disk": [0.8, 1.2], "n_bulge": [3.5, 5.0], "axis_ratio": [0.25, 1.0],
@@ -229,9 +274,11 @@ def export_bundle(model, hyper, specs, config, train_set, history, elapsed, fold
         "labels": {"bt_disk_max": 0.1, "bt_bulge_min": 0.85, "re_small_arcsec": 1.0},
         "training": {
             "data": ("GalSim bulge+disk Sersic galaxies, GaMPEN Table 1 ranges, Moffat PSFs, "
-                     "HSC-Wide-like sky and source noise drawn per epoch"),
-            "train_file": str(train_path), "n_train": len(train_set),
-            "simulation_seed": int(train_set.attrs.get("seed", -1)),
+                     "HSC-Wide-like sky and source noise drawn per epoch"
+                     + (", plus 30 % shallower (6-40 nJy) and a third spatially correlated"
+                        if config.noise == "wide" else "")),
+            "train_file": _as_text(train_path), "n_train": len(train_set),
+            "simulation_seed": _as_plain(train_set.attrs.get("seed", -1)),
             "config": config.as_dict(), "previous_stages": list(previous_stages),
             "history": history, "time_s": round(elapsed, 1),
             "device": str(pick_device(config.device)),
