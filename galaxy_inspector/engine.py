@@ -345,18 +345,29 @@ def _snr(stamps: np.ndarray, re_pixels: np.ndarray, sky_sigma: np.ndarray) -> np
 
 def measure_stamps(stamps: list[Stamp], model, n_samples: int | None = None, seed: int = 0,
                    return_crops: bool = False) -> list[Measurement]:
-    """Posteriors of many stamps in batched forward passes, with summaries, labels and flags."""
+    """Posteriors of many stamps in batched forward passes, with summaries, labels and flags.
+
+    A stamp noisier than any the model was trained on (say a shallow survey) is divided by
+    ``k = sky sigma / the training maximum`` before the network and its flux samples are
+    multiplied by ``k``: where sky noise dominates, an image and its noise scaled together
+    hold the same shape information. Such rows stay flagged OUTSIDE_TRAINING.
+    """
     if not stamps:
         return []
     data = np.stack([s.data for s in stamps])
-    pred = model.predict(data, n_samples=n_samples, seed=seed, return_crops=return_crops)
-    names = list(pred.names)
-    summary = summarize(pred.samples, names, model.mode_transforms())
     card = model.bundle.card
-    thresholds = thresholds_from_card(card)
     ranges = _training_ranges(card)
-    flags = np.array([s.flags for s in stamps], dtype=np.int64)
     sky_sigma = np.array([s.sky_sigma for s in stamps])
+    sky_max = ranges.get("sky_sigma_njy", (0.0, math.inf))[1]
+    gain = np.maximum(np.nan_to_num(sky_sigma / sky_max, nan=1.0), 1.0)
+    pred = model.predict(data / gain[:, None, None].astype(np.float32), n_samples=n_samples,
+                         seed=seed, return_crops=return_crops)
+    names = list(pred.names)
+    if "flux_njy" in names:
+        pred.samples[..., names.index("flux_njy")] *= gain[:, None].astype(np.float32)
+    summary = summarize(pred.samples, names, model.mode_transforms())
+    thresholds = thresholds_from_card(card)
+    flags = np.array([s.flags for s in stamps], dtype=np.int64)
     for name, (lo, hi) in ranges.items():
         value = sky_sigma if name == "sky_sigma_njy" else summary.get(f"{name}_median")
         if value is not None:

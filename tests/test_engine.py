@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -105,6 +106,25 @@ def test_noise_only_stamp_is_low_snr_and_narrow_training_range_flags(tmp_path, m
     galaxy = SkyImage.from_array(_galaxy_image(flux=1e5), 0.168)
     (m,) = measure_stamps([stamp_for(galaxy, 74.5, 74.5, strict)], strict, n_samples=20)
     assert m.flags & Flag.OUTSIDE_TRAINING and not m.flags & Flag.LOW_SNR
+
+
+def test_stamps_noisier_than_training_are_scaled_into_range_and_flux_scaled_back(tmp_path):
+    ranges = {"bt": [0, 1], "re_arcsec": [0.1, 6.0], "flux_njy": [1e3, 5e6],
+              "sky_sigma_njy": [1.0, 5.0]}
+    shallow = load_model(tiny_bundle_dir(tmp_path / "shallow", ranges))
+    deep = shallow.bundle.card["training_ranges"]["sky_sigma_njy"][1]
+    image = SkyImage.from_array(_galaxy_image(flux=2e5, noise=20.0), 0.168)
+    stamp = stamp_for(image, 74.5, 74.5, shallow)
+    assert stamp.sky_sigma > deep
+    k = stamp.sky_sigma / deep
+    scaled = replace(stamp, data=(stamp.data / np.float32(k)).astype(np.float32),
+                     sky_sigma=stamp.sky_sigma / k)
+    (noisy,) = measure_stamps([stamp], shallow, n_samples=30, seed=2)
+    (in_range,) = measure_stamps([scaled], shallow, n_samples=30, seed=2)
+    flux = noisy.names.index("flux_njy")
+    np.testing.assert_allclose(noisy.samples[:, flux], in_range.samples[:, flux] * k, rtol=1e-4)
+    np.testing.assert_allclose(noisy.samples[:, :flux], in_range.samples[:, :flux], rtol=1e-4)
+    assert noisy.flags & Flag.OUTSIDE_TRAINING
 
 
 @pytest.mark.parametrize("bt, re, label", [
