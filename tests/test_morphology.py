@@ -59,3 +59,33 @@ def test_sigma_scale_widens_the_aleatoric_spread(tiny_bundle, stamps):
 def test_unusable_stamps_are_refused_with_a_reason(tiny_bundle, bad, message):
     with pytest.raises(InputError, match=message):
         MorphologyModel(tiny_bundle).predict(bad)
+
+
+def test_orientations_make_a_mixture_over_dihedral_views(tiny_bundle, stamps):
+    import torch
+
+    from galaxy_inspector.models.networks import dihedral_views
+
+    model = MorphologyModel(tiny_bundle)
+    yy, xx = np.mgrid[:128, :128] - 63.5
+    symmetric = (500.0 * np.exp(-np.hypot(xx, yy) / 4.0)).astype(np.float32)
+    one = model.predict(symmetric, n_samples=64, seed=4)
+    model.orientations = 8
+    eight = model.predict(symmetric, n_samples=64, seed=4)
+    # Every view of a dihedrally symmetric galaxy is the galaxy: nothing changes.
+    np.testing.assert_allclose(eight.samples, one.samples, rtol=1e-4)
+    lopsided = stamps[:1].copy()
+    lopsided[0, 20:50, 70:120] += 300.0  # a bright companion up and to the right
+    model.orientations = 8
+    noisy = model.predict(lopsided, n_samples=64, seed=4, return_crops=True)
+    model.orientations = 1
+    plain = model.predict(lopsided, n_samples=64, seed=4, return_crops=True)
+    np.testing.assert_allclose(noisy.crops, plain.crops)  # the crop shown is of the stamp
+    model.orientations = 8
+    x = torch.from_numpy(lopsided[:, None])
+    with torch.inference_mode():
+        h, s, _ = model.network.trunk(dihedral_views(x, 8))
+        rows, _, _ = model.head_inputs(x, 20)
+    for j in range(20):  # sample j reads view j % 8
+        assert torch.equal(rows[j], h[j % 8])
+    assert noisy.stn_scale[0] == pytest.approx(float(s.mean()), rel=1e-5)

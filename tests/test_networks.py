@@ -156,3 +156,15 @@ def test_flux_skip_adds_the_aperture_baseline_outside_dropout():
         for sample in (False, True):  # dropout never touches the baseline
             out = net.head(h.repeat_interleave(4, 0), sample=sample, dropout=0.5)
             assert torch.allclose(out[:, 2], expected.repeat_interleave(4), atol=1e-5)
+
+
+def test_dihedral_views_are_the_eight_orientations():
+    from galaxy_inspector.models.networks import dihedral_views
+
+    x = torch.arange(16.0).reshape(1, 1, 4, 4)
+    views = dihedral_views(x, 8)
+    assert views.shape == (8, 1, 4, 4) and torch.equal(views[0], x[0])
+    assert len({tuple(v.flatten().tolist()) for v in views}) == 8
+    assert any(torch.equal(v, torch.rot90(x[0], 1, dims=(1, 2))) for v in views)
+    assert any(torch.equal(v, torch.flip(x[0], dims=(1,))) for v in views)
+    assert torch.equal(dihedral_views(x, 1), x)

@@ -43,14 +43,17 @@ def truth_table(dataset, conditions, n):
 @torch.inference_mode()
 def posterior_pieces(model: MorphologyModel, x: torch.Tensor, n_samples: int, dropout: float,
                      seed: int, batch: int = 64):
-    """Per galaxy and sample: the head's mean and the unit-scale aleatoric draw (scaled space)."""
+    """Per galaxy and sample: the head's mean and the unit-scale aleatoric draw (scaled space).
+
+    Samples cycle through the model's orientations as in ``MorphologyModel.predict``.
+    """
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed + 1)
     n_params = len(model.outputs)
     mus, draws, scales = [], [], []
     for i in range(0, len(x), batch):
-        h, s, _ = model.network.trunk(x[i:i + batch].unsqueeze(1))
-        out = model.network.head(h.repeat_interleave(n_samples, 0), dropout=dropout, sample=True)
+        rows, s, _ = model.head_inputs(x[i:i + batch].unsqueeze(1), n_samples)
+        out = model.network.head(rows, dropout=dropout, sample=True)
         mu, log_var, L = unpack_ldl(out, n_params)
         eps = torch.randn(mu.shape, generator=generator)
         draw = (L @ (torch.exp(0.5 * log_var) * eps).unsqueeze(-1)).squeeze(-1)
@@ -104,7 +107,7 @@ def _fit_affine(model, mu, truth):
     """Per parameter ``(a, b)`` with truth ~ a + b * predicted mean, or ``(0, 1)`` if no gain."""
     affine = []
     for j, spec in enumerate(model.outputs):
-        pred, target = mu[:, 0, j], spec.forward(truth[:, j])
+        pred, target = mu[:, :, j].mean(1), spec.forward(truth[:, j])
         b, a = np.polyfit(pred, target, 1)
         before = np.median(np.abs(target - pred))
         after = np.median(np.abs(target - (a + b * pred)))
@@ -112,15 +115,23 @@ def _fit_affine(model, mu, truth):
     return affine
 
 
-def calibrate(bundle_dir, val_path, n_galaxies=2000, n_samples=300, progress=None) -> dict:
-    """Fit dropout rate, spread factors and label thresholds; write them into the card."""
+def calibrate(bundle_dir, val_path, n_galaxies=2000, n_samples=300, orientations=8,
+              progress=None) -> dict:
+    """Fit dropout rate, spread factors and label thresholds; write them into the card.
+
+    ``orientations`` (1-8) dihedral views of each stamp are read at inference (test-time
+    augmentation); everything is calibrated with that many.
+    """
+    if not 1 <= orientations <= 8:
+        raise ValueError(f"orientations must be 1-8, got {orientations}")
     progress = progress or Progress()
     bundle_dir = Path(bundle_dir)
     model = MorphologyModel(bundle_dir, device="cpu")
+    model.orientations = orientations
     val = load_set(val_path, n_galaxies)
     x, cond = fixed_observations(val, seed=CALIBRATION_NOISE_SEED)
     truth = truth_table(val, cond, len(val))
-    mu0, _, _ = posterior_pieces(model, x, 1, 0.0, seed=CALIBRATION_NOISE_SEED)
+    mu0, _, _ = posterior_pieces(model, x, orientations, 0.0, seed=CALIBRATION_NOISE_SEED)
     affine = np.array(_fit_affine(model, mu0, truth))
     progress.emit("affine", parameters=model.names, affine=affine.tolist())
 
@@ -157,7 +168,8 @@ def calibrate(bundle_dir, val_path, n_galaxies=2000, n_samples=300, progress=Non
     card_path = bundle_dir / "card.json"
     card = json.loads(card_path.read_text())
     card["posterior"] = {"dropout": best["dropout"], "sigma_scale": best["sigma_scale"],
-                         "affine": affine.tolist(), "n_samples": 500, "calibrated": True}
+                         "affine": affine.tolist(), "n_samples": 500,
+                         "orientations": orientations, "calibrated": True}
     card["labels"] = {"bt_disk_max": disk_t, "bt_bulge_min": bulge_t, "re_small_arcsec": re_t,
                       "definitions": {"highly disk-dominated": "true B/T <= 0.1",
                                       "highly bulge-dominated": "true B/T >= 0.85",

@@ -30,7 +30,7 @@ def _calibrate(args, progress):
     from training.calibrate import calibrate
 
     calibrate(args.bundle, args.val, n_galaxies=args.n, n_samples=args.samples,
-              progress=progress)
+              orientations=args.orientations, progress=progress)
 
 
 def _evaluate(args, progress):
@@ -110,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--val", required=True, help="validation set (HDF5)")
     cal.add_argument("--n", type=int, default=2000, help="validation galaxies to use")
     cal.add_argument("--samples", type=int, default=300, help="posterior samples per galaxy")
+    cal.add_argument("--orientations", type=int, default=8, choices=range(1, 9),
+                     metavar="1-8", help="dihedral views of each stamp read at inference "
+                                         "(test-time augmentation)")
     cal.set_defaults(func=_calibrate)
 
     ev = sub.add_parser("evaluate", formatter_class=_DEFAULTS, help="evaluate on a test set; writes <bundle>/report/")

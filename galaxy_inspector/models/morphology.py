@@ -1,8 +1,11 @@
-"""Morphology posteriors from a bundle: one trunk pass per galaxy, many MC-dropout head samples.
+"""Morphology posteriors from a bundle: a few trunk passes per galaxy, many MC-dropout head samples.
 
 Each posterior sample is one dropout mask of the stochastic head (epistemic part) followed by one
 draw from that pass's predicted Gaussian N(mu, L D L^T) (aleatoric part), as in GaMPEN §4.4,
-with the calibrated dropout rate and per-parameter spread factors of the bundle's card.
+with the calibrated dropout rate and per-parameter spread factors of the bundle's card. With
+``posterior.orientations`` > 1 in the card the trunk also reads that many dihedral
+orientations of the stamp and the samples cycle through them (test-time augmentation: the
+posterior becomes a mixture over views, which averages away orientation-dependent errors).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import torch
 
 from galaxy_inspector.errors import BundleError, InputError
 from galaxy_inspector.models.bundle import Bundle, load_bundle, load_weights
-from galaxy_inspector.models.networks import build_network, sample_ldl
+from galaxy_inspector.models.networks import build_network, dihedral_views, sample_ldl
 
 __all__ = ["MorphologyModel", "MorphologyPrediction", "pick_device"]
 
@@ -79,6 +82,7 @@ class MorphologyModel:
         self.affine = np.asarray(posterior.get("affine", [[0.0, 1.0]] * len(self.outputs)),
                                  dtype=np.float32)
         self.default_samples = int(posterior.get("n_samples", 500))
+        self.orientations = int(posterior.get("orientations", 1))
 
     @property
     def names(self) -> list[str]:
@@ -124,16 +128,16 @@ class MorphologyModel:
         samples = np.empty((len(x), n_samples, n_params), dtype=np.float32)
         scales = np.empty(len(x), dtype=np.float32)
         crops = [] if return_crops else None
-        # Head rows per call stay near 32k so memory is flat in the number of samples.
-        per_call = max(1, min(batch_size, 32768 // n_samples))
+        # Head rows (and trunk views) per call are capped so memory is flat in the number of
+        # samples.
+        per_call = max(1, min(batch_size, 32768 // n_samples, 256 // self.orientations))
         with torch.inference_mode():
             for start in range(0, len(x), per_call):
                 chunk = x[start:start + per_call]
                 xb = torch.from_numpy(chunk).to(self.device).unsqueeze(1)
-                h, s, crop = self.network.trunk(xb)
+                rows, s, crop = self.head_inputs(xb, n_samples)
                 u1, u2, eps = self._draws(chunk, seed, n_samples,
                                           self.network.head_hidden.in_features, n_params)
-                rows = h.repeat_interleave(n_samples, dim=0)
                 out = self.network.head(rows, dropout=self.dropout, sample=True,
                                         uniforms=(u1, u2))
                 draw = sample_ldl(out, n_params, scale=self.sigma_scale, eps=eps)
@@ -147,6 +151,18 @@ class MorphologyModel:
         return MorphologyPrediction(
             names=self.names, units=[o.unit for o in self.outputs], samples=samples,
             stn_scale=scales, crops=np.concatenate(crops) if return_crops else None)
+
+    def head_inputs(self, x: torch.Tensor, n_samples: int):
+        """Trunk features for ``n_samples`` head passes per galaxy of ``x`` (N, 1, H, W).
+
+        Returns the rows (galaxy-major, sample ``j`` reading orientation ``j % orientations``),
+        the STN scale averaged over the orientations, and the crop of the stamp as given.
+        """
+        n, views = len(x), self.orientations
+        h, s, crop = self.network.trunk(dihedral_views(x, views))
+        pick = torch.arange(n_samples, device=h.device) % views
+        rows = h.reshape(views, n, -1)[pick].transpose(0, 1).reshape(n * n_samples, -1)
+        return rows, s.reshape(views, n).mean(0), crop[:n]
 
     def _draws(self, stamps: np.ndarray, seed: int, n_samples: int, hidden: int, n_params: int):
         """Dropout uniforms and Gaussian draws, seeded per galaxy by ``seed`` and its pixels.

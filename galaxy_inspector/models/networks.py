@@ -23,7 +23,7 @@ from torch.nn import functional as F
 from galaxy_inspector.models.property_networks import PROPERTY_ARCHITECTURES
 
 __all__ = ["ARCHITECTURES", "MorphologyNet", "ldl_output_size", "unpack_ldl",
-           "gaussian_nll_ldl", "sample_ldl", "build_network"]
+           "gaussian_nll_ldl", "sample_ldl", "build_network", "dihedral_views"]
 
 
 def ldl_output_size(n_params: int) -> int:
@@ -78,6 +78,17 @@ def sample_ldl(output: torch.Tensor, n_params: int, generator=None, scale=None,
     if scale is not None:
         draw = draw * torch.as_tensor(scale, dtype=mu.dtype, device=mu.device)
     return mu + draw
+
+
+def dihedral_views(x: torch.Tensor, n: int) -> torch.Tensor:
+    """The first ``n`` (1-8) dihedral orientations of ``(N, C, H, W)`` images, orientation-major.
+
+    View 0 is the image itself; a galaxy's morphology is the same in all of them, so they serve
+    test-time augmentation.
+    """
+    flipped = torch.flip(x, dims=(3,))
+    return torch.cat([torch.rot90(x if k < 4 else flipped, k % 4, dims=(2, 3))
+                      for k in range(n)])
 
 
 def _dropout(h: torch.Tensor, p: float, active: bool, uniform: torch.Tensor | None):
