@@ -229,9 +229,11 @@ class PosteriorPanel(QWidget):
         lo, hi = np.percentile(crop, [1, 99.5])
         self.crop_item.setImage(crop, levels=(lo, hi if hi > lo else lo + 1))
         side = int(m.stamp.data.shape[0])
-        self.crop_caption.setText(
-            f"STN scale {m.stn_scale:.2f}: the network read the central "
-            f"{m.stn_scale * side:.0f} of {side} stamp pixels (cyan box in the image).")
+        read = f"{m.stn_scale * side:.0f}"
+        field = (f"the central {read} of {side} stamp pixels" if m.stn_scale <= 1 else
+                 f"a {read}-pixel field, zoomed out past the {side}-pixel stamp")
+        self.crop_caption.setText(f"STN scale {m.stn_scale:.2f}: the network read {field} "
+                                  "(cyan box in the image).")
 
     # -- exporting -----------------------------------------------------------------------
     def export_figure(self, path: str) -> None:
