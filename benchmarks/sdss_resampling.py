@@ -8,8 +8,9 @@ nmgy per pixel plus source Poisson noise. Each goes through the real pipeline (F
 The same galaxies drawn directly at 0.168″/px with the same seeing and equivalent noise are
 the control, so the difference between the two rows is what resampling costs.
 
-Prints median |ΔR_e|/R_e and |ΔF|/F (posterior medians vs truth). Only meaningful with the
-trained model.
+Prints median |ΔR_e|/R_e and |ΔF|/F (posterior medians vs truth), how often the 68 and 95 %
+intervals hold the truth, and which flags the rows carry. Only meaningful with the trained
+model.
 
     nice -n 10 python benchmarks/sdss_resampling.py [--n 100] [--model NAME|PATH]
 """
@@ -26,6 +27,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from galaxy_inspector.engine import load_model, measure_stamps, stamp_for
+from galaxy_inspector.flags import Flag
 from galaxy_inspector.io import SkyImage, read_image
 from training.simulate import draw_parameters, intrinsic_profile
 
@@ -73,6 +75,23 @@ def _sdss_file(path, image_njy):
     fits.PrimaryHDU((image_njy / NJY_PER_NMGY).astype(np.float32), header).writeto(path)
 
 
+def _errors_and_coverage(measured, name, truth):
+    """Median |posterior median - truth| / truth, and how often the 68/95 % HPD holds truth."""
+    median = np.array([m.summary[f"{name}_median"] for m in measured])
+    inside = [np.mean([m.summary[f"{name}_lo{k}"] <= t <= m.summary[f"{name}_hi{k}"]
+                       for m, t in zip(measured, truth, strict=True)]) for k in ("68", "95")]
+    return float(np.median(np.abs(median - truth) / truth)), *inside
+
+
+def _flag_names(measured):
+    counts = {}
+    for m in measured:
+        for flag in Flag:
+            if m.flags & flag:
+                counts[flag.name] = counts.get(flag.name, 0) + 1
+    return ", ".join(f"{k} {v / len(measured):.2f}" for k, v in sorted(counts.items())) or "none"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100)
@@ -102,15 +121,16 @@ def main() -> None:
         for name, stamps in (("SDSS 0.396″ resampled", sdss_stamps),
                              ("control, drawn at 0.168″", native_stamps)):
             measured = measure_stamps(stamps, model)
-            re = np.array([m.summary["re_arcsec_median"] for m in measured])
-            flux = np.array([m.summary["flux_njy_median"] for m in measured])
-            rows[name] = (np.median(np.abs(re - truth_re) / truth_re),
-                          np.median(np.abs(flux - truth_flux) / truth_flux))
+            rows[name] = [_errors_and_coverage(measured, "re_arcsec", truth_re),
+                          _errors_and_coverage(measured, "flux_njy", truth_flux),
+                          _flag_names(measured)]
     print(f"model {model.bundle.name} ({model.bundle.sha256[:12]}), {args.n} galaxies, "
           f"true R_e 1.5-5″, seeing 1.2-1.6″, m = 15-17.5")
-    print(f"{'input':<28} {'median |ΔR_e|/R_e':>18} {'median |ΔF|/F':>14}")
-    for name, (dre, dflux) in rows.items():
-        print(f"{name:<28} {dre:18.3f} {dflux:14.3f}")
+    print(f"{'input':<28} {'median |ΔR_e|/R_e':>18} {'median |ΔF|/F':>14} "
+          f"{'R_e in 68/95 %':>15} {'F in 68/95 %':>13}  flags (fraction of rows)")
+    for name, ((dre, re68, re95), (dflux, f68, f95), flags) in rows.items():
+        print(f"{name:<28} {dre:18.3f} {dflux:14.3f} {re68:8.2f}/{re95:4.2f} "
+              f"{f68:8.2f}/{f95:4.2f}  {flags}")
 
 
 if __name__ == "__main__":
