@@ -78,6 +78,7 @@ def _plots(folder, names, pred, truth, summary, samples_cov):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     logs = {"bt": False, "re_arcsec": True, "flux_njy": True}
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
@@ -106,6 +107,8 @@ def _plots(folder, names, pred, truth, summary, samples_cov):
         ax.set_ylabel("residual" if name == "bt" else "relative residual")
         if name != "bt":
             ax.set_ylim(-1, 1)
+        if logs[name]:  # minor-tick labels of a short log axis overlap
+            ax.xaxis.set_minor_formatter(NullFormatter())
     fig.suptitle("Test set: residuals vs predicted value")
     fig.tight_layout()
     fig.savefig(folder / "residuals_vs_predicted.png", dpi=90)
