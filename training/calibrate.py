@@ -115,7 +115,7 @@ def _fit_affine(model, mu, truth):
     return affine
 
 
-def calibrate(bundle_dir, val_path, n_galaxies=2000, n_samples=300, orientations=8,
+def calibrate(bundle_dir, val_path, n_galaxies=2000, n_samples=300, orientations=1,
               progress=None) -> dict:
     """Fit dropout rate, spread factors and label thresholds; write them into the card.
 

@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--val", required=True, help="validation set (HDF5)")
     cal.add_argument("--n", type=int, default=2000, help="validation galaxies to use")
     cal.add_argument("--samples", type=int, default=300, help="posterior samples per galaxy")
-    cal.add_argument("--orientations", type=int, default=8, choices=range(1, 9),
+    cal.add_argument("--orientations", type=int, default=1, choices=range(1, 9),
                      metavar="1-8", help="dihedral views of each stamp read at inference "
                                          "(test-time augmentation)")
     cal.set_defaults(func=_calibrate)
