@@ -72,9 +72,9 @@ def load_sets(paths, limit: int | None = None) -> SimulatedSet:
     their seeds.
     """
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    if len(paths) == 1:
+        return load_set(paths[0], limit)
     sets = [load_set(p) for p in paths]
-    if len(sets) == 1:
-        return sets[0] if limit is None else load_set(paths[0], limit)
     first = sets[0]
     for path, other in zip(paths[1:], sets[1:], strict=True):
         if (other.images.shape[1:] != first.images.shape[1:]

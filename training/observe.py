@@ -64,9 +64,9 @@ def draw_conditions(n: int, rng: np.random.Generator, regime: str = "hsc"
 def _unit_noise(shape, corr_px, generator, dtype, device) -> torch.Tensor:
     """Standard-normal noise per pixel, Gaussian-correlated over ``corr_px`` where it is > 0."""
     noise = torch.randn(shape, generator=generator, dtype=dtype, device=device)
-    corr = torch.as_tensor(np.asarray(corr_px), dtype=dtype, device=device).reshape(-1)
-    if not bool((corr > 0).any()):
+    if corr_px is None or not np.any(np.asarray(corr_px) > 0):
         return noise
+    corr = torch.as_tensor(np.asarray(corr_px), dtype=dtype, device=device).reshape(-1)
     radius = 4
     offsets = torch.arange(-radius, radius + 1, dtype=dtype, device=device)
     r2 = offsets[:, None] ** 2 + offsets[None, :] ** 2
@@ -90,9 +90,5 @@ def observe(unit_images: torch.Tensor, flux, sky_sigma, njy_per_electron,
                                        device=unit_images.device).reshape(-1, 1, 1)
     image = unit_images * as_col(flux)
     variance = as_col(sky_sigma) ** 2 + image.clamp_min(0.0) * as_col(njy_per_electron)
-    if noise_corr_px is None:
-        noise = torch.randn(image.shape, generator=generator, dtype=image.dtype,
-                            device=image.device)
-    else:
-        noise = _unit_noise(image.shape, noise_corr_px, generator, image.dtype, image.device)
+    noise = _unit_noise(image.shape, noise_corr_px, generator, image.dtype, image.device)
     return image + noise * variance.sqrt()

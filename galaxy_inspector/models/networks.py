@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from galaxy_inspector.models.property_networks import PROPERTY_ARCHITECTURES
+from galaxy_inspector.models.property_networks import PROPERTY_ARCHITECTURES, dihedral
 
 __all__ = ["ARCHITECTURES", "MorphologyNet", "ldl_output_size", "unpack_ldl",
            "gaussian_nll_ldl", "sample_ldl", "build_network", "dihedral_views"]
@@ -86,9 +86,7 @@ def dihedral_views(x: torch.Tensor, n: int) -> torch.Tensor:
     View 0 is the image itself; a galaxy's morphology is the same in all of them, so they serve
     test-time augmentation.
     """
-    flipped = torch.flip(x, dims=(3,))
-    return torch.cat([torch.rot90(x if k < 4 else flipped, k % 4, dims=(2, 3))
-                      for k in range(n)])
+    return torch.cat([dihedral(x, k) for k in range(n)])
 
 
 def _dropout(h: torch.Tensor, p: float, active: bool, uniform: torch.Tensor | None):
