@@ -101,11 +101,15 @@ def test_calibrate_and_evaluate_write_card_and_report(tiny_set, tmp_path):
                 else min(grid, key=lambda r: r["score"]))
     assert chosen["dropout"] == expected["dropout"] == card["posterior"]["dropout"]
     assert card["posterior"]["sigma_scale"] == chosen["sigma_scale"]
+    knots = card["posterior"]["sigma_scale"]["log_var_knots"]  # one table per parameter
+    assert len(knots) == 3 and all(1 <= len(k) <= 5 and np.all(np.diff(k) > 0) for k in knots)
     assert len(card["posterior"]["affine"]) == 3
     assert train_main(["evaluate", "--bundle", str(bundle), "--test", str(tiny_set),
                        "--samples", "50"]) == 0
     report = json.loads((bundle / "report" / "report.json").read_text())
     assert set(report["coverage"]) == {"bt", "re_arcsec", "flux_njy"}
+    assert set(report["gampen_flux_prior"]["coverage"]) == {"bt", "re_arcsec", "flux_njy"}
+    assert "GaMPEN's flux distribution" in (bundle / "report" / "report.md").read_text()
     for png in ("true_vs_predicted.png", "residuals_vs_predicted.png", "coverage.png"):
         assert (bundle / "report" / png).stat().st_size > 1000
     model = MorphologyModel(bundle)
@@ -159,6 +163,15 @@ def test_noise_regimes_and_correlated_noise():
     assert 0.28 < np.mean(wide["noise_corr_px"] > 0) < 0.38
     with pytest.raises(ValueError, match="unknown noise regime"):
         draw_conditions(3, rng, "deep")
+    # GaMPEN's linear-uniform flux draw: most galaxies bright; the default leaves a third faint.
+    lo, hi = CONDITION_RANGES["flux_njy"]
+    gampen = draw_conditions(4000, np.random.default_rng(1), flux_prior="uniform")["flux_njy"]
+    default = draw_conditions(4000, np.random.default_rng(1))["flux_njy"]
+    assert gampen.min() >= lo and gampen.max() <= hi
+    assert np.mean(gampen > 1e6) == pytest.approx(0.8, abs=0.03)
+    assert np.mean(default < 1e4) == pytest.approx(np.log10(10) / np.log10(5e3), abs=0.03)
+    with pytest.raises(ValueError, match="unknown flux prior"):
+        draw_conditions(3, rng, flux_prior="schechter")
     blank = torch.zeros(2, 96, 96)
     noisy = observe(blank, [1.0, 1.0], [3.0, 3.0], [10.0, 10.0],
                     torch.Generator().manual_seed(1), noise_corr_px=[0.0, 1.0])

@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "thresholds on the validation set; updates the bundle's card")
     cal.add_argument("--bundle", required=True, help="bundle folder (from 'train')")
     cal.add_argument("--val", required=True, help="validation set (HDF5)")
-    cal.add_argument("--n", type=int, default=2000, help="validation galaxies to use")
+    cal.add_argument("--n", type=int, default=4000, help="validation galaxies to use")
     cal.add_argument("--samples", type=int, default=300, help="posterior samples per galaxy")
     cal.add_argument("--orientations", type=int, default=1, choices=range(1, 9),
                      metavar="1-8", help="dihedral views of each stamp read at inference "

@@ -56,11 +56,12 @@ def observed_batch(images, index, conditions, rng, generator, augment=True):
     return x.unsqueeze(1)
 
 
-def fixed_observations(dataset, seed: int, limit: int | None = None):
-    """A deterministic noisy version of a set (validation/test): stamps, targets, conditions."""
+def fixed_observations(dataset, seed: int, limit: int | None = None,
+                       flux_prior: str = "log-uniform"):
+    """A deterministic noisy version of a set (validation/test): stamps and their conditions."""
     n = len(dataset) if limit is None else min(limit, len(dataset))
     rng = np.random.default_rng([seed, 99])
-    conditions = draw_conditions(n, rng)
+    conditions = draw_conditions(n, rng, flux_prior=flux_prior)
     generator = torch.Generator().manual_seed(seed)
     x = observe(dataset.images[:n], conditions["flux_njy"], conditions["sky_sigma_njy"],
                 conditions["njy_per_electron"], generator=generator)

@@ -2,7 +2,8 @@
 
 Each posterior sample is one dropout mask of the stochastic head (epistemic part) followed by one
 draw from that pass's predicted Gaussian N(mu, L D L^T) (aleatoric part), as in GaMPEN §4.4,
-with the calibrated dropout rate and per-parameter spread factors of the bundle's card. With
+with the calibrated dropout rate and per-parameter spread factors of the bundle's card (which
+may depend on how confident the network is about the galaxy, see ``spread_factors``). With
 ``posterior.orientations`` > 1 in the card the trunk also reads that many dihedral
 orientations of the stamp and the samples cycle through them (test-time augmentation: the
 posterior becomes a mixture over views, which averages away orientation-dependent errors).
@@ -20,7 +21,7 @@ from galaxy_inspector.errors import BundleError, InputError
 from galaxy_inspector.models.bundle import Bundle, load_bundle, load_weights
 from galaxy_inspector.models.networks import build_network, dihedral_views, sample_ldl
 
-__all__ = ["MorphologyModel", "MorphologyPrediction", "pick_device"]
+__all__ = ["MorphologyModel", "MorphologyPrediction", "pick_device", "spread_factors"]
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -28,6 +29,43 @@ def pick_device(device: str | None = None) -> torch.device:
     if device:
         return torch.device(device)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def spread_factors(sigma_scale, level: np.ndarray) -> np.ndarray | None:
+    """Spread factors ``(N, P)`` for galaxies whose head predicts log-variances ``level`` (N, P).
+
+    ``sigma_scale`` is the card's: one factor per parameter, or ``{"log_var_knots": [[K values]
+    per parameter], "factors": [[K values] per parameter]}`` -- factors calibrated per bin of
+    the network's own predicted log-variance and interpolated linearly in between (constant
+    beyond the outer knots). Where the network is confident (bright, large galaxies) its
+    aleatoric spread needs a smaller correction than where it is not, and one global factor
+    would over-cover the first and under-cover the second. Keying on the predicted variance
+    rather than on brightness keeps this right for surveys of another depth.
+    """
+    if sigma_scale is None:
+        return None
+    level = np.atleast_2d(np.asarray(level, dtype=np.float64))
+    if isinstance(sigma_scale, dict):
+        return np.stack([np.interp(level[:, j], knots, row) for j, (knots, row) in enumerate(
+            zip(sigma_scale["log_var_knots"], sigma_scale["factors"], strict=True))], axis=1)
+    return np.tile(np.asarray(sigma_scale, dtype=np.float64), (len(level), 1))
+
+
+def _check_sigma_scale(sigma_scale, n_params: int, name: str):
+    """Refuse a card whose spread factors do not fit the model's outputs."""
+    if sigma_scale is None:
+        return
+    if isinstance(sigma_scale, dict):
+        knots, factors = sigma_scale.get("log_var_knots"), sigma_scale.get("factors")
+        ok = (isinstance(knots, list) and isinstance(factors, list)
+              and len(knots) == len(factors) == n_params
+              and all(len(k) >= 1 and len(f) == len(k) and bool(np.all(np.diff(k) > 0))
+                      for k, f in zip(knots, factors, strict=True)))
+    else:
+        ok = isinstance(sigma_scale, list) and len(sigma_scale) == n_params
+    if not ok:
+        raise BundleError(f"bundle {name!r}: posterior.sigma_scale must be {n_params} factors or "
+                          "{log_var_knots, factors: one increasing list / one list per parameter}")
 
 
 @dataclass
@@ -78,6 +116,7 @@ class MorphologyModel:
         posterior = card.get("posterior", {})
         self.dropout = float(posterior.get("dropout", self.network.dropout))
         self.sigma_scale = posterior.get("sigma_scale")
+        _check_sigma_scale(self.sigma_scale, len(self.outputs), self.bundle.name)
         # Working-space correction y -> a + b y per parameter, fitted on validation data.
         self.affine = np.asarray(posterior.get("affine", [[0.0, 1.0]] * len(self.outputs)),
                                  dtype=np.float32)
@@ -140,7 +179,7 @@ class MorphologyModel:
                                           self.network.head_hidden.in_features, n_params)
                 out = self.network.head(rows, dropout=self.dropout, sample=True,
                                         uniforms=(u1, u2))
-                draw = sample_ldl(out, n_params, scale=self.sigma_scale, eps=eps)
+                draw = sample_ldl(out, n_params, scale=self._row_spread(out, n_samples), eps=eps)
                 draw = draw.reshape(len(xb), n_samples, n_params).cpu().numpy()
                 draw = self.affine[:, 0] + self.affine[:, 1] * draw
                 for j, spec in enumerate(self.outputs):
@@ -151,6 +190,23 @@ class MorphologyModel:
         return MorphologyPrediction(
             names=self.names, units=[o.unit for o in self.outputs], samples=samples,
             stn_scale=scales, crops=np.concatenate(crops) if return_crops else None)
+
+    def spread_level(self, out: torch.Tensor | np.ndarray, n_samples: int) -> np.ndarray:
+        """Each galaxy's predicted log-variances ``(N, P)``: the mean over its head passes.
+
+        ``out`` holds the head's raw outputs, one row per pass, galaxy-major.
+        """
+        n = len(self.outputs)
+        out = out.detach().cpu().numpy() if isinstance(out, torch.Tensor) else np.asarray(out)
+        return out[..., n:2 * n].reshape(-1, n_samples, n).mean(1)
+
+    def _row_spread(self, out: torch.Tensor, n_samples: int) -> torch.Tensor | None:
+        """Spread factors per head row, each at its galaxy's predicted log-variances."""
+        factors = spread_factors(self.sigma_scale, self.spread_level(out, n_samples))
+        if factors is None:
+            return None
+        return torch.as_tensor(np.repeat(factors, n_samples, axis=0), dtype=out.dtype,
+                               device=out.device)
 
     def head_inputs(self, x: torch.Tensor, n_samples: int):
         """Trunk features for ``n_samples`` head passes per galaxy of ``x`` (N, 1, H, W).
