@@ -52,32 +52,30 @@ def test_sigma_scale_widens_the_aleatoric_spread(tiny_bundle, stamps):
     assert np.all(log_wide > 2.0 * log_narrow)
 
 
-def test_spread_factors_follow_the_predicted_log_variance(tiny_bundle, stamps):
+def test_spread_factors_follow_the_predicted_brightness(tiny_bundle, stamps):
     from galaxy_inspector.models.morphology import spread_factors
 
-    table = {"log_var_knots": [[-1.0, 1.0], [0.0], [-1.0, 1.0]],
-             "factors": [[2.0, 1.0], [0.7], [4.0, 0.5]]}
-    level = np.array([-3.0, -1.0, 0.0, 1.0, 5.0])[:, None].repeat(3, axis=1)
-    rows = spread_factors(table, level)
-    # Linear between the knots, constant beyond them, each parameter on its own table.
+    table = {"flux_knots": [-1.0, 1.0], "factors": [[2.0, 1.0], [0.7, 0.7], [4.0, 0.5]]}
+    rows = spread_factors(table, np.array([-3.0, -1.0, 0.0, 1.0, 5.0]))
+    # Linear between the knots, constant beyond them.
     np.testing.assert_allclose(rows[:, 0], [2.0, 2.0, 1.5, 1.0, 1.0])
     np.testing.assert_allclose(rows[:, 1], 0.7)
     np.testing.assert_allclose(rows[:, 2], [4.0, 4.0, 2.25, 0.5, 0.5])
-    np.testing.assert_allclose(spread_factors([0.5, 1.0, 2.0], np.zeros((2, 3))),
-                               [[0.5, 1.0, 2.0]] * 2)
-    # The model looks the factor up at each galaxy's mean predicted log-variance: with knots
-    # far below every galaxy's, all of them get the last factor.
+    np.testing.assert_allclose(spread_factors([0.5, 1.0, 2.0], np.zeros(2)), [[0.5, 1.0, 2.0]] * 2)
+    # The model looks the factors up at each galaxy's mean predicted flux (affine-corrected):
+    # with knots far below every galaxy's, all of them get the last factors.
     card_path = tiny_bundle / "card.json"
     card = json.loads(card_path.read_text())
-    card["posterior"].update(dropout=0.0, sigma_scale=[1.0, 1.0, 1.0])
+    card["posterior"].update(dropout=0.0, sigma_scale=[1.0, 1.0, 1.0],
+                             affine=[[0.0, 1.0], [0.0, 1.0], [0.5, 2.0]])
     card_path.write_text(json.dumps(card))
     flat = MorphologyModel(tiny_bundle).predict(stamps, n_samples=400, seed=1)
-    card["posterior"]["sigma_scale"] = {"log_var_knots": [[-101.0, -100.0]] * 3,
+    card["posterior"]["sigma_scale"] = {"flux_knots": [-101.0, -100.0],
                                         "factors": [[1.0, 1.0], [1.0, 1.0], [9.0, 3.0]]}
     card_path.write_text(json.dumps(card))
     model = MorphologyModel(tiny_bundle)
-    out = np.arange(18.0).reshape(2, 9)  # two passes of one galaxy: log-variances in 3:6
-    np.testing.assert_allclose(model.spread_level(out, 2), [[7.5, 8.5, 9.5]])
+    out = np.arange(18.0).reshape(2, 9)  # two passes of one galaxy: flux mean in column 2
+    np.testing.assert_allclose(model.brightness(out, 2), [0.5 + 2.0 * 6.5])
     wide = model.predict(stamps, n_samples=400, seed=1)
     ratio = np.log10(wide.samples[..., 2]).std(1) / np.log10(flat.samples[..., 2]).std(1)
     np.testing.assert_allclose(ratio, 3.0, rtol=0.02)
@@ -85,9 +83,9 @@ def test_spread_factors_follow_the_predicted_log_variance(tiny_bundle, stamps):
 
 @pytest.mark.parametrize("sigma_scale", [
     [1.0, 1.0],
-    {"log_var_knots": [[1.0, 0.0]] * 3, "factors": [[1, 1]] * 3},
-    {"log_var_knots": [[0.0, 1.0]] * 3, "factors": [[1, 1]] * 2},
-    {"log_var_knots": [[0.0, 1.0]] * 3, "factors": [[1]] * 3},
+    {"flux_knots": [1.0, 0.0], "factors": [[1, 1]] * 3},
+    {"flux_knots": [0.0, 1.0], "factors": [[1, 1]] * 2},
+    {"flux_knots": [0.0, 1.0], "factors": [[1]] * 3},
     {"factors": [[1], [1], [1]]},
 ])
 def test_malformed_spread_factors_refuse_the_bundle(tiny_bundle, sigma_scale):

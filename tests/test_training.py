@@ -101,8 +101,9 @@ def test_calibrate_and_evaluate_write_card_and_report(tiny_set, tmp_path):
                 else min(grid, key=lambda r: r["score"]))
     assert chosen["dropout"] == expected["dropout"] == card["posterior"]["dropout"]
     assert card["posterior"]["sigma_scale"] == chosen["sigma_scale"]
-    knots = card["posterior"]["sigma_scale"]["log_var_knots"]  # one table per parameter
-    assert len(knots) == 3 and all(1 <= len(k) <= 5 and np.all(np.diff(k) > 0) for k in knots)
+    table = card["posterior"]["sigma_scale"]  # factors per bin of predicted flux
+    assert 1 <= len(table["flux_knots"]) <= 5 and np.all(np.diff(table["flux_knots"]) > 0)
+    assert [len(row) for row in table["factors"]] == [len(table["flux_knots"])] * 3
     assert len(card["posterior"]["affine"]) == 3
     assert train_main(["evaluate", "--bundle", str(bundle), "--test", str(tiny_set),
                        "--samples", "50"]) == 0

@@ -5,16 +5,17 @@ Three knobs, all fitted on validation data only. First, per parameter, an affine
 only where it lowers the validation error: it removes the regression towards the mean a finite
 training leaves (e.g. faint fluxes high, bright ones low). Then the Monte Carlo dropout rate of
 the head, and factors on the spread of the predicted Gaussian (Sigma -> S Sigma S). The
-factors depend on how confident the network is: per parameter, the validation galaxies are
-split into ``SPREAD_BINS`` quantile bins of the network's predicted log-variance, and in each
-bin the factor is chosen so that the coverages of the 68.27, 95.45 and 99.73 %
-highest-density intervals best match their levels (least squares); inference interpolates
-between the bins. One global factor over-covered bright galaxies (68 % intervals held the
-truth 80 % of the time) and under-covered faint ones. Of the dropout rates whose coverages
-then all stay within ``TOLERANCE`` of their levels, the largest wins: it keeps the most
-epistemic spread, which is what widens posteriors on unfamiliar inputs; if none qualifies, the
-rate with the smallest squared coverage error over the bins wins. Label thresholds (GaMPEN
-§6.4) are chosen on the same data.
+factors depend on the galaxy's predicted flux: the validation galaxies are split into
+``SPREAD_BINS`` quantile bins of it, and in each bin every parameter's factor is chosen so that
+the coverages of the 68.27, 95.45 and 99.73 % highest-density intervals best match their
+levels (least squares); inference interpolates between the bins. One global factor
+over-covered bright galaxies (68 % intervals held the truth 80 % of the time when fluxes were
+drawn as GaMPEN drew them) and under-covered faint ones. Keying on the network's own
+predicted variance instead was tried: bright galaxies stayed 7 points over-covered. Of the
+dropout rates whose coverages then all stay within ``TOLERANCE`` of their levels, the largest
+wins: it keeps the most epistemic spread, which is what widens posteriors on unfamiliar
+inputs; if none qualifies, the rate with the smallest squared coverage error over the bins
+wins. Label thresholds (GaMPEN §6.4) are chosen on the same data.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ __all__ = ["calibrate", "posterior_pieces", "truth_table"]
 DROPOUT_GRID = (0.0, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
 CALIBRATION_NOISE_SEED = 2024
 TOLERANCE = 0.025  # largest accepted |coverage - level| on validation data
-SPREAD_BINS = 5  # spread factors are fitted per quantile bin of predicted log-variance
+SPREAD_BINS = 5  # spread factors are fitted per quantile bin of predicted flux
 
 
 def truth_table(dataset, conditions, n):
@@ -64,7 +65,7 @@ def posterior_pieces(model: MorphologyModel, x: torch.Tensor, n_samples: int, dr
         draw = (L @ (torch.exp(0.5 * log_var) * eps).unsqueeze(-1)).squeeze(-1)
         mus.append(mu.reshape(-1, n_samples, n_params).numpy())
         draws.append(draw.reshape(-1, n_samples, n_params).numpy())
-        levels.append(model.spread_level(out, n_samples))
+        levels.append(model.brightness(out, n_samples))
     return np.concatenate(mus), np.concatenate(draws), np.concatenate(levels)
 
 
@@ -95,42 +96,34 @@ def _solve_factor(model, mu, draw, truth, j):
     return float(np.exp(fine[int(np.argmin([error(g) for g in fine]))]))
 
 
-def _spread_bins(level: np.ndarray) -> np.ndarray:
-    """Quantile bin (0 .. ``SPREAD_BINS`` - 1) of each galaxy, per parameter: shape (N, P)."""
-    bins = np.empty(level.shape, dtype=int)
-    for j in range(level.shape[1]):
-        edges = np.quantile(level[:, j], np.linspace(0.0, 1.0, SPREAD_BINS + 1))
-        bins[:, j] = np.clip(np.searchsorted(edges, level[:, j], side="right") - 1,
-                             0, SPREAD_BINS - 1)
-    return bins
+def _spread_bins(level: np.ndarray) -> list[np.ndarray]:
+    """Masks of the ``SPREAD_BINS`` quantile bins of predicted brightness ``level`` (N,)."""
+    edges = np.quantile(level, np.linspace(0.0, 1.0, SPREAD_BINS + 1))
+    bins = np.clip(np.searchsorted(edges, level, side="right") - 1, 0, SPREAD_BINS - 1)
+    return [bins == b for b in range(SPREAD_BINS)]
 
 
 def _fit_spread(model, mu, draw, truth, level) -> dict:
-    """Spread factors per parameter and quantile bin of its predicted log-variance.
+    """Spread factors per parameter and quantile bin of predicted brightness.
 
-    The knots are the bins' median log-variances; ``spread_factors`` interpolates between
-    them at inference.
+    The knots are the bins' median brightness; ``spread_factors`` interpolates between them
+    at inference. A bin whose median does not exceed the last kept one is skipped, so knots
+    always increase.
     """
-    bins = _spread_bins(level)
-    knots, factors = [], []
-    for j in range(truth.shape[1]):
-        members = [bins[:, j] == b for b in range(SPREAD_BINS)]
-        kept = []  # bins with a median above the last kept one: knots must increase
-        for m in members:
-            if m.any() and (not kept or np.median(level[m, j]) > kept[-1][0]):
-                kept.append((float(np.median(level[m, j])),
-                             _solve_factor(model, mu[m], draw[m], truth[m], j)))
-        knots.append([k for k, _ in kept])
-        factors.append([f for _, f in kept])
-    return {"log_var_knots": knots, "factors": factors}
+    kept = []
+    for m in _spread_bins(level):
+        if m.any() and (not kept or np.median(level[m]) > kept[-1][0]):
+            kept.append((float(np.median(level[m])),
+                         [_solve_factor(model, mu[m], draw[m], truth[m], j)
+                          for j in range(truth.shape[1])]))
+    return {"flux_knots": [k for k, _ in kept],
+            "factors": np.array([f for _, f in kept]).T.tolist()}
 
 
 def _binned_coverage(model, mu, draw, truth, level, factors) -> list:
-    """Per parameter, per bin of its predicted log-variance: coverage at each level."""
-    bins = _spread_bins(level)
-    return [[[_coverage(_physical(model, mu[m], draw[m], j, factors[m, j]), truth[m, j], lev)
-              for lev in LEVELS] for m in (bins[:, j] == b for b in range(SPREAD_BINS))]
-            for j in range(truth.shape[1])]
+    """Per bin of predicted brightness: coverage per level (rows) and parameter (columns)."""
+    return [_coverage_table(model, mu[m], draw[m], truth[m], factors[m])
+            for m in _spread_bins(level)]
 
 
 def _coverage_table(model, mu, draw, truth, factors) -> list[list[float]]:
@@ -184,10 +177,11 @@ def calibrate(bundle_dir, val_path, n_galaxies=4000, n_samples=300, orientations
     truth = truth_table(val, cond, len(val))
     mu0, _, _ = posterior_pieces(model, x, orientations, 0.0, seed=CALIBRATION_NOISE_SEED)
     affine = np.array(_fit_affine(model, mu0, truth))
+    model.affine = affine.astype(np.float32)  # brightness levels below use the new correction
     progress.emit("affine", parameters=model.names, affine=affine.tolist())
 
     def pieces(p, seed):
-        """Corrected means and aleatoric draws per galaxy and sample; predicted log-variances."""
+        """Corrected means and aleatoric draws per galaxy and sample; each brightness."""
         mu, draw, level = posterior_pieces(model, x, n_samples, p, seed=seed)
         return affine[:, 0] + affine[:, 1] * mu, affine[:, 1] * draw, level
 
@@ -199,10 +193,10 @@ def calibrate(bundle_dir, val_path, n_galaxies=4000, n_samples=300, orientations
         cov = _coverage_table(model, mu, draw, truth, factors)
         # Scored per bin, so a choice that is calibrated only on average loses.
         by_bin = _binned_coverage(model, mu, draw, truth, level, factors)
-        score = float(sum((c - lev) ** 2 for rows in by_bin for row in rows
-                          for c, lev in zip(row, LEVELS, strict=True)))
+        score = float(sum((c - lev) ** 2 for table in by_bin
+                          for row, lev in zip(table, LEVELS, strict=True) for c in row))
         results.append({"dropout": p, "sigma_scale": spread, "coverage": cov,
-                        "coverage_by_spread_bin": by_bin, "score": score})
+                        "coverage_by_brightness": by_bin, "score": score})
         progress.emit("calibrate", dropout=p,
                       factors=[[round(f, 3) for f in row] for row in spread["factors"]],
                       coverage=[[round(c, 4) for c in row] for row in cov], score=score)
@@ -238,7 +232,7 @@ def calibrate(bundle_dir, val_path, n_galaxies=4000, n_samples=300, orientations
     card["calibration"] = {"validation_galaxies": len(val), "samples_per_galaxy": n_samples,
                            "rule": f"largest dropout rate with every coverage within "
                                    f"{TOLERANCE:.3f} of its level (else the best summed over "
-                                   f"{SPREAD_BINS} bins of predicted log-variance), spread "
+                                   f"{SPREAD_BINS} bins of predicted flux), spread "
                                    "factors fitted to all three levels per bin",
                            "levels": list(LEVELS), "parameters": model.names,
                            "grid": results, "chosen": best}

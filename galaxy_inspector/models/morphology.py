@@ -3,7 +3,7 @@
 Each posterior sample is one dropout mask of the stochastic head (epistemic part) followed by one
 draw from that pass's predicted Gaussian N(mu, L D L^T) (aleatoric part), as in GaMPEN §4.4,
 with the calibrated dropout rate and per-parameter spread factors of the bundle's card (which
-may depend on how confident the network is about the galaxy, see ``spread_factors``). With
+may depend on the galaxy's predicted brightness, see ``spread_factors``). With
 ``posterior.orientations`` > 1 in the card the trunk also reads that many dihedral
 orientations of the stamp and the samples cycle through them (test-time augmentation: the
 posterior becomes a mixture over views, which averages away orientation-dependent errors).
@@ -32,22 +32,20 @@ def pick_device(device: str | None = None) -> torch.device:
 
 
 def spread_factors(sigma_scale, level: np.ndarray) -> np.ndarray | None:
-    """Spread factors ``(N, P)`` for galaxies whose head predicts log-variances ``level`` (N, P).
+    """Spread factors ``(N, P)`` for galaxies at predicted working-space log flux ``level`` (N,).
 
-    ``sigma_scale`` is the card's: one factor per parameter, or ``{"log_var_knots": [[K values]
-    per parameter], "factors": [[K values] per parameter]}`` -- factors calibrated per bin of
-    the network's own predicted log-variance and interpolated linearly in between (constant
-    beyond the outer knots). Where the network is confident (bright, large galaxies) its
-    aleatoric spread needs a smaller correction than where it is not, and one global factor
-    would over-cover the first and under-cover the second. Keying on the predicted variance
-    rather than on brightness keeps this right for surveys of another depth.
+    ``sigma_scale`` is the card's: one factor per parameter, or ``{"flux_knots": [K values],
+    "factors": [[K values] per parameter]}`` -- factors calibrated per bin of predicted flux and
+    interpolated linearly in between (constant beyond the outer knots). The network's spread
+    needs a smaller correction for bright galaxies than for faint ones: one global factor
+    over-covered the first and under-covered the second.
     """
     if sigma_scale is None:
         return None
-    level = np.atleast_2d(np.asarray(level, dtype=np.float64))
+    level = np.asarray(level, dtype=np.float64).reshape(-1)
     if isinstance(sigma_scale, dict):
-        return np.stack([np.interp(level[:, j], knots, row) for j, (knots, row) in enumerate(
-            zip(sigma_scale["log_var_knots"], sigma_scale["factors"], strict=True))], axis=1)
+        knots = np.asarray(sigma_scale["flux_knots"], dtype=np.float64)
+        return np.stack([np.interp(level, knots, row) for row in sigma_scale["factors"]], axis=1)
     return np.tile(np.asarray(sigma_scale, dtype=np.float64), (len(level), 1))
 
 
@@ -56,16 +54,15 @@ def _check_sigma_scale(sigma_scale, n_params: int, name: str):
     if sigma_scale is None:
         return
     if isinstance(sigma_scale, dict):
-        knots, factors = sigma_scale.get("log_var_knots"), sigma_scale.get("factors")
-        ok = (isinstance(knots, list) and isinstance(factors, list)
-              and len(knots) == len(factors) == n_params
-              and all(len(k) >= 1 and len(f) == len(k) and bool(np.all(np.diff(k) > 0))
-                      for k, f in zip(knots, factors, strict=True)))
+        knots, factors = sigma_scale.get("flux_knots"), sigma_scale.get("factors")
+        ok = (isinstance(knots, list) and len(knots) >= 1 and bool(np.all(np.diff(knots) > 0))
+              and isinstance(factors, list) and len(factors) == n_params
+              and all(len(row) == len(knots) for row in factors))
     else:
         ok = isinstance(sigma_scale, list) and len(sigma_scale) == n_params
     if not ok:
         raise BundleError(f"bundle {name!r}: posterior.sigma_scale must be {n_params} factors or "
-                          "{log_var_knots, factors: one increasing list / one list per parameter}")
+                          "{flux_knots: increasing list, factors: one list per parameter}")
 
 
 @dataclass
@@ -191,18 +188,20 @@ class MorphologyModel:
             names=self.names, units=[o.unit for o in self.outputs], samples=samples,
             stn_scale=scales, crops=np.concatenate(crops) if return_crops else None)
 
-    def spread_level(self, out: torch.Tensor | np.ndarray, n_samples: int) -> np.ndarray:
-        """Each galaxy's predicted log-variances ``(N, P)``: the mean over its head passes.
+    def brightness(self, out: torch.Tensor | np.ndarray, n_samples: int) -> np.ndarray:
+        """Each galaxy's predicted log flux in working space, affine-corrected: shape (N,).
 
-        ``out`` holds the head's raw outputs, one row per pass, galaxy-major.
+        ``out`` holds the head's raw outputs (means first), one row per pass, galaxy-major;
+        the passes of a galaxy are averaged.
         """
-        n = len(self.outputs)
+        j = self.names.index("flux_njy")
         out = out.detach().cpu().numpy() if isinstance(out, torch.Tensor) else np.asarray(out)
-        return out[..., n:2 * n].reshape(-1, n_samples, n).mean(1)
+        mean = out[..., j].reshape(-1, n_samples).mean(1)
+        return self.affine[j, 0] + self.affine[j, 1] * mean
 
     def _row_spread(self, out: torch.Tensor, n_samples: int) -> torch.Tensor | None:
-        """Spread factors per head row, each at its galaxy's predicted log-variances."""
-        factors = spread_factors(self.sigma_scale, self.spread_level(out, n_samples))
+        """Spread factors per head row, each at its galaxy's predicted brightness."""
+        factors = spread_factors(self.sigma_scale, self.brightness(out, n_samples))
         if factors is None:
             return None
         return torch.as_tensor(np.repeat(factors, n_samples, axis=0), dtype=out.dtype,
