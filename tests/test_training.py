@@ -46,6 +46,17 @@ def test_simulated_flux_is_the_intrinsic_flux():
     assert image.sum() == pytest.approx(1234.0, rel=0.01)
 
 
+def test_broad_psf_fraction_sets_the_share_of_poor_seeing():
+    def broad_share(fraction):
+        rng = np.random.default_rng(5)
+        fwhm = np.array([draw_parameters(rng, fraction)["psf_fwhm"] for _ in range(300)])
+        assert fwhm.min() >= 0.6 and fwhm.max() <= 1.6
+        return np.mean(fwhm > 1.1)
+
+    assert broad_share(0.15) == pytest.approx(0.15, abs=0.06)
+    assert broad_share(0.5) == pytest.approx(0.5, abs=0.09)
+
+
 def test_load_set_names_missing_columns_and_nan_targets(tiny_set, tmp_path):
     broken = tmp_path / "broken.h5"
     with h5py.File(tiny_set) as src, h5py.File(broken, "w") as dst:

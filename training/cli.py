@@ -9,9 +9,10 @@ from training.progress import Progress
 
 
 def _simulate(args, progress):
-    from training.simulate import simulate
+    from training.simulate import SimulationConfig, simulate
 
-    simulate(args.out, n=args.n, seed=args.seed, workers=args.workers, progress=progress)
+    simulate(args.out, n=args.n, seed=args.seed, workers=args.workers, progress=progress,
+             config=SimulationConfig(broad_psf_fraction=args.broad_psf_fraction))
     progress.emit("done", out=args.out, n=args.n)
 
 
@@ -74,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, required=True, help="random seed (fixes the set)")
     sim.add_argument("--out", required=True, help="output HDF5 file")
     sim.add_argument("--workers", type=int, default=0, help="processes (default: all cores)")
+    sim.add_argument("--broad-psf-fraction", type=float, default=0.15,
+                     help="share of PSFs with FWHM 1.1-1.6\" (the rest 0.6-1.1\", HSC-Wide g)")
     sim.set_defaults(func=_simulate)
 
     tr = sub.add_parser("train", formatter_class=_DEFAULTS, help="train the morphology network (resumes from a checkpoint)")

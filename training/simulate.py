@@ -45,10 +45,14 @@ class SimulationConfig:
     pixel_scale: float = 0.168  # arcsec / pixel (HSC)
     stamp_size: int = 128  # pixels
     chunk: int = 250  # galaxies per work unit (the seed of each unit is fixed)
+    broad_psf_fraction: float = 0.15  # share of PSFs with FWHM 1.1-1.6" (the rest 0.6-1.1")
 
 
-def draw_parameters(rng: np.random.Generator) -> dict:
-    """Draw one galaxy's structural and PSF parameters (GaMPEN Table 1)."""
+def draw_parameters(rng: np.random.Generator, broad_psf_fraction: float = 0.15) -> dict:
+    """Draw one galaxy's structural and PSF parameters (GaMPEN Table 1).
+
+    ``broad_psf_fraction`` of the PSFs have FWHM 1.1-1.6", the rest 0.6-1.1" (HSC-Wide g).
+    """
     kind = rng.uniform()
     if kind < 0.75:
         components, bt = 2, rng.uniform(0.0, 1.0)
@@ -57,7 +61,8 @@ def draw_parameters(rng: np.random.Generator) -> dict:
     else:
         components, bt = 1, 1.0
     pa_disk = rng.uniform(-90.0, 90.0)
-    fwhm = rng.uniform(0.6, 1.1) if rng.uniform() < 0.85 else rng.uniform(1.1, 1.6)
+    typical = rng.uniform() < 1.0 - broad_psf_fraction
+    fwhm = rng.uniform(0.6, 1.1) if typical else rng.uniform(1.1, 1.6)
     p = {
         "components": components,
         "bt": bt,
@@ -115,7 +120,7 @@ def draw_galaxy(p: dict, config: SimulationConfig = SimulationConfig(), flux: fl
 def _simulate_chunk(args):
     seed, start, stop, config = args
     rng = np.random.default_rng([seed, start])
-    params = [draw_parameters(rng) for _ in range(start, stop)]
+    params = [draw_parameters(rng, config.broad_psf_fraction) for _ in range(start, stop)]
     images = np.stack([draw_galaxy(p, config) for p in params])
     table = {c: np.array([p[c] for p in params]) for c in PARAM_COLUMNS}
     return start, images, table
@@ -133,6 +138,7 @@ def simulate(path, n: int, seed: int, workers: int = 0, config=SimulationConfig(
     t0 = time.time()
     with h5py.File(path, "w") as f:
         f.attrs.update(pixel_scale=config.pixel_scale, stamp_size=size, seed=seed, n=n,
+                       broad_psf_fraction=config.broad_psf_fraction,
                        flux_unit="image normalised to unit total intrinsic flux",
                        generator="training.simulate", galsim_version=galsim.__version__)
         images = f.create_dataset("images", (n, size, size), dtype="f4",
