@@ -103,6 +103,7 @@ def test_calibrate_and_evaluate_write_card_and_report(tiny_set, tmp_path):
     assert train_main(["--json", "calibrate", "--bundle", str(bundle), "--val", str(tiny_set),
                        "--n", "24", "--samples", "40"]) == 0
     card = json.loads((bundle / "card.json").read_text())
+    assert card["training"]["broad_psf_fraction"] == 0.15  # the tiny set's default draw
     assert card["posterior"]["calibrated"] is True and card["posterior"]["orientations"] == 1
     # The choice follows the documented rule: the largest dropout rate whose coverages all stay
     # within the tolerance, else the smallest squared coverage error.

@@ -68,8 +68,8 @@ def load_set(path, limit: int | None = None) -> SimulatedSet:
 def load_sets(paths, limit: int | None = None) -> SimulatedSet:
     """One training set from one or several simulated files (e.g. made in separate sessions).
 
-    The files must share pixel scale and stamp size; ``attrs["seed"]`` becomes the list of
-    their seeds.
+    The files must share pixel scale and stamp size; ``attrs["seed"]`` and
+    ``attrs["broad_psf_fraction"]`` become lists, one entry per file.
     """
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     if len(paths) == 1:
@@ -83,7 +83,9 @@ def load_sets(paths, limit: int | None = None) -> SimulatedSet:
                              f"than {paths[0]}")
     columns = set.intersection(*(set(s.table) for s in sets))
     table = {k: np.concatenate([s.table[k] for s in sets])[:limit] for k in sorted(columns)}
-    attrs = {**first.attrs, "seed": [int(s.attrs.get("seed", -1)) for s in sets]}
+    attrs = {**first.attrs, "seed": [int(s.attrs.get("seed", -1)) for s in sets],
+             "broad_psf_fraction": [float(s.attrs.get("broad_psf_fraction", 0.15))
+                                    for s in sets]}
     return SimulatedSet(torch.cat([s.images for s in sets])[:limit], table, attrs)
 
 
