@@ -61,7 +61,6 @@ def test_spread_factors_follow_the_predicted_brightness(tiny_bundle, stamps):
     np.testing.assert_allclose(rows[:, 0], [2.0, 2.0, 1.5, 1.0, 1.0])
     np.testing.assert_allclose(rows[:, 1], 0.7)
     np.testing.assert_allclose(rows[:, 2], [4.0, 4.0, 2.25, 0.5, 0.5])
-    np.testing.assert_allclose(spread_factors([0.5, 1.0, 2.0], np.zeros(2)), [[0.5, 1.0, 2.0]] * 2)
     # The model looks the factors up at each galaxy's mean predicted flux (affine-corrected):
     # with knots far below every galaxy's, all of them get the last factors.
     card_path = tiny_bundle / "card.json"
@@ -81,8 +80,37 @@ def test_spread_factors_follow_the_predicted_brightness(tiny_bundle, stamps):
     np.testing.assert_allclose(ratio, 3.0, rtol=0.02)
 
 
+def test_each_galaxy_gets_the_factor_at_its_own_brightness(tiny_bundle, stamps):
+    import torch
+
+    from training.calibrate import posterior_pieces
+
+    card_path = tiny_bundle / "card.json"
+    card = json.loads(card_path.read_text())
+    card["posterior"].update(dropout=0.0, sigma_scale=[1.0, 1.0, 1.0],
+                             affine=[[0.0, 1.0], [0.0, 1.0], [0.3, 1.5]])
+    card_path.write_text(json.dumps(card))
+    pair = np.stack([stamps[0] * 0.05, stamps[1] * 20.0])
+    model = MorphologyModel(tiny_bundle)
+    flat = model.predict(pair, n_samples=300, seed=2)
+    # The brightness calibration sees (dropout 0: every pass alike) is the knot of each galaxy.
+    level = posterior_pieces(model, torch.from_numpy(pair), 4, 0.0, seed=0)[2]
+    assert abs(level[0] - level[1]) > 1e-3
+    order = np.argsort(level)
+    card["posterior"]["sigma_scale"] = {"flux_knots": level[order].tolist(),
+                                        "factors": [[1.0, 1.0], [1.0, 1.0], [1.0, 4.0]]}
+    card_path.write_text(json.dumps(card))
+    spread = MorphologyModel(tiny_bundle).predict(pair, n_samples=300, seed=2)
+    ratio = np.log10(spread.samples[..., 2]).std(1) / np.log10(flat.samples[..., 2]).std(1)
+    np.testing.assert_allclose(ratio[order], [1.0, 4.0], rtol=0.02)
+
+
 @pytest.mark.parametrize("sigma_scale", [
     [1.0, 1.0],
+    [1.0, -1.0, 1.0],
+    {"flux_knots": [float("nan")], "factors": [[1], [1], [1]]},
+    {"flux_knots": [0.0], "factors": [1, 1, 1]},
+    {"flux_knots": ["a"], "factors": [[1], [1], [1]]},
     {"flux_knots": [1.0, 0.0], "factors": [[1, 1]] * 3},
     {"flux_knots": [0.0, 1.0], "factors": [[1, 1]] * 2},
     {"flux_knots": [0.0, 1.0], "factors": [[1]] * 3},

@@ -47,6 +47,10 @@ def test_simulated_flux_is_the_intrinsic_flux():
 
 
 def test_broad_psf_fraction_sets_the_share_of_poor_seeing():
+    # The default leaves the draws of sets made before the option exactly as they were
+    # (the first galaxy of the test set, seed 3).
+    assert draw_parameters(np.random.default_rng([3, 0]))["psf_fwhm"] == 0.6470643211201996
+
     def broad_share(fraction):
         rng = np.random.default_rng(5)
         fwhm = np.array([draw_parameters(rng, fraction)["psf_fwhm"] for _ in range(300)])
@@ -55,6 +59,8 @@ def test_broad_psf_fraction_sets_the_share_of_poor_seeing():
 
     assert broad_share(0.15) == pytest.approx(0.15, abs=0.06)
     assert broad_share(0.5) == pytest.approx(0.5, abs=0.09)
+    with pytest.raises(ValueError, match="broad PSF fraction"):
+        simulate("never-written.h5", 1, 0, config=SimulationConfig(broad_psf_fraction=1.5))
 
 
 def test_load_set_names_missing_columns_and_nan_targets(tiny_set, tmp_path):

@@ -156,8 +156,9 @@ def evaluate(bundle_dir, test_path, n_samples=500, limit=None, progress=None) ->
     """Evaluate on ``test_path``; write ``report/`` into the bundle and figures into the card.
 
     The headline figures use log-uniform total fluxes (faint galaxies weigh as much as bright
-    ones); the same galaxies and noise are also scored with GaMPEN's linear-uniform flux draw,
-    the distribution behind the paper's figures, so the two can be compared like for like.
+    ones); the same galaxies, sky levels and unit noise draws are also scored with GaMPEN's
+    linear-uniform flux draw, the distribution behind the paper's figures, so the two can be
+    compared like for like.
     """
     from galaxy_inspector.posterior import hpd_interval
 
@@ -227,7 +228,8 @@ def _markdown(report, card) -> str:
              "Faint galaxies weigh as much as bright ones; a third of them are below 10^4 nJy, "
              "where B/T is barely constrained.", "", *_score_tables(report),
              "", "## GaMPEN's flux distribution (uniform in linear flux)", "",
-             "The same galaxies, sky and noise draws, with total fluxes drawn uniform in "
+             "The same galaxies, sky levels and unit noise draws (source noise follows the "
+             "flux), with total fluxes drawn uniform in "
              "10^3-5x10^6 nJy as GaMPEN (§2) drew them: 80 % are brighter than 10^6 nJy. "
              "Compare these with the paper's figures.", "",
              *_score_tables(report["gampen_flux_prior"]),

@@ -132,6 +132,8 @@ def simulate(path, n: int, seed: int, workers: int = 0, config=SimulationConfig(
 
     The result does not depend on ``workers``: each chunk of galaxies has its own seed.
     """
+    if not 0.0 <= config.broad_psf_fraction <= 1.0:
+        raise ValueError(f"broad PSF fraction must be within 0-1, got {config.broad_psf_fraction}")
     workers = workers or mp.cpu_count()
     size = config.stamp_size
     jobs = [(seed, s, min(s + config.chunk, n), config) for s in range(0, n, config.chunk)]

@@ -31,38 +31,40 @@ def pick_device(device: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def spread_factors(sigma_scale, level: np.ndarray) -> np.ndarray | None:
+def spread_factors(table: dict, level: np.ndarray) -> np.ndarray:
     """Spread factors ``(N, P)`` for galaxies at predicted working-space log flux ``level`` (N,).
 
-    ``sigma_scale`` is the card's: one factor per parameter, or ``{"flux_knots": [K values],
-    "factors": [[K values] per parameter]}`` -- factors calibrated per bin of predicted flux and
-    interpolated linearly in between (constant beyond the outer knots). The network's spread
-    needs a smaller correction for bright galaxies than for faint ones: one global factor
-    over-covered the first and under-covered the second.
+    ``table`` is a card's ``{"flux_knots": [K values], "factors": [[K values] per parameter]}``
+    (a card may instead give one factor per parameter): factors calibrated per bin of predicted
+    flux and interpolated linearly in between (constant beyond the outer knots). The network's
+    spread needs a smaller correction for bright galaxies than for faint ones: one global
+    factor over-covered the first and under-covered the second.
     """
-    if sigma_scale is None:
-        return None
     level = np.asarray(level, dtype=np.float64).reshape(-1)
-    if isinstance(sigma_scale, dict):
-        knots = np.asarray(sigma_scale["flux_knots"], dtype=np.float64)
-        return np.stack([np.interp(level, knots, row) for row in sigma_scale["factors"]], axis=1)
-    return np.tile(np.asarray(sigma_scale, dtype=np.float64), (len(level), 1))
+    knots = np.asarray(table["flux_knots"], dtype=np.float64)
+    return np.stack([np.interp(level, knots, row) for row in table["factors"]], axis=1)
 
 
 def _check_sigma_scale(sigma_scale, n_params: int, name: str):
     """Refuse a card whose spread factors do not fit the model's outputs."""
     if sigma_scale is None:
         return
-    if isinstance(sigma_scale, dict):
-        knots, factors = sigma_scale.get("flux_knots"), sigma_scale.get("factors")
-        ok = (isinstance(knots, list) and len(knots) >= 1 and bool(np.all(np.diff(knots) > 0))
-              and isinstance(factors, list) and len(factors) == n_params
-              and all(len(row) == len(knots) for row in factors))
-    else:
-        ok = isinstance(sigma_scale, list) and len(sigma_scale) == n_params
+    try:
+        if isinstance(sigma_scale, dict):
+            knots = np.asarray(sigma_scale["flux_knots"], dtype=np.float64)
+            factors = np.asarray(sigma_scale["factors"], dtype=np.float64)
+            ok = (knots.ndim == 1 and len(knots) >= 1 and bool(np.all(np.diff(knots) > 0))
+                  and factors.shape == (n_params, len(knots)) and bool(np.isfinite(knots).all()))
+        else:
+            factors = np.asarray(sigma_scale, dtype=np.float64)
+            ok = factors.shape == (n_params,)
+        ok = ok and bool(np.all(np.isfinite(factors) & (factors > 0)))
+    except (KeyError, TypeError, ValueError):
+        ok = False
     if not ok:
-        raise BundleError(f"bundle {name!r}: posterior.sigma_scale must be {n_params} factors or "
-                          "{flux_knots: increasing list, factors: one list per parameter}")
+        raise BundleError(f"bundle {name!r}: posterior.sigma_scale must be {n_params} positive "
+                          "factors or {flux_knots: increasing list, factors: one list of "
+                          "positive factors per parameter}")
 
 
 @dataclass
@@ -200,10 +202,16 @@ class MorphologyModel:
         return self.affine[j, 0] + self.affine[j, 1] * mean
 
     def _row_spread(self, out: torch.Tensor, n_samples: int) -> torch.Tensor | None:
-        """Spread factors per head row, each at its galaxy's predicted brightness."""
-        factors = spread_factors(self.sigma_scale, self.brightness(out, n_samples))
-        if factors is None:
+        """Spread factors per head row, each at its galaxy's predicted brightness.
+
+        The brightness is the mean over the galaxy's ``n_samples`` passes (300 in calibration);
+        a call with very few samples looks its factor up at a noisier brightness.
+        """
+        if self.sigma_scale is None:
             return None
+        if not isinstance(self.sigma_scale, dict):
+            return torch.as_tensor(self.sigma_scale, dtype=out.dtype, device=out.device)
+        factors = spread_factors(self.sigma_scale, self.brightness(out, n_samples))
         return torch.as_tensor(np.repeat(factors, n_samples, axis=0), dtype=out.dtype,
                                device=out.device)
 
