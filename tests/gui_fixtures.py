@@ -57,6 +57,22 @@ def make_main_window(qtbot, gui_settings):
     for window in made:
         window.close()
     assert wait_for_workers(60), "background workers did not stop"
+    flush_qt_events()
+
+
+def flush_qt_events() -> None:
+    """Deliver queued signals (a worker's last ones) and run pending ``deleteLater``s now.
+
+    Otherwise they run in the next test's event processing, after this test's windows are
+    gone. A rare segfault in CI happened in that event processing (pytest-qt, next test).
+    """
+    from PySide6.QtCore import QEvent
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    for _ in range(3):
+        app.processEvents()
+        app.sendPostedEvents(None, QEvent.Type.DeferredDelete)
 
 
 def sample(name: str) -> str:
