@@ -1,5 +1,6 @@
 """Batch dialog and catalogue browser, driven like a user: run a batch, browse the result."""
 
+import gc
 import time
 
 import numpy as np
@@ -43,6 +44,9 @@ def test_batch_dialog_writes_catalogue_without_blocking_gui(qtbot, make_main_win
                        str(tmp_path / "missing.fits")])
     dialog.output_edit.setText(str(out))
     dialog.samples.setValue(64)
+    # Garbage left by earlier tests (windows, figures) would otherwise be collected during the
+    # run, holding the GIL for hundreds of ms whichever thread triggers it.
+    gc.collect()
     probe = LatencyProbe()
     qtbot.wait(50)
     result = _run(qtbot, dialog)
