@@ -59,7 +59,8 @@ def load_set(path, limit: int | None = None) -> SimulatedSet:
         images = torch.empty((n, *f["images"].shape[1:]), dtype=torch.float32)
         for start in range(0, n, 2048):
             images[start:start + 2048] = torch.from_numpy(f["images"][start:min(n, start + 2048)])
-        attrs = dict(f.attrs)
+        # Sets simulated before the share of broad PSFs was an option were drawn with 0.15.
+        attrs = {"broad_psf_fraction": 0.15, **f.attrs}
     if not torch.isfinite(images).all():
         raise ValueError(f"training set {path} has non-finite pixels")
     return SimulatedSet(images, table, attrs)
@@ -84,8 +85,7 @@ def load_sets(paths, limit: int | None = None) -> SimulatedSet:
     columns = set.intersection(*(set(s.table) for s in sets))
     table = {k: np.concatenate([s.table[k] for s in sets])[:limit] for k in sorted(columns)}
     attrs = {**first.attrs, "seed": [int(s.attrs.get("seed", -1)) for s in sets],
-             "broad_psf_fraction": [float(s.attrs.get("broad_psf_fraction", 0.15))
-                                    for s in sets]}
+             "broad_psf_fraction": [float(s.attrs["broad_psf_fraction"]) for s in sets]}
     return SimulatedSet(torch.cat([s.images for s in sets])[:limit], table, attrs)
 
 

@@ -26,7 +26,8 @@ import numpy as np
 from training.progress import Progress
 from training.truth import circular_half_light_radius
 
-__all__ = ["SimulationConfig", "draw_parameters", "draw_galaxy", "simulate"]
+__all__ = ["DEFAULT_BROAD_PSF_FRACTION", "SimulationConfig", "draw_parameters", "draw_galaxy",
+           "simulate"]
 
 PARAM_COLUMNS = (
     "bt", "re_arcsec", "n_disk", "n_bulge", "hlr_disk", "hlr_bulge", "q_disk", "q_bulge",
@@ -38,6 +39,10 @@ PARAM_COLUMNS = (
 _GSPARAMS = galsim.GSParams(folding_threshold=1e-2, maxk_threshold=5e-3)
 
 
+# Share of PSFs with FWHM 1.1-1.6" (the rest 0.6-1.1", HSC-Wide g).
+DEFAULT_BROAD_PSF_FRACTION = 0.15
+
+
 @dataclass(frozen=True)
 class SimulationConfig:
     """What a simulated set looks like; stored in the HDF5 file's attributes."""
@@ -45,10 +50,11 @@ class SimulationConfig:
     pixel_scale: float = 0.168  # arcsec / pixel (HSC)
     stamp_size: int = 128  # pixels
     chunk: int = 250  # galaxies per work unit (the seed of each unit is fixed)
-    broad_psf_fraction: float = 0.15  # share of PSFs with FWHM 1.1-1.6" (the rest 0.6-1.1")
+    broad_psf_fraction: float = DEFAULT_BROAD_PSF_FRACTION
 
 
-def draw_parameters(rng: np.random.Generator, broad_psf_fraction: float = 0.15) -> dict:
+def draw_parameters(rng: np.random.Generator,
+                    broad_psf_fraction: float = DEFAULT_BROAD_PSF_FRACTION) -> dict:
     """Draw one galaxy's structural and PSF parameters (GaMPEN Table 1).
 
     ``broad_psf_fraction`` of the PSFs have FWHM 1.1-1.6", the rest 0.6-1.1" (HSC-Wide g).

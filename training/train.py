@@ -280,10 +280,7 @@ def export_bundle(model, hyper, specs, config, train_set, history, elapsed, fold
                         if config.noise == "wide" else "")),
             "train_file": _as_text(train_path), "n_train": len(train_set),
             "simulation_seed": _as_plain(train_set.attrs.get("seed", -1)),
-            # Share of PSFs with FWHM 1.1-1.6" (the rest 0.6-1.1"); files that predate the
-            # option were drawn with 0.15.
-            "broad_psf_fraction": np.round(train_set.attrs.get("broad_psf_fraction", 0.15),
-                                           4).tolist(),
+            "broad_psf_fraction": np.round(train_set.attrs["broad_psf_fraction"], 4).tolist(),
             "config": config.as_dict(), "previous_stages": list(previous_stages),
             "history": history, "time_s": round(elapsed, 1),
             "device": str(pick_device(config.device)),

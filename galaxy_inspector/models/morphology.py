@@ -197,8 +197,10 @@ class MorphologyModel:
         the passes of a galaxy are averaged.
         """
         j = self.names.index("flux_njy")
-        out = out.detach().cpu().numpy() if isinstance(out, torch.Tensor) else np.asarray(out)
-        mean = out[..., j].reshape(-1, n_samples).mean(1)
+        if not isinstance(out, torch.Tensor):
+            out = torch.as_tensor(np.asarray(out))
+        # Reduce on the device: only one number per galaxy crosses to the host.
+        mean = out[..., j].reshape(-1, n_samples).mean(1).detach().cpu().numpy()
         return self.affine[j, 0] + self.affine[j, 1] * mean
 
     def _row_spread(self, out: torch.Tensor, n_samples: int) -> torch.Tensor | None:
