@@ -29,7 +29,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-import traceback
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -55,7 +54,7 @@ from galaxy_inspector.engine import (
     property_stamp,
     stamp_for,
 )
-from galaxy_inspector.errors import GalaxyInspectorError, InputError
+from galaxy_inspector.errors import InputError, user_message
 from galaxy_inspector.io import Target, expand_inputs, read_image
 from galaxy_inspector.preprocessing import NOMINAL_SKY_SIGMA_NJY, Stamp, detect_galaxies
 
@@ -153,16 +152,6 @@ def _prepare_target(target: Target, image, spec: StampSpec, detect: bool,
     return stamps
 
 
-def _message(exc: BaseException) -> str:
-    if isinstance(exc, GalaxyInspectorError):
-        return str(exc)
-    if isinstance(exc, MemoryError):
-        return "not enough memory to process this image"
-    last = traceback.extract_tb(exc.__traceback__)[-1:]
-    where = f" at {Path(last[0].filename).name}:{last[0].lineno}" if last else ""
-    return f"internal error {type(exc).__name__}: {exc}{where} (please report)"
-
-
 def _property_inputs(prep: _Prepared, image, property_specs, bands_cache: dict,
                      options: BatchOptions) -> list:
     """Per stamp of ``prep``, one ``PropertyInput`` per property model (stamp or reason)."""
@@ -177,7 +166,7 @@ def _property_inputs(prep: _Prepared, image, property_specs, bands_cache: dict,
                     bands_cache[spec.name] = property_bands(image, spec, options.pixel_scale,
                                                             options.zero_point)
                 except Exception as exc:  # any reading problem is this model's message
-                    bands_cache[spec.name] = _message(exc)
+                    bands_cache[spec.name] = user_message(exc)
             bands = bands_cache[spec.name]
             common = dict(redshift=t.redshift, redshift_note=t.redshift_note, photometry=phot)
             if isinstance(bands, str):
@@ -188,7 +177,7 @@ def _property_inputs(prep: _Prepared, image, property_specs, bands_cache: dict,
                                              seed=_seed(f"{t.key}#{k}", options.seed))
                 row.append(PropertyInput(data, flags=flags, **common))
             except Exception as exc:  # as above
-                row.append(PropertyInput(None, error=_message(exc), **common))
+                row.append(PropertyInput(None, error=user_message(exc), **common))
         out.append(row)
     return out
 
@@ -206,7 +195,7 @@ def prepare_unit(targets: list[Target], spec: StampSpec, options: BatchOptions,
                            pixel_scale=options.pixel_scale, zero_point=options.zero_point)
     except Exception as exc:  # every input is answered, whatever a hostile file raises
         for p in todo:
-            p.error = _message(exc)
+            p.error = user_message(exc)
         return out
     bands_cache = {}
     for p in todo:
@@ -214,7 +203,7 @@ def prepare_unit(targets: list[Target], spec: StampSpec, options: BatchOptions,
         try:
             p.stamps = _prepare_target(p.target, image, spec, options.detect, options.seed)
         except Exception as exc:  # as above: one bad target must not stop the others
-            p.error = _message(exc)
+            p.error = user_message(exc)
             continue
         if property_specs:
             p.property_inputs = _property_inputs(p, image, property_specs, bands_cache, options)
@@ -493,7 +482,7 @@ def _measure(pending: list[_Prepared], morphology, properties, n_samples: int, s
         measured = (measure_stamps(stamps, morphology, n_samples, seed) if morphology
                     else bare_measurements(stamps))
     except Exception as exc:  # a stamp the network rejects must not lose the whole batch
-        message = _message(exc)
+        message = user_message(exc)
         for p in pending:
             if p.stamps:
                 p.error, p.stamps = message, []

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from galaxy_inspector.errors import BundleError, InputError
+from galaxy_inspector.errors import BundleError, InputError, user_message
 from galaxy_inspector.flags import Flag
 from galaxy_inspector.io.image import SkyImage
 from galaxy_inspector.labels import qualitative_label, thresholds_from_card
@@ -54,7 +54,7 @@ __all__ = ["DEFAULT_MODEL", "DEFAULT_PROPERTY_SAMPLES", "Measurement", "Property
            "PropertyInput", "StampSpec", "PropertySpec", "load_model", "load_models",
            "stamp_for", "property_bands", "property_stamp",
            "measure_stamps", "measure_properties", "bare_measurements", "analyse_position",
-           "analyse_sky_position", "model_info", "is_demo", "one_line", "LOW_SNR"]
+           "analyse_sky_position", "model_info", "is_demo", "LOW_SNR"]
 
 DEFAULT_MODEL = "morphology-hsc-g"
 #: Predictive samples per galaxy of a property model when neither --samples nor a morphology
@@ -139,16 +139,6 @@ class PropertyInput:
     flags: int = 0
 
 
-def one_line(exc: BaseException) -> str:
-    """A one-line message for an exception: ours verbatim, anything else marked internal."""
-    from galaxy_inspector.errors import GalaxyInspectorError
-
-    text = (str(exc).strip().splitlines() or [""])[0]
-    if isinstance(exc, GalaxyInspectorError):
-        return text
-    return f"internal error {type(exc).__name__}: {text} (please report)"
-
-
 def _stat_names(names) -> list[str]:
     stats = ["mode", "median", "mean"] + [f"{side}{s}" for s in LEVEL_SUFFIXES
                                           for side in ("lo", "hi")]
@@ -182,7 +172,7 @@ def load_models(names=None, device: str | None = None):
     """
     from galaxy_inspector.models.bundle import load_bundle
     from galaxy_inspector.models.morphology import MorphologyModel
-    from galaxy_inspector.models.properties import PropertyModel
+    from galaxy_inspector.physical_properties.model import PropertyModel
 
     names = [names] if isinstance(names, str) else list(names or [])
     morphology, properties = None, []
@@ -265,7 +255,7 @@ def property_bands(image: SkyImage, spec: PropertySpec, pixel_scale: float | Non
     """The band images ``spec`` reads, from the file ``image`` was read from (the planes of a
     cube by band name, or a JPEG's colour channels); an array image serves a one-band model.
     ``pixel_scale``/``zero_point`` are the user's values for files without them."""
-    from galaxy_inspector.io.bands import read_bands
+    from galaxy_inspector.physical_properties.bands import read_bands
 
     if not image.source:
         if spec.kind == "flux" and len(spec.bands) == 1:
@@ -434,7 +424,7 @@ def measure_properties(rows: list[PropertyInput], model, n_samples: int | None =
                                  seed=seed)
         except Exception as exc:  # a batch the model refuses must not lose the morphology
             for i in good:
-                problems[i] = f"prediction failed: {one_line(exc)}"
+                problems[i] = f"prediction failed: {user_message(exc)}"
         else:
             columns = pred.catalogue_columns()
             for k, i in enumerate(good):
@@ -483,7 +473,7 @@ def analyse_position(image: SkyImage, x: float, y: float, model, n_samples: int 
             row = PropertyInput(stamp, redshift=redshift, photometry=phot, flags=flags,
                                 redshift_note="no redshift given")
         except Exception as exc:  # one model that cannot read the image must not stop the rest
-            row = PropertyInput(None, error=one_line(exc))
+            row = PropertyInput(None, error=user_message(exc))
         (m.properties[pmodel.bundle.name],) = measure_properties([row], pmodel, n_prop, seed)
     return m
 

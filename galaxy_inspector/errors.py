@@ -8,12 +8,17 @@ Which to raise:
 * ``BundleError`` (an ``InputError``): a model bundle is incomplete, corrupt or of unknown kind.
 * ``OutputError`` (an ``OSError``): a result cannot be written (unwritable path, full disk).
 
-Anything else escaping the engine is a bug and is reported as one.
+Anything else escaping the engine is a bug and is reported as one: ``user_message`` is the one
+wording the CLI, the batch catalogue and the GUI all show for any exception.
 """
 
 from __future__ import annotations
 
-__all__ = ["GalaxyInspectorError", "InputError", "ImageReadError", "BundleError", "OutputError"]
+import traceback
+from pathlib import Path
+
+__all__ = ["GalaxyInspectorError", "InputError", "ImageReadError", "BundleError", "OutputError",
+           "first_line", "user_message"]
 
 
 class GalaxyInspectorError(Exception):
@@ -34,3 +39,21 @@ class BundleError(InputError):
 
 class OutputError(GalaxyInspectorError, OSError):
     """A result that cannot be written."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type name when it has none (libraries
+    such as astropy and h5py append long hints on later lines)."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def user_message(exc: BaseException) -> str:
+    """One line for a person: our own errors verbatim, memory exhaustion in words, anything else
+    marked as an internal error with where it happened, so that a report can locate it."""
+    if isinstance(exc, GalaxyInspectorError):
+        return first_line(exc)
+    if isinstance(exc, MemoryError):
+        return "not enough memory to process this image; close other programs or use a smaller one"
+    last = traceback.extract_tb(exc.__traceback__)[-1:]
+    where = f" at {Path(last[0].filename).name}:{last[0].lineno}" if last else ""
+    return f"internal error {type(exc).__name__}: {first_line(exc)}{where} (please report)"

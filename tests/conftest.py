@@ -75,7 +75,7 @@ def make_tiny_bundle(folder, seed: int = 0, **card_overrides) -> Path:
     import torch
 
     from galaxy_inspector.models.bundle import save_bundle
-    from galaxy_inspector.models.networks import MorphologyNet
+    from galaxy_inspector.models.morphology_network import MorphologyNet
 
     card = copy.deepcopy(tiny_card())
     card.update(card_overrides)

@@ -24,8 +24,9 @@ from galaxy_inspector.cli import main
 from galaxy_inspector.engine import PropertySpec, analyse_position, load_models, property_stamp
 from galaxy_inspector.errors import BundleError, InputError
 from galaxy_inspector.flags import Flag
-from galaxy_inspector.io import read_bands, read_image
-from galaxy_inspector.models.properties import PropertyModel
+from galaxy_inspector.io import read_image
+from galaxy_inspector.physical_properties.bands import read_bands
+from galaxy_inspector.physical_properties.model import PropertyModel
 from training.cli import main as train_properties
 
 TINY_CNN = ["--epochs", "1", "--batch-size", "16", "--widths", "4", "4", "8", "8",

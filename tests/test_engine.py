@@ -26,7 +26,7 @@ from galaxy_inspector.flags import Flag
 from galaxy_inspector.io import SkyImage
 from galaxy_inspector.labels import DEFAULT_THRESHOLDS, qualitative_label, thresholds_from_card
 from galaxy_inspector.models.bundle import OutputSpec, save_bundle
-from galaxy_inspector.models.networks import MorphologyNet
+from galaxy_inspector.models.morphology_network import MorphologyNet
 from galaxy_inspector.posterior import LEVEL_SUFFIXES
 
 HYPER = {"stamp_size": 128, "crop_size": 64, "n_params": 3, "dropout": 0.1,

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from astropy.wcs import WCS
 
-from galaxy_inspector.gui.display import display_levels, lupton_composite, normalize
-from galaxy_inspector.gui.state import COMPOSITE_BAND, STRETCHES, ViewerState
 from galaxy_inspector.io.image import SkyImage
+from galaxy_inspector.viewer.display import display_levels, lupton_composite, normalize
+from galaxy_inspector.viewer.state import COMPOSITE_BAND, STRETCHES, ViewerState
 
 
 def _image(value=1.0, shape=(20, 30), wcs=None):

@@ -139,7 +139,7 @@ def test_unusable_stamps_are_refused_with_a_reason(tiny_bundle, bad, message):
 def test_orientations_make_a_mixture_over_dihedral_views(tiny_bundle, stamps):
     import torch
 
-    from galaxy_inspector.models.networks import dihedral_views
+    from galaxy_inspector.models.symmetry import dihedral_views
 
     model = MorphologyModel(tiny_bundle)
     yy, xx = np.mgrid[:128, :128] - 63.5

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from galaxy_inspector.models.networks import (
+from galaxy_inspector.models.morphology_network import (
     MorphologyNet,
     ScaleSTN,
-    build_network,
     gaussian_nll_ldl,
     ldl_output_size,
     sample_ldl,
     unpack_ldl,
 )
+from galaxy_inspector.models.registry import build_network
 
 SMALL = {"stamp_size": 64, "crop_size": 32, "channels": (4, 4, 8, 8), "hidden": 16,
          "aperture_radii": (2, 4, 8, 16, 28)}
@@ -159,7 +159,7 @@ def test_flux_skip_adds_the_aperture_baseline_outside_dropout():
 
 
 def test_dihedral_views_are_the_eight_orientations():
-    from galaxy_inspector.models.networks import dihedral_views
+    from galaxy_inspector.models.symmetry import dihedral_views
 
     x = torch.arange(16.0).reshape(1, 1, 4, 4)
     views = dihedral_views(x, 8)

@@ -13,9 +13,10 @@ from PIL import Image
 
 from galaxy_inspector.errors import InputError
 from galaxy_inspector.models.bundle import load_bundle
-from galaxy_inspector.models.properties import PropertyModel, apply_conformal
-from galaxy_inspector.models.property_networks import PropertyResNet, dihedral
-from galaxy_inspector.preprocessing_properties import NOISE_TARGET, adaptive_log_scale
+from galaxy_inspector.models.symmetry import dihedral
+from galaxy_inspector.physical_properties.model import PropertyModel, apply_conformal
+from galaxy_inspector.physical_properties.networks import PropertyResNet
+from galaxy_inspector.physical_properties.scaling import NOISE_TARGET, adaptive_log_scale
 from training.cli import main as properties_main
 from training.properties import gbm
 from training.properties.byo import BadTableError, read_labelled_table

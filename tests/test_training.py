@@ -11,7 +11,7 @@ import torch
 
 from galaxy_inspector.models.bundle import load_bundle
 from galaxy_inspector.models.morphology import MorphologyModel
-from galaxy_inspector.models.networks import build_network
+from galaxy_inspector.models.registry import build_network
 from training.cli import main as train_main
 from training.dataset import load_set
 from training.simulate import SimulationConfig, draw_galaxy, draw_parameters, simulate

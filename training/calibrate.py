@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from galaxy_inspector.models.morphology import MorphologyModel, spread_factors
-from galaxy_inspector.models.networks import unpack_ldl
+from galaxy_inspector.models.morphology_network import unpack_ldl
 from galaxy_inspector.posterior import LEVELS, hpd_interval, summarize
 from training.dataset import load_set
 from training.progress import Progress

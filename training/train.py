@@ -19,7 +19,7 @@ import torch
 import galaxy_inspector
 from galaxy_inspector.models.bundle import load_bundle, save_bundle
 from galaxy_inspector.models.morphology import pick_device
-from galaxy_inspector.models.networks import MorphologyNet, gaussian_nll_ldl
+from galaxy_inspector.models.morphology_network import MorphologyNet, gaussian_nll_ldl
 from training.dataset import fit_output_specs, load_set, load_sets
 from training.observe import CONDITION_RANGES, WIDE_SKY_SIGMA_NJY, draw_conditions, observe
 from training.progress import Progress

@@ -28,10 +28,11 @@ from PySide6.QtWidgets import (
 )
 
 from galaxy_inspector.batch import BatchOptions, BatchProgress
+from galaxy_inspector.errors import user_message
 from galaxy_inspector.gui import settings as stored
-from galaxy_inspector.gui.main_window import IMAGE_FILTER, user_message
-from galaxy_inspector.gui.tasks import batch_task
+from galaxy_inspector.gui.main_window import IMAGE_FILTER
 from galaxy_inspector.gui.workers import Worker, start_worker
+from galaxy_inspector.viewer.tasks import batch_task
 
 __all__ = ["BatchDialog", "format_progress"]
 

@@ -31,12 +31,12 @@ from PySide6.QtWidgets import (
 )
 
 from galaxy_inspector.catalogue import EXPORT_FORMATS, export_catalogue, read_catalogue
+from galaxy_inspector.errors import user_message
 from galaxy_inspector.gui.image_view import SkyImageView
-from galaxy_inspector.gui.main_window import user_message
 from galaxy_inspector.gui.posterior_panel import PosteriorPanel
-from galaxy_inspector.gui.state import ViewerState
-from galaxy_inspector.gui.tasks import catalogue_galaxy_task
 from galaxy_inspector.gui.workers import Worker, start_worker
+from galaxy_inspector.viewer.state import ViewerState
+from galaxy_inspector.viewer.tasks import catalogue_galaxy_task
 
 __all__ = ["CatalogueBrowser", "CatalogueTableModel", "HISTOGRAM"]
 

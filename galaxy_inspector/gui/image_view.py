@@ -16,8 +16,8 @@ from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QPen
 from PySide6.QtWidgets import QGraphicsRectItem, QVBoxLayout, QWidget
 
-from galaxy_inspector.gui.display import display_levels, lupton_composite, normalize
-from galaxy_inspector.gui.state import COMPOSITE_BAND, ViewerState
+from galaxy_inspector.viewer.display import display_levels, lupton_composite, normalize
+from galaxy_inspector.viewer.state import COMPOSITE_BAND, ViewerState
 
 __all__ = ["SkyImageView", "ContrastBiasViewBox"]
 

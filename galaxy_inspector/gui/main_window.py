@@ -23,30 +23,22 @@ from PySide6.QtWidgets import (
 )
 
 from galaxy_inspector.engine import DEFAULT_MODEL
-from galaxy_inspector.errors import GalaxyInspectorError
+from galaxy_inspector.errors import user_message
 from galaxy_inspector.gui import settings as stored
 from galaxy_inspector.gui.image_view import SkyImageView
 from galaxy_inspector.gui.model_dialog import bundle_display_name
 from galaxy_inspector.gui.posterior_panel import PosteriorPanel
-from galaxy_inspector.gui.state import COMPOSITE_BAND, INTERVALS, STRETCHES, ViewerState
-from galaxy_inspector.gui.tasks import ModelCache, preload_engine_modules, read_planes
 from galaxy_inspector.gui.workers import Worker, start_worker
+from galaxy_inspector.io.inputs import IMAGE_SUFFIXES
+from galaxy_inspector.viewer.state import COMPOSITE_BAND, INTERVALS, STRETCHES, ViewerState
+from galaxy_inspector.viewer.tasks import ModelCache, preload_engine_modules, read_planes
 
-__all__ = ["MainWindow", "IMAGE_FILTER", "user_message"]
+__all__ = ["MainWindow", "IMAGE_FILTER"]
 
-IMAGE_FILTER = ("Images (*.fits *.fit *.fits.gz *.fit.gz *.fz *.jpg *.jpeg *.png);;"
+IMAGE_FILTER = (f"Images ({' '.join('*' + s for s in IMAGE_SUFFIXES)});;"
                 "All files (*)")
 CATALOGUE_SUFFIXES = (".h5", ".hdf5")
 ERROR_STYLE = "color: #b00020; font-weight: bold"
-
-
-def user_message(exc: BaseException) -> str:
-    """One readable line for an exception: the engine's own message for user errors."""
-    if isinstance(exc, GalaxyInspectorError):
-        return str(exc)
-    if isinstance(exc, MemoryError):
-        return "out of memory; close other programs or use a smaller image"
-    return f"unexpected error ({type(exc).__name__}: {exc}); please report it"
 
 
 class MainWindow(QMainWindow):

@@ -31,9 +31,9 @@ from PySide6.QtWidgets import (
 
 from galaxy_inspector.catalogue import EXPORT_FORMATS
 from galaxy_inspector.flags import FLAG_DESCRIPTIONS, Flag
-from galaxy_inspector.gui.corner_plot import draw_corner
 from galaxy_inspector.gui.property_section import PropertySection
 from galaxy_inspector.posterior import LEVEL_SUFFIXES, LEVELS
+from galaxy_inspector.viewer.corner_plot import draw_corner
 
 __all__ = ["PosteriorPanel", "measurement_row", "FIGURE_FILTER", "ROW_FILTER"]
 

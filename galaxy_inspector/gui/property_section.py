@@ -25,8 +25,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from galaxy_inspector.gui.corner_plot import draw_marginals
 from galaxy_inspector.gui.model_dialog import DEMO_COLOUR, DEMO_LABEL
+from galaxy_inspector.viewer.corner_plot import draw_marginals
 
 __all__ = ["PropertySection", "PropertyBlock", "property_label", "reason_in_words",
            "SECTION_TITLE"]

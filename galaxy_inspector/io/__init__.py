@@ -2,8 +2,8 @@
 
 ``read_image`` is the one entry point for a file; it returns a ``SkyImage`` in nJy per pixel
 (or flagged as uncalibrated), raising ``ImageReadError``/``InputError`` with a one-line message.
-``read_bands`` (``bands.py``) returns the several band images a multi-band property model reads
-(planes of a FITS cube picked by band name, or the R, G, B channels of a colour JPEG/PNG).
+The several band images a multi-band property model reads are gathered by
+``galaxy_inspector.physical_properties.bands.read_bands``.
 """
 
 from __future__ import annotations
@@ -11,14 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from galaxy_inspector.errors import ImageReadError
-from galaxy_inspector.io.bands import RASTER_SUFFIXES, read_bands
 from galaxy_inspector.io.calibration import Calibration, calibration_from_header
 from galaxy_inspector.io.fits import fits_band_names, read_fits
 from galaxy_inspector.io.image import SkyImage
 from galaxy_inspector.io.inputs import IMAGE_SUFFIXES, Target, expand_inputs, is_image_path
-from galaxy_inspector.io.raster import read_raster, read_raster_rgb
+from galaxy_inspector.io.raster import is_raster_path, read_raster, read_raster_rgb
 
-__all__ = ["read_image", "read_fits", "read_raster", "read_raster_rgb", "read_bands",
+__all__ = ["read_image", "read_fits", "read_raster", "read_raster_rgb", "is_raster_path",
            "fits_band_names", "SkyImage", "Target", "expand_inputs",
            "is_image_path", "IMAGE_SUFFIXES", "Calibration", "calibration_from_header"]
 
@@ -34,6 +33,6 @@ def read_image(path, hdu=None, plane: int = 0, pixel_scale: float | None = None,
         raise ImageReadError(f"{path}: no such file")
     if p.stat().st_size == 0:
         raise ImageReadError(f"{p.name} is empty (0 bytes)")
-    if p.name.lower().endswith(RASTER_SUFFIXES):
+    if is_raster_path(p):
         return read_raster(p, pixel_scale=pixel_scale)
     return read_fits(p, hdu=hdu, plane=plane, pixel_scale=pixel_scale, zero_point=zero_point)

@@ -22,11 +22,14 @@ from astropy.io import fits
 from astropy.wcs import WCS
 from astropy.wcs.utils import proj_plane_pixel_scales
 
-from galaxy_inspector.errors import GalaxyInspectorError, ImageReadError, InputError
+from galaxy_inspector.errors import GalaxyInspectorError, ImageReadError, InputError, first_line
 from galaxy_inspector.io.calibration import calibration_from_header
 from galaxy_inspector.io.image import SkyImage
 
-__all__ = ["read_fits", "fits_band_names", "BAD_MASK_PLANES"]
+__all__ = ["read_fits", "fits_band_names", "BAD_MASK_PLANES", "FITS_SUFFIXES"]
+
+#: File name endings read as FITS (``.fz``: tile-compressed).
+FITS_SUFFIXES = (".fits", ".fit", ".fits.gz", ".fit.gz", ".fz")
 
 IMAGE_NAMES = ("IMAGE", "SCI", "DATA", "FLUX")
 AUXILIARY_NAMES = ("MASK", "VARIANCE", "VAR", "IVAR", "WHT", "WEIGHT", "DQ", "ERR")
@@ -37,10 +40,9 @@ PIXEL_SCALE_KEYS = ("PIXSCALE", "PIXSCAL1", "SECPIX", "SECPIX1")
 SINGLE_BAND_KEYS = ("BAND", "FILTER", "FILTNAM", "FILTNAM1")
 
 
-def _first_line(exc: BaseException) -> str:
-    """The first sentence of an exception's message (astropy appends long hints)."""
-    text = str(exc).strip().splitlines()
-    return text[0].split(". ")[0].rstrip(".") if text else type(exc).__name__
+def _first_sentence(exc: BaseException) -> str:
+    """astropy's FITS errors append hints as further sentences; the first one says what is wrong."""
+    return first_line(exc).split(". ")[0].rstrip(".")
 
 
 def _shape(hdu) -> tuple:
@@ -186,7 +188,7 @@ def read_fits(path, hdu=None, plane: int = 0, pixel_scale: float | None = None,
     except MemoryError:
         raise ImageReadError(f"{label} is too large to read into memory") from None
     except Exception as exc:  # a hostile file can make astropy raise anything
-        raise ImageReadError(f"cannot read {label} as FITS ({_first_line(exc)}); the file "
+        raise ImageReadError(f"cannot read {label} as FITS ({_first_sentence(exc)}); the file "
                              "may be truncated or not FITS") from None
 
 
@@ -236,7 +238,7 @@ def fits_band_names(path, hdu=None) -> list:
     except GalaxyInspectorError:
         raise
     except Exception as exc:  # as in read_fits: a hostile file can raise anything
-        raise ImageReadError(f"cannot read {label} as FITS ({_first_line(exc)})") from None
+        raise ImageReadError(f"cannot read {label} as FITS ({_first_sentence(exc)})") from None
 
     def text(key):
         value = header.get(key)

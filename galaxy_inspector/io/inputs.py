@@ -27,9 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
+from galaxy_inspector.errors import first_line
+from galaxy_inspector.io.fits import FITS_SUFFIXES
+from galaxy_inspector.io.raster import RASTER_SUFFIXES
+
 __all__ = ["Target", "IMAGE_SUFFIXES", "TABLE_SUFFIXES", "expand_inputs", "is_image_path"]
 
-IMAGE_SUFFIXES = (".fits", ".fit", ".fits.gz", ".fit.gz", ".fz", ".jpg", ".jpeg", ".png")
+#: Every file name ending read as an image (FITS, then JPEG/PNG).
+IMAGE_SUFFIXES = FITS_SUFFIXES + RASTER_SUFFIXES
 TABLE_SUFFIXES = (".csv", ".ecsv")
 
 
@@ -105,9 +110,8 @@ def _table_targets(path: Path, redshift_column: str | None = None,
             fmt = {".csv": "ascii.csv", ".ecsv": "ascii.ecsv"}.get(path.suffix.lower())
             table = Table.read(path, format=fmt) if fmt else Table.read(path)
     except Exception as exc:  # any parse failure is the user's table's problem
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         yield Target(key=key, path=str(path), id=path.name,
-                     error=f"cannot read table {path.name} ({first})")
+                     error=f"cannot read table {path.name} ({first_line(exc)})")
         return
     columns = {c.lower(): c for c in table.colnames}
     if "path" not in columns:

@@ -23,12 +23,21 @@ from galaxy_inspector.errors import ImageReadError
 from galaxy_inspector.flags import Flag
 from galaxy_inspector.io.image import SkyImage
 
-__all__ = ["read_raster", "read_raster_rgb", "SDSS_PIXEL_SCALE", "RGB_BANDS"]
+__all__ = ["read_raster", "read_raster_rgb", "is_raster_path", "SDSS_PIXEL_SCALE", "RGB_BANDS",
+           "RASTER_SUFFIXES"]
+
+#: File name endings read as display (JPEG/PNG) images rather than FITS.
+RASTER_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 SDSS_PIXEL_SCALE = 0.396
 #: Names of the channels ``read_raster_rgb`` returns, in order (a display bundle's bands).
 RGB_BANDS = ("R", "G", "B")
 _DISPLAY_NOTE = "display image (JPEG/PNG, non-linear stretch): no flux calibration"
+
+
+def is_raster_path(path) -> bool:
+    """Whether ``path`` names a JPEG/PNG display image (by its ending, case-insensitive)."""
+    return str(path).lower().endswith(RASTER_SUFFIXES)
 
 
 def _rgb_pixels(path) -> np.ndarray:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from galaxy_inspector.errors import BundleError
+from galaxy_inspector.errors import BundleError, first_line
 from galaxy_inspector.shipped import models_dir
 
 __all__ = ["CARD_NAME", "REQUIRED_FIELDS", "Bundle", "load_bundle", "save_bundle",
@@ -135,9 +135,8 @@ def load_weights(network, state: dict, bundle: Bundle) -> None:
     try:
         network.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
         raise BundleError(f"weights of {bundle.name!r} do not fit architecture "
-                          f"{bundle.card['architecture']!r}: {first}") from None
+                          f"{bundle.card['architecture']!r}: {first_line(exc)}") from None
 
 
 def sha256_file(path) -> str:
@@ -193,7 +192,7 @@ def load_bundle(path_or_name) -> Bundle:
     missing = [k for k in REQUIRED_INPUT_FIELDS if k not in card["input"]]
     if missing:
         raise BundleError(f"model card input contract is missing field(s): {', '.join(missing)}")
-    from galaxy_inspector.models.networks import ARCHITECTURES
+    from galaxy_inspector.models.registry import ARCHITECTURES
 
     if card["architecture"] not in ARCHITECTURES:
         raise BundleError(f"unknown architecture {card['architecture']!r} in {folder}; "

@@ -19,7 +19,9 @@ import torch
 
 from galaxy_inspector.errors import BundleError, InputError
 from galaxy_inspector.models.bundle import Bundle, load_bundle, load_weights
-from galaxy_inspector.models.networks import build_network, dihedral_views, sample_ldl
+from galaxy_inspector.models.morphology_network import sample_ldl
+from galaxy_inspector.models.registry import build_network
+from galaxy_inspector.models.symmetry import dihedral_views
 
 __all__ = ["MorphologyModel", "MorphologyPrediction", "pick_device", "spread_factors"]
 

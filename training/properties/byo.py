@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from galaxy_inspector.errors import GalaxyInspectorError, InputError
+from galaxy_inspector.errors import GalaxyInspectorError, InputError, first_line
+from galaxy_inspector.io.raster import is_raster_path
 from training.properties.data import LabelledSet, TargetSpec
 from training.properties.survey import SPLITS
 
 __all__ = ["BadTableError", "read_labelled_table", "read_stamp"]
 
-RASTER_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 class BadTableError(InputError):
@@ -47,8 +47,7 @@ def _read_table(path: Path):
             warnings.simplefilter("ignore")
             return Table.read(path, format=fmt) if fmt else Table.read(path)
     except Exception as exc:  # any parse failure is the table's problem
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise InputError(f"cannot read table {path}: {first}") from None
+        raise InputError(f"cannot read table {path}: {first_line(exc)}") from None
 
 
 def read_stamp(paths, pixel_scale: float | None = None):
@@ -61,7 +60,7 @@ def read_stamp(paths, pixel_scale: float | None = None):
     from galaxy_inspector.io.raster import SDSS_PIXEL_SCALE
 
     paths = [Path(p) for p in paths]
-    if len(paths) == 1 and paths[0].name.lower().endswith(RASTER_SUFFIXES):
+    if len(paths) == 1 and is_raster_path(paths[0]):
         from PIL import Image, UnidentifiedImageError
 
         try:
@@ -173,7 +172,7 @@ def read_labelled_table(table, image_columns, targets, target_errors=(), redshif
         try:
             stamp, kind, scale, cal = read_stamp(paths, pixel_scale)
         except (GalaxyInspectorError, OSError, ValueError) as exc:
-            problems.append((i, ident[i], f"image: {str(exc).splitlines()[0]}"))
+            problems.append((i, ident[i], f"image: {first_line(exc)}"))
             continue
         if size is None:
             size = stamp.shape[-1]

@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from galaxy_inspector.models.property_networks import PropertyResNet, dihedral
-from galaxy_inspector.preprocessing_properties import scale_stamps
+from galaxy_inspector.models.symmetry import dihedral
+from galaxy_inspector.physical_properties.networks import PropertyResNet
+from galaxy_inspector.physical_properties.scaling import scale_stamps
 from training.progress import Progress
 
 __all__ = ["CNNConfig", "scale_in_chunks", "train_cnn", "predict_tta", "combine_tta",

@@ -25,7 +25,7 @@ import numpy as np
 
 import galaxy_inspector
 from galaxy_inspector.models.bundle import OutputSpec, save_bundle
-from galaxy_inspector.models.properties import (
+from galaxy_inspector.physical_properties.model import (
     QUANTILE_LEVELS,
     apply_conformal,
     booster_to_tensor,
@@ -33,7 +33,7 @@ from galaxy_inspector.models.properties import (
     gbm_tensor_name,
     photometry_features,
 )
-from galaxy_inspector.preprocessing_properties import rebin_stamps
+from galaxy_inspector.physical_properties.scaling import rebin_stamps
 from training.progress import Progress
 from training.properties import evaluate as ev
 from training.properties import gbm

@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass
 import h5py
 import numpy as np
 
-from galaxy_inspector.preprocessing_properties import kpc_per_arcsec, luminosity_distance_mpc
+from galaxy_inspector.physical_properties.scaling import kpc_per_arcsec, luminosity_distance_mpc
 from training.progress import Progress
 
 __all__ = ["SurveyConfig", "RELATIONS", "BANDS", "simulate_survey", "draw_galaxy_parameters",

@@ -22,11 +22,10 @@ from pathlib import Path
 from galaxy_inspector.errors import InputError
 from galaxy_inspector.io.fits import fits_band_names, read_fits
 from galaxy_inspector.io.image import SkyImage
-from galaxy_inspector.io.raster import RGB_BANDS, read_raster_rgb
+from galaxy_inspector.io.raster import RGB_BANDS, is_raster_path, read_raster_rgb
 
-__all__ = ["read_bands", "band_matches", "RASTER_SUFFIXES"]
+__all__ = ["read_bands", "band_matches"]
 
-RASTER_SUFFIXES = (".jpg", ".jpeg", ".png")
 _PLANE = re.compile(r"^plane(\d+)$", re.IGNORECASE)
 
 
@@ -66,7 +65,7 @@ def read_bands(path, bands, kind: str = "flux", hdu=None, pixel_scale: float | N
     """One image per entry of ``bands`` (a model card's ``input.bands``) from ``path``."""
     bands = list(bands)
     label = Path(path).name
-    is_raster = str(path).lower().endswith(RASTER_SUFFIXES)
+    is_raster = is_raster_path(path)
     if kind == "display":
         if not is_raster:
             raise InputError(f"the model reads colour JPEG/PNG cutouts (bands "

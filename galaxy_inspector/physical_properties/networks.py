@@ -11,7 +11,7 @@ The output has two numbers per target: the mean and the log standard deviation o
 the standard-scaled target space (the spread is the aleatoric part of the uncertainty).
 
 Tensor conventions: ``(N, C, H, W)`` float32, already scaled by
-``galaxy_inspector.preprocessing_properties.scale_stamps``.
+``galaxy_inspector.physical_properties.scaling.scale_stamps``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["PropertyResNet", "PROPERTY_ARCHITECTURES", "DIHEDRAL_TRANSFORMS", "dihedral"]
+__all__ = ["PropertyResNet"]
 
 STAGE_BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
 
@@ -95,18 +95,3 @@ class PropertyResNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, 2 * n_targets)``: means, then log standard deviations (standard-scaled space)."""
         return self.out(self.dropout(self.features(x)))
-
-
-#: The 8 symmetries of a square: (number of 90-degree rotations, transpose-like flip first).
-DIHEDRAL_TRANSFORMS = tuple((k, flip) for flip in (False, True) for k in range(4))
-
-
-def dihedral(x: torch.Tensor, index: int) -> torch.Tensor:
-    """Transform ``index`` (0-7) of the dihedral group D4 applied to the last two axes."""
-    k, flip = DIHEDRAL_TRANSFORMS[index]
-    if flip:
-        x = torch.flip(x, dims=(-1,))
-    return torch.rot90(x, k, dims=(-2, -1)) if k else x
-
-
-PROPERTY_ARCHITECTURES = {"property-resnet": PropertyResNet}

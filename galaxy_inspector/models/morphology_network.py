@@ -1,4 +1,4 @@
-"""Network definitions shared by inference (``galaxy_inspector``) and training (``training``).
+"""The morphology network, shared by inference (``galaxy_inspector``) and training (``training``).
 
 The morphology network follows GaMPEN (Ghosh et al. 2022): a scale-only spatial transformer
 (identity at initialisation) crops the stamp, a CNN reads the crop, and the output layer gives
@@ -20,10 +20,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from galaxy_inspector.models.property_networks import PROPERTY_ARCHITECTURES, dihedral
-
-__all__ = ["ARCHITECTURES", "MorphologyNet", "ldl_output_size", "unpack_ldl",
-           "gaussian_nll_ldl", "sample_ldl", "build_network", "dihedral_views"]
+__all__ = ["MorphologyNet", "ScaleSTN", "ldl_output_size", "unpack_ldl", "gaussian_nll_ldl",
+           "sample_ldl"]
 
 
 def ldl_output_size(n_params: int) -> int:
@@ -78,15 +76,6 @@ def sample_ldl(output: torch.Tensor, n_params: int, generator=None, scale=None,
     if scale is not None:
         draw = draw * torch.as_tensor(scale, dtype=mu.dtype, device=mu.device)
     return mu + draw
-
-
-def dihedral_views(x: torch.Tensor, n: int) -> torch.Tensor:
-    """The first ``n`` (1-8) dihedral orientations of ``(N, C, H, W)`` images, orientation-major.
-
-    View 0 is the image itself; a galaxy's morphology is the same in all of them, so they serve
-    test-time augmentation.
-    """
-    return torch.cat([dihedral(x, k) for k in range(n)])
 
 
 def _dropout(h: torch.Tensor, p: float, active: bool, uniform: torch.Tensor | None):
@@ -275,17 +264,3 @@ class MorphologyNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, _, _ = self.trunk(x)
         return self.head(h)
-
-
-#: Every architecture a model card may name (morphology and physical properties).
-ARCHITECTURES = {"gampen-stn-mcdropout-head": MorphologyNet, **PROPERTY_ARCHITECTURES}
-
-
-def build_network(architecture: str, hyperparameters: dict) -> nn.Module:
-    """Instantiate a network named in a model card."""
-    try:
-        cls = ARCHITECTURES[architecture]
-    except KeyError:
-        raise ValueError(f"unknown architecture {architecture!r}; "
-                         f"known: {', '.join(sorted(ARCHITECTURES))}") from None
-    return cls(**hyperparameters)

@@ -24,10 +24,10 @@ from galaxy_inspector.engine import (
     analyse_position,
     load_model,
     load_models,
-    one_line,
     stamp_for,
 )
-from galaxy_inspector.io import expand_inputs, read_image
+from galaxy_inspector.errors import user_message
+from galaxy_inspector.io import expand_inputs, is_raster_path, read_image
 
 __all__ = ["preload_engine_modules", "read_planes", "ModelCache", "GalaxyAnalysis", "MAX_PLANES",
            "batch_task", "catalogue_galaxy_task", "stored_samples", "stored_properties",
@@ -38,7 +38,7 @@ MAX_PLANES = 16  # more planes than this is a spectral cube, not a set of band i
 #: which would freeze the GUI if it happened first in a worker thread during a click or batch.
 ENGINE_MODULES = ("torch", "galaxy_inspector.models.morphology", "scipy.ndimage", "reproject",
                   "photutils.aperture", "astropy.table", "PIL.Image", "safetensors.numpy",
-                  "galaxy_inspector.models.properties", "lightgbm")
+                  "galaxy_inspector.physical_properties.model", "lightgbm")
 
 
 def preload_engine_modules() -> None:
@@ -54,7 +54,7 @@ def read_planes(path: str) -> list:
     """Every image plane of a file: one for an image, one per band for a FITS cube."""
     first = read_image(path, plane=0)
     planes = [first]
-    if not str(path).lower().endswith((".jpg", ".jpeg", ".png")):
+    if not is_raster_path(path):
         for k in range(1, MAX_PLANES):
             try:
                 image = read_image(path, plane=k)
@@ -139,7 +139,7 @@ class ModelCache:
             try:
                 model = self.get_property(name)
             except Exception as exc:  # one bad bundle must not stop the others
-                failed[str(name)] = failed_property(str(name), one_line(exc))
+                failed[str(name)] = failed_property(str(name), user_message(exc))
                 continue
             clash = [n for n in model.names if n in taken]
             if model.bundle.name in {m.bundle.name for m in models}:

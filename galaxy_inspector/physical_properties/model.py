@@ -26,15 +26,15 @@ import torch
 
 from galaxy_inspector.errors import BundleError, InputError
 from galaxy_inspector.models.bundle import Bundle, load_bundle, load_weights
-from galaxy_inspector.models.networks import build_network
-from galaxy_inspector.models.property_networks import dihedral
-from galaxy_inspector.posterior import summarize
-from galaxy_inspector.preprocessing_properties import (
+from galaxy_inspector.models.registry import build_network
+from galaxy_inspector.models.symmetry import dihedral
+from galaxy_inspector.physical_properties.scaling import (
     LUMINOSITY_STATISTICS,
     luminosity_distance_mpc,
     luminosity_statistics,
     scale_stamps,
 )
+from galaxy_inspector.posterior import summarize
 
 __all__ = ["PropertyModel", "PropertyPrediction", "QUANTILE_LEVELS", "build_gbm_features",
            "photometry_features", "apply_conformal", "gbm_tensor_name", "booster_from_tensor",
