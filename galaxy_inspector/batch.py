@@ -37,25 +37,27 @@ from pathlib import Path
 
 import numpy as np
 
-from galaxy_inspector.catalogue import CatalogueWriter
+from galaxy_inspector.catalogue import (
+    CatalogueWriter,
+    Provenance,
+    RowBuilder,
+    RowOrigin,
+    provenance,
+)
 from galaxy_inspector.engine import (
-    DEFAULT_PROPERTY_SAMPLES,
-    Measurement,
-    PropertyInput,
-    PropertySpec,
     StampSpec,
     bare_measurements,
-    is_demo,
     load_models,
-    measure_properties,
     measure_stamps,
-    model_info,
-    property_bands,
-    property_stamp,
     stamp_for,
 )
 from galaxy_inspector.errors import InputError, user_message
 from galaxy_inspector.io import Target, expand_inputs, read_image
+from galaxy_inspector.physical_properties.measure import (
+    DEFAULT_PROPERTY_SAMPLES,
+    measure_properties,
+)
+from galaxy_inspector.physical_properties.stamps import PropertySpec, property_inputs
 from galaxy_inspector.preprocessing import NOMINAL_SKY_SIGMA_NJY, Stamp, detect_galaxies
 
 __all__ = ["BatchOptions", "BatchProgress", "run_batch", "prepare_unit"]
@@ -152,36 +154,6 @@ def _prepare_target(target: Target, image, spec: StampSpec, detect: bool,
     return stamps
 
 
-def _property_inputs(prep: _Prepared, image, property_specs, bands_cache: dict,
-                     options: BatchOptions) -> list:
-    """Per stamp of ``prep``, one ``PropertyInput`` per property model (stamp or reason)."""
-    t = prep.target
-    phot = dict(t.values)
-    out = []
-    for k, stamp in enumerate(prep.stamps):
-        row = []
-        for spec in property_specs:
-            if spec.name not in bands_cache:
-                try:
-                    bands_cache[spec.name] = property_bands(image, spec, options.pixel_scale,
-                                                            options.zero_point)
-                except Exception as exc:  # any reading problem is this model's message
-                    bands_cache[spec.name] = user_message(exc)
-            bands = bands_cache[spec.name]
-            common = dict(redshift=t.redshift, redshift_note=t.redshift_note, photometry=phot)
-            if isinstance(bands, str):
-                row.append(PropertyInput(None, error=bands, **common))
-                continue
-            try:
-                data, flags = property_stamp(bands, stamp.x, stamp.y, spec,
-                                             seed=_seed(f"{t.key}#{k}", options.seed))
-                row.append(PropertyInput(data, flags=flags, **common))
-            except Exception as exc:  # as above
-                row.append(PropertyInput(None, error=user_message(exc), **common))
-        out.append(row)
-    return out
-
-
 def prepare_unit(targets: list[Target], spec: StampSpec, options: BatchOptions,
                  property_specs: tuple = ()) -> list[_Prepared]:
     """Read the file shared by ``targets`` once and cut each target's stamps (worker side):
@@ -206,7 +178,13 @@ def prepare_unit(targets: list[Target], spec: StampSpec, options: BatchOptions,
             p.error = user_message(exc)
             continue
         if property_specs:
-            p.property_inputs = _property_inputs(p, image, property_specs, bands_cache, options)
+            t = p.target
+            p.property_inputs = property_inputs(
+                image, [(s.x, s.y) for s in p.stamps], property_specs,
+                [_seed(f"{t.key}#{k}", options.seed) for k in range(len(p.stamps))],
+                pixel_scale=options.pixel_scale, zero_point=options.zero_point,
+                redshift=t.redshift, redshift_note=t.redshift_note, photometry=t.values,
+                bands_cache=bands_cache)
     return out
 
 
@@ -279,124 +257,26 @@ def _exit_with_parent() -> None:
                          daemon=True).start()
 
 
-class _RowBuilder:
-    """Turns prepared targets and measurements into catalogue rows and sample blocks."""
-
-    def __init__(self, writer: CatalogueWriter, parameters, n_samples: int | None,
-                 property_models=()):
-        self.writer = writer
-        self.parameters = parameters
-        self.n_samples = n_samples
-        self.property_parameters = [n for m in property_models for n in m.names]
-
-    def rows(self, items: list[tuple[_Prepared, int, Measurement | None]]):
-        w = self.writer
-        n = len(items)
-        rows = w.empty_rows(n)
-        samples = (np.full((n, self.n_samples, len(self.parameters)), np.nan, "f4")
-                   if self.n_samples and self.parameters else None)
-        property_samples = ({name: np.full((n, self.n_samples), np.nan, "f4")
-                             for name in self.property_parameters} if self.n_samples else {})
-        has_redshift = "redshift" in rows.dtype.names
-        for i, (prep, k, m) in enumerate(items):
-            t = prep.target
-            ident = t.id if len(prep.stamps) <= 1 else f"{t.id}#{k}"
-            w.set_text(rows, i, "id", ident)
-            w.set_text(rows, i, "source", prep.source)
-            w.set_text(rows, i, "input_key", t.key)
-            rows["hdu"][i] = prep.hdu
-            if has_redshift and t.redshift is not None:
-                rows["redshift"][i] = t.redshift
-            if m is None:
-                w.set_text(rows, i, "status", "error")
-                w.set_text(rows, i, "error", prep.error)
-                rows["x"][i] = np.nan if t.x is None else t.x
-                rows["y"][i] = np.nan if t.y is None else t.y
-                rows["ra"][i] = np.nan if t.ra is None else t.ra
-                rows["dec"][i] = np.nan if t.dec is None else t.dec
-                continue
-            s = m.stamp
-            problems = [f"{name}: {p.error}" for name, p in m.properties.items() if p.error]
-            predicted = [p for p in m.properties.values() if not p.error]
-            if not self.parameters and not predicted:  # property-only run, nothing predicted
-                w.set_text(rows, i, "status", "error")
-                w.set_text(rows, i, "error", "; ".join(problems))
-            else:
-                w.set_text(rows, i, "status", "ok")
-            if problems:
-                w.set_text(rows, i, "property_error", "; ".join(problems))
-            w.set_text(rows, i, "label", m.label)
-            w.set_text(rows, i, "calibration", s.calibration)
-            for name, value in (("x", s.x), ("y", s.y), ("ra", s.ra), ("dec", s.dec),
-                                ("stn_scale", m.stn_scale), ("flags", m.flags),
-                                ("snr", m.snr), ("masked_fraction", s.masked_fraction),
-                                ("pixel_scale", s.source_scale)):
-                rows[name][i] = value
-            for name, value in zip(("crop_x0", "crop_y0", "crop_x1", "crop_y1"), m.crop_box,
-                                   strict=True):
-                rows[name][i] = value
-            summaries = [m.summary] + [p.summary for p in m.properties.values()]
-            for summary in summaries:
-                for name, value in summary.items():
-                    if name in rows.dtype.names:
-                        rows[name][i] = value
-            if samples is not None:
-                samples[i] = m.samples[:self.n_samples]
-            for p in predicted:
-                for j, name in enumerate(p.names):
-                    if name in property_samples:
-                        property_samples[name][i] = p.samples[:self.n_samples, j]
-        return rows, samples, property_samples
+def _origin(prep: _Prepared, k: int) -> RowOrigin:
+    """What the catalogue says about stamp ``k`` of ``prep`` besides its measurement."""
+    t = prep.target
+    return RowOrigin(id=t.id if len(prep.stamps) <= 1 else f"{t.id}#{k}", source=prep.source,
+                     input_key=t.key, hdu=prep.hdu, redshift=t.redshift, error=prep.error,
+                     x=t.x, y=t.y, ra=t.ra, dec=t.dec)
 
 
-def _open_writer(out: Path, options: BatchOptions, attrs: dict, parameters, n_saved,
-                 property_parameters=(), units=None, notes=None):
+def _open_writer(out: Path, options: BatchOptions, prov: Provenance, parameters, n_saved,
+                 property_parameters=()):
+    """The writer of ``out`` (new, or resumed with --resume) and the input keys it holds."""
     if out.exists() and options.resume:
-        return CatalogueWriter.resume(out, attrs)
+        return CatalogueWriter.resume(out, prov.attrs)
     if out.exists() and not options.overwrite:
         raise InputError(f"{out} already exists: add --resume to complete it, --overwrite to "
                          "replace it, or choose another --out")
     if out.is_dir():
         raise InputError(f"--out {out} is a folder; give a file name such as catalogue.h5")
-    return CatalogueWriter.create(out, parameters, n_saved, attrs, property_parameters,
-                                  units, notes), set()
-
-
-# No quotes or slashes: the text is exported as a FITS keyword value too.
-DEMO_WARNING = ("{names} trained on simulated data with synthetic labels (card demo or "
-                "synthetic_training_data is true), so {their} columns demonstrate the method "
-                "and are not measurements of real galaxies")
-
-
-def _provenance(morphology, properties, options: BatchOptions, n_samples: int,
-                n_saved) -> tuple[dict, dict, dict, list]:
-    """Root attributes, property units and column notes, and notes for the user."""
-    models = ([morphology] if morphology else []) + list(properties)
-    first = models[0]
-    demos = [m.bundle.name for m in models if is_demo(m)]
-    warning = ""
-    if demos:
-        warning = DEMO_WARNING.format(
-            names=(f"model {demos[0]} was" if len(demos) == 1
-                   else f"models {', '.join(demos)} were"),
-            their="its" if len(demos) == 1 else "their")
-    attrs = {"model_name": first.bundle.name, "model_sha256": first.bundle.sha256,
-             "models": [model_info(m) for m in models],
-             "model_names": ", ".join(m.bundle.name for m in models),
-             "property_models": [m.bundle.name for m in properties],
-             "property_parameters": [n for m in properties for n in m.names],
-             "demo_models": ", ".join(demos), "demo_warning": warning,
-             "command_line": options.command_line,
-             "parameters": morphology.names if morphology else [],
-             "n_samples": n_samples, "n_samples_saved": n_saved or 0, "seed": options.seed,
-             "model_pixel_scale": first.pixel_scale, "model_stamp_size": first.stamp_size}
-    units, notes = {}, {}
-    for m in properties:
-        demo = "; DEMO: synthetic training labels" if is_demo(m) else ""
-        for out in m.outputs:
-            units[out.name] = out.unit
-            notes[out.name] = f"model {m.bundle.name}{demo}"
-    return attrs, units, notes, ([f"note: {warning}"] if warning else [])
+    return CatalogueWriter.create(out, parameters, n_saved, prov.attrs, property_parameters,
+                                  prov.units, prov.notes), set()
 
 
 def run_batch(inputs: list, out, options: BatchOptions | None = None,
@@ -422,12 +302,12 @@ def run_batch(inputs: list, out, options: BatchOptions | None = None,
     parameters = morphology.names if morphology else []
     property_parameters = [n for m in properties for n in m.names]
     n_saved = n_samples if options.save_samples else None
-    attrs, units, notes, user_notes = _provenance(morphology, properties, options, n_samples,
-                                                  n_saved)
-    writer, done_keys = _open_writer(Path(out), options, attrs, parameters, n_saved,
-                                     property_parameters, units, notes)
-    builder = _RowBuilder(writer, parameters, n_saved, properties)
-    counts = BatchProgress(notes=user_notes)
+    prov = provenance(morphology, properties, n_samples, n_saved, options.command_line,
+                      options.seed)
+    writer, done_keys = _open_writer(Path(out), options, prov, parameters, n_saved,
+                                     property_parameters)
+    builder = RowBuilder(writer.dtype, parameters, n_saved, property_parameters)
+    counts = BatchProgress(notes=[f"note: {prov.warning}"] if prov.warning else [])
     if morphology:
         spec = StampSpec.of(morphology)
     else:  # the reference stamp gives position, calibration and flags of each row
@@ -442,7 +322,8 @@ def run_batch(inputs: list, out, options: BatchOptions | None = None,
         items = _measure(pending, morphology, properties, n_samples,
                          options.seed + batch_index)
         batch_index += 1
-        rows, samples, property_samples = builder.rows(items)
+        rows, samples, property_samples = builder.build(
+            [(_origin(p, k), m) for p, k, m in items])
         writer.append(rows, samples, property_samples)
         ok = rows["status"] == b"ok"
         counts.done += int(np.sum(ok))

@@ -11,6 +11,7 @@ import pytest
 from astropy.table import Table
 
 from galaxy_inspector.catalogue import CatalogueWriter, export_catalogue, read_catalogue
+from galaxy_inspector.catalogue.rows import empty_rows, set_text
 from galaxy_inspector.errors import InputError
 
 PARAMS = ["bt", "re_arcsec", "flux_njy"]
@@ -18,11 +19,11 @@ ATTRS = {"model_name": "m", "model_sha256": "abc", "parameters": PARAMS, "n_samp
 
 
 def _rows(writer, keys, status="ok"):
-    rows = writer.empty_rows(len(keys))
+    rows = empty_rows(writer.dtype, len(keys))
     for i, key in enumerate(keys):
-        writer.set_text(rows, i, "input_key", key)
-        writer.set_text(rows, i, "id", f"id-{key}")
-        writer.set_text(rows, i, "status", status)
+        set_text(rows, i, "input_key", key)
+        set_text(rows, i, "id", f"id-{key}")
+        set_text(rows, i, "status", status)
         rows["re_arcsec_median"][i] = 1.5 + i
     return rows
 
@@ -46,8 +47,8 @@ def test_rows_and_samples_are_readable_by_astropy_with_units(tmp_path):
 
 def test_long_text_is_cut_without_breaking_utf8(tmp_path):
     writer = CatalogueWriter.create(tmp_path / "c.h5", PARAMS, None, ATTRS)
-    rows = writer.empty_rows(1)
-    writer.set_text(rows, 0, "label", "é" * 100)  # 2 bytes each, column holds 64 bytes
+    rows = empty_rows(writer.dtype, 1)
+    set_text(rows, 0, "label", "é" * 100)  # 2 bytes each, column holds 64 bytes
     assert rows["label"][0].decode("utf-8") == "é" * 32
 
 
@@ -93,6 +94,7 @@ def test_export_to_unknown_format_is_refused(tmp_path):
         export_catalogue(path, tmp_path / "x.xlsx")
 
 
+@pytest.mark.slow
 def test_append_waits_for_a_reader_in_another_process(tmp_path):
     path = tmp_path / "c.h5"
     writer = CatalogueWriter.create(path, PARAMS, None, ATTRS)

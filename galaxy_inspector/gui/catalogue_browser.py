@@ -30,8 +30,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from galaxy_inspector.catalogue import EXPORT_FORMATS, export_catalogue, read_catalogue
+from galaxy_inspector.catalogue import export_catalogue, read_catalogue
 from galaxy_inspector.errors import user_message
+from galaxy_inspector.gui.file_filters import EXPORT_FILTER
 from galaxy_inspector.gui.image_view import SkyImageView
 from galaxy_inspector.gui.posterior_panel import PosteriorPanel
 from galaxy_inspector.gui.workers import Worker, start_worker
@@ -226,10 +227,7 @@ class CatalogueBrowser(QMainWindow):
         if self.worker is not None and self.worker.is_running:
             self.worker.quit()
         model = self.main_state.model if self.main_state is not None else None
-        units = {c: str(self.table[c].unit) for c in self.table.colnames
-                 if self.table[c].unit is not None}
-        worker = Worker(catalogue_galaxy_task, self.models, self.path, row_index, row, model,
-                        units)
+        worker = Worker(catalogue_galaxy_task, self.models, self.path, row_index, row, model)
         worker.signals.returned.connect(lambda result: self._show_galaxy(row, result))
         worker.signals.errored.connect(lambda exc: self.status.setText(
             f"<span style='color:#b00020'>Cannot show {row['id']}: "
@@ -272,8 +270,7 @@ class CatalogueBrowser(QMainWindow):
         if not self.path:
             return
         path, _ = QFileDialog.getSaveFileName(
-            self, "Export catalogue", str(Path(self.path).with_suffix(".fits")),
-            "Tables (" + " ".join(f"*{s}" for s in EXPORT_FORMATS) + ")")
+            self, "Export catalogue", str(Path(self.path).with_suffix(".fits")), EXPORT_FILTER)
         if not path:
             return
         try:

@@ -29,49 +29,29 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from galaxy_inspector.catalogue import EXPORT_FORMATS
+from galaxy_inspector.catalogue import EXPORT_FORMATS, RowOrigin, single_row
 from galaxy_inspector.flags import FLAG_DESCRIPTIONS, Flag
+from galaxy_inspector.gui.file_filters import FIGURE_FILTER, ROW_FILTER
 from galaxy_inspector.gui.property_section import PropertySection
 from galaxy_inspector.posterior import LEVEL_SUFFIXES, LEVELS
 from galaxy_inspector.viewer.corner_plot import draw_corner
+from galaxy_inspector.viewer.wording import format_value, parameter_label
 
-__all__ = ["PosteriorPanel", "measurement_row", "FIGURE_FILTER", "ROW_FILTER"]
-
-FIGURE_FILTER = "PNG image (*.png);;PDF document (*.pdf);;SVG drawing (*.svg)"
-ROW_FILTER = "CSV (*.csv);;ECSV (*.ecsv);;FITS table (*.fits);;VOTable (*.vot)"
-PRETTY_NAMES = {"bt": "B/T", "re_arcsec": "R_e", "flux_njy": "flux"}
-
-
-def _axis_label(name: str, unit: str) -> str:
-    pretty = PRETTY_NAMES.get(name, name)
-    return f"{pretty} ({unit})" if unit else pretty
-
-
-def _fmt(value: float) -> str:
-    if value is None or not math.isfinite(value):
-        return "—"
-    return f"{value:.4g}"
+__all__ = ["PosteriorPanel", "measurement_row"]
 
 
 def measurement_row(analysis) -> dict:
-    """The galaxy's catalogue-style row (same column names as the HDF5 catalogue)."""
-    m = analysis.measurement
-    s = m.stamp
-    row = {"id": Path(analysis.source).stem or "galaxy", "source": analysis.source,
-           "x": s.x, "y": s.y, "ra": s.ra, "dec": s.dec, "status": "ok", "error": "",
-           "stn_scale": m.stn_scale, "label": m.label, "flags": m.flags}
-    row.update(m.summary)
-    row.update({"snr": m.snr, "masked_fraction": s.masked_fraction,
-                "pixel_scale": s.source_scale, "calibration": s.calibration,
-                "model": analysis.model_name})
-    properties = getattr(m, "properties", None) or {}
+    """The galaxy's catalogue row (the columns and values ``--batch`` writes for it), then the
+    provenance a catalogue keeps in its attributes: ``model``, ``property_models`` and
+    ``demo_models``."""
+    path = Path(analysis.source)
+    origin = RowOrigin(id=path.name or "galaxy", source=analysis.source,
+                       input_key=str(path.resolve()) if analysis.source else "",
+                       hdu=analysis.hdu, redshift=analysis.redshift)
+    row = single_row(origin, analysis.measurement)
+    properties = analysis.measurement.properties
+    row["model"] = analysis.model_name
     if properties:
-        for prediction in properties.values():
-            row.update(prediction.summary)
-        redshift = getattr(analysis, "redshift", None)
-        row["redshift"] = math.nan if redshift is None else float(redshift)
-        row["property_error"] = "; ".join(f"{name}: {p.error}"
-                                          for name, p in properties.items() if p.error)
         row["property_models"] = ", ".join(properties)
         row["demo_models"] = ", ".join(name for name, p in properties.items() if p.demo)
     return row
@@ -174,7 +154,7 @@ class PosteriorPanel(QWidget):
             return
         m = analysis.measurement
         self._show_heading(analysis)
-        labels = [_axis_label(n, u) for n, u in zip(m.names, m.units, strict=True)]
+        labels = [parameter_label(n, u) for n, u in zip(m.names, m.units, strict=True)]
         draw_corner(self.figure, m.samples, m.names, labels, m.summary,
                     [n in analysis.log_parameters for n in m.names])
         self.canvas.draw_idle()
@@ -193,17 +173,17 @@ class PosteriorPanel(QWidget):
         label = html.escape(m.label) if m.label else "no qualitative label"
         self.heading.setText(
             f"<b>{html.escape(Path(analysis.source).name)}</b> — {where}<br>"
-            f"Label: <b>{label}</b> &nbsp; S/N within 2 R_e: {_fmt(m.snr)} &nbsp; "
+            f"Label: <b>{label}</b> &nbsp; S/N within 2 R_e: {format_value(m.snr)} &nbsp; "
             f"model: {html.escape(analysis.model_name)}")
 
     def _show_table(self, m) -> None:
         self.table.setRowCount(len(m.names))
         for r, (name, unit) in enumerate(zip(m.names, m.units, strict=True)):
-            cells = [_axis_label(name, unit), _fmt(m.summary.get(f"{name}_mode")),
-                     _fmt(m.summary.get(f"{name}_median"))]
+            cells = [parameter_label(name, unit), format_value(m.summary.get(f"{name}_mode")),
+                     format_value(m.summary.get(f"{name}_median"))]
             for suffix in LEVEL_SUFFIXES:
                 lo, hi = m.summary.get(f"{name}_lo{suffix}"), m.summary.get(f"{name}_hi{suffix}")
-                cells.append(f"[{_fmt(lo)}, {_fmt(hi)}]")
+                cells.append(f"[{format_value(lo)}, {format_value(hi)}]")
             for c, text in enumerate(cells):
                 self.table.setItem(r, c, QTableWidgetItem(text))
 

@@ -8,19 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import json
 import threading
 from dataclasses import dataclass
 
-import h5py
-import numpy as np
-
 from galaxy_inspector.batch import run_batch
-from galaxy_inspector.catalogue import PROPERTY_SAMPLES, SAMPLES, read_catalogue
+from galaxy_inspector.catalogue import failed_rows, redshift_of, stored_measurement
 from galaxy_inspector.engine import (
     DEFAULT_MODEL,
-    Measurement,
-    PropertyMeasurement,
     analyse_position,
     load_model,
     load_models,
@@ -28,10 +22,10 @@ from galaxy_inspector.engine import (
 )
 from galaxy_inspector.errors import user_message
 from galaxy_inspector.io import expand_inputs, is_raster_path, read_image
+from galaxy_inspector.physical_properties.measure import PropertyMeasurement
 
 __all__ = ["preload_engine_modules", "read_planes", "ModelCache", "GalaxyAnalysis", "MAX_PLANES",
-           "batch_task", "catalogue_galaxy_task", "stored_samples", "stored_properties",
-           "failed_property"]
+           "batch_task", "catalogue_galaxy_task", "failed_property"]
 
 MAX_PLANES = 16  # more planes than this is a spectral cube, not a set of band images
 #: Extension modules the engine imports lazily. Importing one holds the GIL for up to a second,
@@ -68,14 +62,15 @@ def read_planes(path: str) -> list:
 
 @dataclass(frozen=True)
 class GalaxyAnalysis:
-    """An engine ``Measurement`` with what the panel needs to show it: where it came from and
-    which parameters the model predicts in log10 (drawn on log axes)."""
+    """An engine ``Measurement`` with what the panel needs to show it: where it came from (file
+    and HDU) and which parameters the model predicts in log10 (drawn on log axes)."""
 
     measurement: object
     source: str
     model_name: str
     log_parameters: tuple
     redshift: float | None = None
+    hdu: int = -1
 
     @property
     def properties(self) -> dict:
@@ -167,7 +162,8 @@ class ModelCache:
                                            redshift=redshift)
         measurement.properties.update(failed)
         logs = tuple(o.name for o in model.outputs if o.transform == "log10")
-        return GalaxyAnalysis(measurement, image.source, model.bundle.name, logs, redshift)
+        return GalaxyAnalysis(measurement, image.source, model.bundle.name, logs, redshift,
+                              image.hdu)
 
 
 def batch_task(inputs: list, out: str, options, report, should_stop):
@@ -180,95 +176,24 @@ def batch_task(inputs: list, out: str, options, report, should_stop):
     report(sum(1 for _ in expand_inputs(inputs)))
     result = run_batch(inputs, out, options, progress=lambda p: report(dataclasses.replace(p)),
                        cancel=should_stop)
-    table = read_catalogue(out)
-    failed = table[table["status"] == "error"]
-    return result, [f"{row['id']}: {row['error']}" for row in failed]
-
-
-def stored_samples(path: str, index: int):
-    """Row ``index`` of the catalogue's ``/posterior_samples`` and its parameter names and
-    units, or None when the file has no samples (run without ``--save-samples``)."""
-    with h5py.File(path, "r") as f:
-        if SAMPLES not in f or index >= f[SAMPLES].shape[0]:
-            return None
-        dataset = f[SAMPLES]
-        names = json.loads(dataset.attrs["parameters"])
-        units = json.loads(dataset.attrs.get("units", json.dumps([""] * len(names))))
-        return np.asarray(dataset[index], dtype=np.float32), names, units
-
-
-def _model_reason(errors: str, model: str) -> str:
-    """This model's part of a row's ``property_error`` ("model: reason; other: reason")."""
-    for part in (errors or "").split("; "):
-        if part.startswith(f"{model}: "):
-            return part[len(model) + 2:]
-    return ""
-
-
-def stored_properties(path: str, index: int, row: dict, units: dict | None = None) -> dict:
-    """Bundle name -> ``PropertyMeasurement`` of catalogue row ``index`` from its property
-    columns, ``/property_samples`` (when saved) and ``property_error``; ``units`` maps column
-    names to units (from the table). Empty for a catalogue without property models."""
-    units = units or {}
-    with h5py.File(path, "r") as f:
-        try:
-            models = [m for m in json.loads(f.attrs.get("models", "[]"))
-                      if m.get("task") == "properties"]
-        except (TypeError, ValueError):
-            return {}
-        draws = {}
-        for m in models:
-            for name in m.get("outputs", []):
-                key = f"{PROPERTY_SAMPLES}/{name}"
-                if key in f and index < f[key].shape[0]:
-                    draws[name] = np.asarray(f[key][index], dtype=np.float32)
-    out = {}
-    for m in models:
-        names = list(m.get("outputs", []))
-        summary = {k: float(v) for k, v in row.items()
-                   if any(k.startswith(f"{n}_") for n in names)}
-        samples = None
-        if names and all(n in draws for n in names):
-            samples = np.stack([draws[n] for n in names], axis=1)
-            if not np.isfinite(samples).any():
-                samples = None
-        out[m["name"]] = PropertyMeasurement(
-            model=m["name"], names=names, units=[units.get(f"{n}_median", "") for n in names],
-            summary=summary, samples=samples,
-            error=_model_reason(row.get("property_error", ""), m["name"]),
-            demo=bool(m.get("demo") or m.get("synthetic_training_data")))
-    return out
-
-
-def _row_redshift(row: dict) -> float | None:
-    z = row.get("redshift")
-    return float(z) if isinstance(z, (int, float)) and np.isfinite(z) else None
+    return result, [f"{ident}: {error}" for ident, error in failed_rows(out)]
 
 
 def catalogue_galaxy_task(models: ModelCache, catalogue: str, index: int, row: dict,
-                          model_name: str | None, units: dict | None = None):
+                          model_name: str | None):
     """Planes of a catalogue row's image and its analysis: the stored posterior when the file
     has samples (the stamp is re-cut only to show where it lies), else a fresh measurement;
     the row's stored property predictions either way."""
     planes = read_planes(row["source"])
     image = planes[0]
-    properties = stored_properties(catalogue, index, row, units)
-    stored = stored_samples(catalogue, index)
-    if stored is None:
+    stored = stored_measurement(catalogue, index)
+    redshift = redshift_of(row)
+    if not len(stored.samples):
         analysis = models.analyse(image, row["x"], row["y"], model_name)
-        analysis.measurement.properties.update(properties)
-        return planes, dataclasses.replace(analysis, redshift=_row_redshift(row))
-    samples, names, units = stored
+        analysis.measurement.properties.update(stored.properties)
+        return planes, dataclasses.replace(analysis, redshift=redshift)
     model = models.get(model_name)
-    stamp = stamp_for(image, row["x"], row["y"], model)
-    summary = {k: float(v) for k, v in row.items()
-               if any(k.startswith(f"{n}_") for n in names)}
-    measurement = Measurement(
-        stamp=stamp, names=names, units=units, samples=samples, summary=summary,
-        stn_scale=float(row["stn_scale"]),
-        crop_box=tuple(float(row[k]) for k in ("crop_x0", "crop_y0", "crop_x1", "crop_y1")),
-        snr=float(row.get("snr", np.nan)), label=row.get("label", ""),
-        flags=int(row["flags"]), crop=None, properties=properties)
+    measurement = dataclasses.replace(stored, stamp=stamp_for(image, row["x"], row["y"], model))
     logs = tuple(o.name for o in model.outputs if o.transform == "log10")
-    return planes, GalaxyAnalysis(measurement, image.source, model.bundle.name, logs,
-                                  _row_redshift(row))
+    return planes, GalaxyAnalysis(measurement, image.source, model.bundle.name, logs, redshift,
+                                  image.hdu)

@@ -1,0 +1,236 @@
+"""Reading a catalogue back: the table, the failed rows, and any row as the engine's
+``Measurement`` with its stored posterior samples and property predictions.
+
+What the GUI's catalogue browser calls, and what a script calls::
+
+    from galaxy_inspector.catalogue import read_catalogue, stored_measurement
+
+    table = read_catalogue("cat.h5")           # astropy Table, text as str
+    m = stored_measurement("cat.h5", 0)        # engine Measurement of row 0
+    m.samples, m.summary["bt_median"], m.properties["metallicity-model"].error
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from contextlib import contextmanager
+
+import h5py
+import numpy as np
+
+from galaxy_inspector.catalogue.schema import (
+    GALAXIES,
+    META,
+    META_KEYS,
+    PROPERTY_SAMPLES,
+    SAMPLES,
+    plain_values,
+    stat_columns,
+)
+from galaxy_inspector.engine import Measurement
+from galaxy_inspector.errors import InputError
+from galaxy_inspector.physical_properties.measure import PropertyMeasurement
+from galaxy_inspector.preprocessing import Stamp
+
+__all__ = ["read_catalogue", "failed_rows", "property_errors", "redshift_of",
+           "stored_measurement"]
+
+
+def read_catalogue(path):
+    """The catalogue's ``/galaxies`` table.
+
+    Parameters
+    ----------
+    path : str or Path
+        The HDF5 catalogue.
+
+    Returns
+    -------
+    astropy.table.Table
+        One row per object, text columns as str, units and descriptions on the columns, and
+        the provenance (model names and SHA-256, demo warning, command line, creation time) in
+        ``meta`` under the keys of ``schema.META_KEYS``.
+
+    Raises
+    ------
+    InputError
+        The file cannot be read as a catalogue.
+    """
+    from astropy.table import Table
+
+    try:
+        table = Table.read(path, path=GALAXIES, character_as_bytes=False)
+    except (OSError, KeyError, ValueError) as exc:
+        raise InputError(f"cannot read catalogue {path}: {exc}") from None
+    with h5py.File(path, "r") as f:
+        for attr, key in META_KEYS.items():
+            if attr in f.attrs:
+                table.meta[key] = str(f.attrs[attr])
+    return table
+
+
+def failed_rows(path) -> list[tuple[str, str]]:
+    """``(id, error)`` of every row with ``status = error``, in file order.
+
+    Parameters
+    ----------
+    path : str or Path
+        The HDF5 catalogue, of a finished or an interrupted run.
+
+    Returns
+    -------
+    list of (str, str)
+        The row's ``id`` and the one-line reason it could not be measured.
+    """
+    with _open(path) as f:
+        rows = f[GALAXIES][:]
+    failed = rows[rows["status"] == b"error"]
+    return [(row["id"].decode("utf-8"), row["error"].decode("utf-8")) for row in failed]
+
+
+def property_errors(text: str, model_names=()) -> dict:
+    """A row's ``property_error`` as ``{model name: reason}`` (empty when every model predicted).
+
+    Parameters
+    ----------
+    text : str
+        The column's value: a JSON object, or the ``"model: reason; other: reason"`` text of
+        catalogues written before it was JSON.
+    model_names : iterable of str, optional
+        The catalogue's property models: with them, an old-style reason containing "; " is
+        split only where the next model's name starts.
+
+    Returns
+    -------
+    dict
+        Model name -> reason, for the models that did not predict this row.
+    """
+    text = (text or "").strip()
+    if not text:
+        return {}
+    if text.startswith("{"):
+        try:
+            return dict(json.loads(text))
+        except ValueError:
+            pass  # an old-style reason that happens to start with a brace
+    names = "|".join(re.escape(name) for name in model_names) or r"[^\s:;]+"
+    errors = {}
+    for part in re.split(f"; (?=(?:{names}): )", text):
+        name, _, reason = part.partition(": ")
+        errors[name] = reason
+    return errors
+
+
+def redshift_of(row: dict) -> float | None:
+    """The input redshift of a row (a ``{column: value}`` dict), None when it has none."""
+    z = row.get("redshift")
+    return float(z) if isinstance(z, (int, float)) and math.isfinite(z) else None
+
+
+def stored_measurement(path, index: int) -> Measurement:
+    """A measured row back as the engine's ``Measurement``.
+
+    Parameters
+    ----------
+    path : str or Path
+        The HDF5 catalogue.
+    index : int
+        0-based row of ``/galaxies``.
+
+    Returns
+    -------
+    engine.Measurement
+        The row's summary, label, flags, S/N, spatial-transformer zoom and crop box, its
+        morphology posterior samples ``(S, P)`` (an empty ``(0, P)`` array when the file was
+        written without ``--save-samples``; no parameters in a property-only catalogue) and
+        its ``properties``: bundle name -> ``physical_properties.measure.PropertyMeasurement``
+        per property model of the file, with its summary columns (in the column units), its
+        draws from ``/property_samples`` (``samples`` ``(S, P)`` float32, None when not saved
+        or not predicted) and its ``error`` from ``property_error``. The ``stamp`` holds the
+        row's position, scales, calibration and masked fraction but no pixels (``data`` is
+        empty); cut it again with ``engine.stamp_for`` to see where the model looked.
+
+    Raises
+    ------
+    InputError
+        The file is not a catalogue, the row does not exist, or it is an error row.
+    """
+    with _open(path) as f:
+        row = _row(f, index)
+        if row["status"] != "ok":
+            raise InputError(f"row {index} of {path} was not measured: {row['error']}")
+        names = json.loads(f.attrs.get("parameters", "[]"))
+        units = _column_units(f)
+        if SAMPLES in f:
+            samples = np.asarray(f[SAMPLES][index], dtype=np.float32)
+        else:
+            samples = np.empty((0, len(names)), np.float32)
+        properties = _properties(f, index, row, units)
+        stamp = Stamp(data=np.empty((0, 0), np.float32), x=row["x"], y=row["y"], ra=row["ra"],
+                      dec=row["dec"], source_scale=row["pixel_scale"],
+                      model_scale=float(f.attrs.get("model_pixel_scale", math.nan)),
+                      flags=row["flags"], masked_fraction=row["masked_fraction"],
+                      sky_sigma=math.nan, calibration=row["calibration"])
+    return Measurement(
+        stamp=stamp, names=names, units=[units.get(f"{n}_median", "") for n in names],
+        samples=samples, summary=_summary(row, names), stn_scale=row["stn_scale"],
+        crop_box=tuple(row[k] for k in ("crop_x0", "crop_y0", "crop_x1", "crop_y1")),
+        snr=row["snr"], label=row["label"], flags=row["flags"], crop=None,
+        properties=properties)
+
+
+@contextmanager
+def _open(path):
+    """The catalogue open for reading; ``InputError`` when it is not one."""
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise InputError(f"cannot read catalogue {path}: {exc}") from None
+    with f:
+        if GALAXIES not in f:
+            raise InputError(f"{path} is not a Galaxy Inspector catalogue (no /{GALAXIES})")
+        yield f
+
+
+def _row(f: h5py.File, index: int) -> dict:
+    n_rows = len(f[GALAXIES])
+    if not 0 <= index < n_rows:
+        raise InputError(f"the catalogue has {n_rows} rows; there is no row {index}")
+    return plain_values(f[GALAXIES][index])
+
+
+def _column_units(f: h5py.File) -> dict:
+    """Column name -> unit ("" for none), from the table's astropy metadata."""
+    from astropy.table import meta
+
+    header = meta.get_header_from_yaml(line.decode("utf-8") for line in f[META][:])
+    return {c["name"]: c.get("unit", "") for c in header["datatype"]}
+
+
+def _summary(row: dict, names) -> dict:
+    return {c: float(row[c]) for n in names for c in stat_columns(n) if c in row}
+
+
+def _properties(f: h5py.File, index: int, row: dict, units: dict) -> dict:
+    try:
+        models = [m for m in json.loads(f.attrs.get("models", "[]"))
+                  if m.get("task") == "properties"]
+    except (TypeError, ValueError):
+        return {}
+    errors = property_errors(row.get("property_error", ""), [m["name"] for m in models])
+    out = {}
+    for m in models:
+        names = list(m.get("outputs", []))
+        datasets = [f"{PROPERTY_SAMPLES}/{n}" for n in names]
+        samples = None
+        if names and all(d in f and index < f[d].shape[0] for d in datasets):
+            samples = np.stack([np.asarray(f[d][index], np.float32) for d in datasets], axis=1)
+            if not np.isfinite(samples).any():  # the row of a model that did not predict
+                samples = None
+        out[m["name"]] = PropertyMeasurement(
+            model=m["name"], names=names, units=[units.get(f"{n}_median", "") for n in names],
+            summary=_summary(row, names), samples=samples, error=errors.get(m["name"], ""),
+            demo=bool(m.get("demo") or m.get("synthetic_training_data")))
+    return out
