@@ -18,17 +18,17 @@ log/logit space, median, mean, HPD intervals: ``posterior.summarize``), the spat
 transformer's zoom and the box it read in source pixels, the signal-to-noise ratio, the
 qualitative label (``labels``) and the quality ``flags``.
 
-Physical-property bundles (card ``task = "properties"``, ``models.properties.PropertyModel``)
-run beside the morphology model on the same position::
+Physical-property bundles (card ``task = "properties"``, ``physical_properties.model.
+PropertyModel``) run beside the morphology model on the same position::
 
     morphology, properties = load_models(["morphology-hsc-g", "bundles/metallicity"])
     m = analyse_position(image, x, y, morphology, property_models=properties, redshift=0.08)
     m.properties["metallicity-model"].summary["oh12_mean"]     # a PropertyMeasurement
 
-Each property model reads its own stamp (``property_stamp``: its bands from the image's file,
-its grid); when a row cannot be predicted (no redshift for a model that needs one, missing
-bands, uncalibrated fluxes) its ``PropertyMeasurement`` holds NaNs and the reason in ``error``,
-and the morphology is unaffected.
+Each property model reads its own stamp (``physical_properties.stamps``: its bands from the
+image's file, its grid); when a row cannot be predicted (no redshift for a model that needs one,
+missing bands, uncalibrated fluxes) its ``PropertyMeasurement`` (``physical_properties.measure``)
+holds NaNs and the reason in ``error``, and the morphology is unaffected.
 """
 
 from __future__ import annotations
@@ -38,28 +38,23 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from galaxy_inspector.errors import BundleError, InputError, user_message
+from galaxy_inspector.errors import BundleError, InputError
 from galaxy_inspector.flags import Flag
 from galaxy_inspector.io.image import SkyImage
 from galaxy_inspector.labels import qualitative_label, thresholds_from_card
-from galaxy_inspector.posterior import LEVEL_SUFFIXES, summarize
-from galaxy_inspector.preprocessing import (
-    NOMINAL_SKY_SIGMA_NJY,
-    Stamp,
-    make_display_stamp,
-    make_stamp,
+from galaxy_inspector.physical_properties.measure import (
+    DEFAULT_PROPERTY_SAMPLES,
+    measure_properties,
 )
+from galaxy_inspector.physical_properties.stamps import PropertySpec, property_inputs
+from galaxy_inspector.posterior import summarize
+from galaxy_inspector.preprocessing import NOMINAL_SKY_SIGMA_NJY, Stamp, make_stamp
 
-__all__ = ["DEFAULT_MODEL", "DEFAULT_PROPERTY_SAMPLES", "Measurement", "PropertyMeasurement",
-           "PropertyInput", "StampSpec", "PropertySpec", "load_model", "load_models",
-           "stamp_for", "property_bands", "property_stamp",
-           "measure_stamps", "measure_properties", "bare_measurements", "analyse_position",
-           "analyse_sky_position", "model_info", "is_demo", "LOW_SNR"]
+__all__ = ["DEFAULT_MODEL", "Measurement", "StampSpec", "load_model", "load_models", "stamp_for",
+           "measure_stamps", "bare_measurements", "analyse_position", "analyse_sky_position",
+           "LOW_SNR"]
 
 DEFAULT_MODEL = "morphology-hsc-g"
-#: Predictive samples per galaxy of a property model when neither --samples nor a morphology
-#: model's calibrated number says otherwise.
-DEFAULT_PROPERTY_SAMPLES = 500
 LOW_SNR = 10.0
 
 
@@ -105,61 +100,6 @@ class Measurement:
     flags: int
     crop: np.ndarray | None = None
     properties: dict = field(default_factory=dict)
-
-
-@dataclass
-class PropertyMeasurement:
-    """One galaxy's predictions by one property model, or why there are none.
-
-    ``summary`` holds ``NAME_mode, _median, _mean, _lo68 ... _hi997`` floats per target (all NaN
-    when ``error`` is set); ``samples`` ``(S, P)`` float32 draws in physical units, or None.
-    ``demo`` marks a bundle trained on synthetic labels (its numbers are not real measurements).
-    """
-
-    model: str
-    names: list
-    units: list
-    summary: dict
-    samples: np.ndarray | None = None
-    error: str = ""
-    demo: bool = False
-
-
-@dataclass
-class PropertyInput:
-    """What a property model needs for one galaxy: its stamp (C, n, n) on the model's grid (or
-    ``error`` saying why there is none), the redshift (or ``redshift_note`` saying why none),
-    catalogue photometry (column -> value) and the stamp's flags."""
-
-    stamp: np.ndarray | None
-    error: str = ""
-    redshift: float | None = None
-    redshift_note: str = ""
-    photometry: dict = field(default_factory=dict)
-    flags: int = 0
-
-
-def _stat_names(names) -> list[str]:
-    stats = ["mode", "median", "mean"] + [f"{side}{s}" for s in LEVEL_SUFFIXES
-                                          for side in ("lo", "hi")]
-    return [f"{n}_{stat}" for n in names for stat in stats]
-
-
-def model_info(model) -> dict:
-    """Provenance of a loaded model for catalogue attributes: name, SHA-256, path, task,
-    outputs, and whether it is a demo trained on synthetic data."""
-    card = model.bundle.card
-    return {"name": model.bundle.name, "sha256": model.bundle.sha256,
-            "path": str(model.bundle.path), "task": card.get("task"),
-            "method": card.get("method", ""), "outputs": list(model.names),
-            "demo": bool(card.get("demo", False)),
-            "synthetic_training_data": bool(card.get("synthetic_training_data", False))}
-
-
-def is_demo(model) -> bool:
-    """Whether a bundle says it is a demonstration or was trained on synthetic labels."""
-    info = model_info(model)
-    return info["demo"] or info["synthetic_training_data"]
 
 
 def load_models(names=None, device: str | None = None):
@@ -226,69 +166,6 @@ class StampSpec:
     @classmethod
     def of(cls, model) -> StampSpec:
         return cls(model.stamp_size, model.pixel_scale, _nominal_sky_sigma(model.bundle.card))
-
-
-@dataclass(frozen=True)
-class PropertySpec:
-    """The stamp a property model reads (from its card): bands and their kind (``flux`` in nJy
-    or ``display`` 0-255 colour channels), side and pixel scale, and ``raw_values`` when it was
-    trained on uncalibrated file values. Small and picklable (sent to batch workers)."""
-
-    name: str
-    bands: tuple
-    kind: str
-    stamp_size: int
-    pixel_scale: float
-    raw_values: bool = False
-
-    @classmethod
-    def of(cls, model) -> PropertySpec:
-        card = model.bundle.card
-        data = (card.get("training") or {}).get("data") or {}
-        return cls(model.bundle.name, tuple(model.bands), str(card["input"].get("kind", "flux")),
-                   model.stamp_size, model.pixel_scale,
-                   raw_values=data.get("flux_calibrated", True) is False)
-
-
-def property_bands(image: SkyImage, spec: PropertySpec, pixel_scale: float | None = None,
-                   zero_point: float | None = None) -> list[SkyImage]:
-    """The band images ``spec`` reads, from the file ``image`` was read from (the planes of a
-    cube by band name, or a JPEG's colour channels); an array image serves a one-band model.
-    ``pixel_scale``/``zero_point`` are the user's values for files without them."""
-    from galaxy_inspector.physical_properties.bands import read_bands
-
-    if not image.source:
-        if spec.kind == "flux" and len(spec.bands) == 1:
-            return [image]
-        raise InputError(f"model {spec.name} reads bands {', '.join(spec.bands)} "
-                         f"({spec.kind}); an image without a file cannot provide them")
-    hdu = image.hdu if image.hdu >= 0 else None
-    return read_bands(image.source, spec.bands, spec.kind, hdu=hdu, pixel_scale=pixel_scale,
-                      zero_point=zero_point)
-
-
-def property_stamp(bands: list[SkyImage], x: float, y: float, spec: PropertySpec,
-                   seed: int = 0) -> tuple[np.ndarray, int]:
-    """``(stamp (C, n, n) float32, flags)`` for a property model at 0-based pixel (x, y).
-
-    Flux bands are cut and resampled like morphology stamps but never normalised: a model
-    trained on calibrated fluxes refuses an uncalibrated band (``InputError``, give
-    --zero-point); display channels keep their 0-255 values (``make_display_stamp``).
-    """
-    if spec.kind == "display":
-        return make_display_stamp(bands, x, y, spec.stamp_size, spec.pixel_scale)
-    if not spec.raw_values:
-        for band, image in zip(spec.bands, bands, strict=True):
-            if not image.calibrated:
-                raise InputError(f"model {spec.name} reads calibrated fluxes (nJy) but band "
-                                 f"{band} of {image.source or 'the image'} has no flux "
-                                 f"calibration ({image.calibration}); give --zero-point")
-    stamps = [make_stamp(image, x, y, spec.stamp_size, spec.pixel_scale, seed=seed,
-                         normalise_uncalibrated=False) for image in bands]
-    flags = 0
-    for stamp in stamps:
-        flags |= stamp.flags
-    return np.stack([s.data for s in stamps]), int(flags)
 
 
 def stamp_for(image: SkyImage, x: float, y: float, model, seed: int = 0) -> Stamp:
@@ -387,57 +264,6 @@ def bare_measurements(stamps: list[Stamp]) -> list[Measurement]:
                         flags=int(s.flags)) for s in stamps]
 
 
-def _property_problem(row: PropertyInput, model) -> str:
-    if row.stamp is None:
-        return row.error or "no stamp"
-    if model.needs_redshift and not (row.redshift is not None and math.isfinite(row.redshift)):
-        return f"needs a redshift: {row.redshift_note or 'none given for this object'}"
-    missing = [c for c in model.photometry_columns
-               if not math.isfinite(row.photometry.get(c.lower(), math.nan))]
-    if missing:
-        return f"needs catalogue photometry column(s) {', '.join(missing)}: missing or empty"
-    return ""
-
-
-def measure_properties(rows: list[PropertyInput], model, n_samples: int | None = None,
-                       seed: int = 0) -> list[PropertyMeasurement]:
-    """Predictions of one property model for many galaxies in one call.
-
-    Rows it cannot predict (see ``PropertyInput``; no redshift for a model that needs one,
-    missing photometry) get NaN summaries and the reason, the others are predicted together.
-    """
-    names, units = list(model.names), [o.unit for o in model.outputs]
-    demo = is_demo(model)
-    nan_summary = dict.fromkeys(_stat_names(names), math.nan)
-    problems = [_property_problem(r, model) for r in rows]
-    good = [i for i, p in enumerate(problems) if not p]
-    results = {}
-    if good:
-        z = np.array([rows[i].redshift if rows[i].redshift is not None else math.nan
-                      for i in good])
-        phot = {c: np.array([rows[i].photometry[c.lower()] for i in good])
-                for c in model.photometry_columns} or None
-        try:
-            pred = model.predict(np.stack([rows[i].stamp for i in good]),
-                                 redshift=z if model.needs_redshift else None, photometry=phot,
-                                 n_samples=int(n_samples or DEFAULT_PROPERTY_SAMPLES),
-                                 seed=seed)
-        except Exception as exc:  # a batch the model refuses must not lose the morphology
-            for i in good:
-                problems[i] = f"prediction failed: {user_message(exc)}"
-        else:
-            columns = pred.catalogue_columns()
-            for k, i in enumerate(good):
-                results[i] = ({n: float(v[k]) for n, v in columns.items()}, pred.samples[k])
-    out = []
-    for i in range(len(rows)):
-        summary, samples = results.get(i, (dict(nan_summary), None))
-        out.append(PropertyMeasurement(model=model.bundle.name, names=names, units=units,
-                                       summary=summary, samples=samples, error=problems[i],
-                                       demo=demo))
-    return out
-
-
 def analyse_position(image: SkyImage, x: float, y: float, model, n_samples: int | None = None,
                      seed: int = 0, return_crops: bool = True, property_models=(),
                      redshift: float | None = None, photometry: dict | None = None,
@@ -465,15 +291,11 @@ def analyse_position(image: SkyImage, x: float, y: float, model, n_samples: int 
     n_prop = n_samples or (model.default_samples if model is not None
                            else DEFAULT_PROPERTY_SAMPLES)
     phot = {str(k).lower(): float(v) for k, v in (photometry or {}).items()}
-    for pmodel in property_models:
-        spec = PropertySpec.of(pmodel)
-        try:
-            bands = property_bands(image, spec, pixel_scale, zero_point)
-            stamp, flags = property_stamp(bands, x, y, spec, seed)
-            row = PropertyInput(stamp, redshift=redshift, photometry=phot, flags=flags,
-                                redshift_note="no redshift given")
-        except Exception as exc:  # one model that cannot read the image must not stop the rest
-            row = PropertyInput(None, error=user_message(exc))
+    (inputs,) = property_inputs(image, [(x, y)], [PropertySpec.of(p) for p in property_models],
+                                [seed], pixel_scale=pixel_scale, zero_point=zero_point,
+                                redshift=redshift, redshift_note="no redshift given",
+                                photometry=phot)
+    for pmodel, row in zip(property_models, inputs, strict=True):
         (m.properties[pmodel.bundle.name],) = measure_properties([row], pmodel, n_prop, seed)
     return m
 

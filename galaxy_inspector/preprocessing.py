@@ -14,10 +14,6 @@ grid with ``reproject``:
 Pixel values are fluxes per pixel throughout (not surface brightness). After resampling the
 stamp must be fully covered and the flux in a large aperture must agree with the source's;
 otherwise the stamp is refused with a message. Images with a celestial WCS come out north up.
-
-``make_display_stamp`` is the counterpart for colour JPEG/PNG channels read by display-kind
-property models: their 0-255 values are a stretched surface brightness, not fluxes, so they are
-interpolated (never rescaled by pixel area) and no sky or noise normalisation is applied.
 """
 
 from __future__ import annotations
@@ -27,15 +23,14 @@ from dataclasses import dataclass
 
 import numpy as np
 from astropy.nddata import Cutout2D
-from astropy.stats import sigma_clipped_stats
+from astropy.stats import median_absolute_deviation, sigma_clipped_stats
 from astropy.wcs import WCS
 
 from galaxy_inspector.errors import InputError
 from galaxy_inspector.flags import Flag
 from galaxy_inspector.io.image import SkyImage
 
-__all__ = ["Stamp", "make_stamp", "make_display_stamp", "detect_galaxies",
-           "NOMINAL_SKY_SIGMA_NJY"]
+__all__ = ["Stamp", "make_stamp", "check_position", "detect_galaxies", "NOMINAL_SKY_SIGMA_NJY"]
 
 MIN_IMAGE_SIDE = 8  # pixels
 MIN_DATA_FRACTION = 0.05  # of the stamp footprint that must hold real pixels
@@ -46,6 +41,10 @@ FLUX_CHECK_RADIUS = 0.4  # aperture radius for the flux check, in stamp sides
 FLUX_CHECK_TOLERANCE = 0.03  # relative, plus 5 sigma of the noise in the aperture
 #: Sky noise per pixel (nJy) an uncalibrated image is scaled to: HSC-Wide g at 0.168″/px.
 NOMINAL_SKY_SIGMA_NJY = 2.0
+#: Gaussian sigma per median absolute deviation, rounded as stamps have always been made with.
+#: ``mad_std``'s 1.482602 would move the sky noise by 1.5e-6 relative, and with it the scaled
+#: pixels of uncalibrated images and so their per-galaxy seeded posterior draws.
+MAD_TO_SIGMA = 1.4826
 
 
 @dataclass(frozen=True)
@@ -122,11 +121,15 @@ def _aperture_flux(data, x, y, radius) -> float:
     return float(table["aperture_sum"][0])
 
 
-def _robust_sigma(values) -> float:
-    values = np.asarray(values, dtype=np.float64)
-    if values.size == 0:
-        return 0.0
-    return float(1.4826 * np.median(np.abs(values - np.median(values))))
+def check_position(shape: tuple[int, int], x: float, y: float) -> None:
+    """Refuse (``InputError``) an image too small to hold a galaxy, or a 0-based position
+    (x, y) outside it: what every stamp needs before it is cut."""
+    ny, nx = shape
+    if min(nx, ny) < MIN_IMAGE_SIDE:
+        raise InputError(f"the image is only {nx}x{ny} pixels, too small to hold a galaxy")
+    if not (math.isfinite(x) and math.isfinite(y)
+            and -0.5 <= x < nx - 0.5 and -0.5 <= y < ny - 0.5):
+        raise InputError(f"position x={x:.1f}, y={y:.1f} lies outside the {nx}x{ny} image")
 
 
 def make_stamp(image: SkyImage, x: float, y: float, stamp_size: int, pixel_scale: float,
@@ -158,12 +161,7 @@ def make_stamp(image: SkyImage, x: float, y: float, stamp_size: int, pixel_scale
         The image is too small, the position lies outside it, too little of the stamp holds
         data, or resampling failed its coverage or flux check.
     """
-    ny, nx = image.shape
-    if min(nx, ny) < MIN_IMAGE_SIDE:
-        raise InputError(f"the image is only {nx}x{ny} pixels, too small to hold a galaxy")
-    if not (math.isfinite(x) and math.isfinite(y)
-            and -0.5 <= x < nx - 0.5 and -0.5 <= y < ny - 0.5):
-        raise InputError(f"position x={x:.1f}, y={y:.1f} lies outside the {nx}x{ny} image")
+    check_position(image.shape, x, y)
     flags = int(image.flags)
     source_scale = image.pixel_scale
     if source_scale is None:
@@ -183,9 +181,8 @@ def make_stamp(image: SkyImage, x: float, y: float, stamp_size: int, pixel_scale
     if image.variance is not None:
         variance = _place(cut, image.variance, np.nan, np.float64)
         bad |= ~(variance > 0)
-    # Cutout2D.to_cutout_position is off for partial cutouts beyond the low edges.
-    xc = x - (cut.slices_original[1].start - cut.slices_cutout[1].start)
-    yc = y - (cut.slices_original[0].start - cut.slices_cutout[0].start)
+    # Not to_cutout_position(): it is off for partial cutouts that run off the low edges.
+    xc, yc = cut.input_position_cutout
     yy, xx = np.indices(cut.shape)
     half = footprint / 2.0
     in_footprint = (np.abs(xx - xc) <= half) & (np.abs(yy - yc) <= half)
@@ -222,7 +219,8 @@ def make_stamp(image: SkyImage, x: float, y: float, stamp_size: int, pixel_scale
     yy, xx = np.indices(stamp.shape)
     outskirts = np.hypot(yy - centre, xx - centre) > FLUX_CHECK_RADIUS * stamp_size
     # 8-bit display images can have a sky so flat that its MAD is 0: fall back to the std.
-    sky_sigma = _robust_sigma(stamp[outskirts]) or float(np.std(stamp[outskirts]))
+    sky_sigma = (MAD_TO_SIGMA * float(median_absolute_deviation(stamp[outskirts]))
+                 or float(np.std(stamp[outskirts])))
     calibration = image.calibration
     if not image.calibrated and normalise_uncalibrated:
         stamp = stamp - np.median(stamp[outskirts])
@@ -237,48 +235,6 @@ def make_stamp(image: SkyImage, x: float, y: float, stamp_size: int, pixel_scale
                  source_scale=float(source_scale), model_scale=float(pixel_scale),
                  flags=int(flags), masked_fraction=masked_fraction, sky_sigma=float(sky_sigma),
                  calibration=calibration)
-
-
-def make_display_stamp(channels: list[SkyImage], x: float, y: float, stamp_size: int,
-                       pixel_scale: float) -> tuple[np.ndarray, int]:
-    """Display-value stamp ``(C, n, n)`` (0-255, float32) of colour channels around (x, y).
-
-    Values are interpolated bilinearly at the model's pixel centres (smoothed first when the
-    model's pixels are coarser, against aliasing); pixels off the image take the channel's
-    median and set ``Flag.EDGE``. A guessed pixel scale (``Flag.PIXEL_SCALE_GUESSED``, e.g. a
-    JPEG without ``--pixel-scale``) is taken to be the model's: such cutouts are most likely
-    what the model was trained on. Returns the stamp and its flags.
-    """
-    from scipy.ndimage import gaussian_filter, map_coordinates
-
-    first = channels[0]
-    ny, nx = first.shape
-    if min(nx, ny) < MIN_IMAGE_SIDE:
-        raise InputError(f"the image is only {nx}x{ny} pixels, too small to hold a galaxy")
-    if not (math.isfinite(x) and math.isfinite(y)
-            and -0.5 <= x < nx - 0.5 and -0.5 <= y < ny - 0.5):
-        raise InputError(f"position x={x:.1f}, y={y:.1f} lies outside the {nx}x{ny} image")
-    flags = int(first.flags)
-    source_scale = first.pixel_scale
-    if source_scale is None or flags & Flag.PIXEL_SCALE_GUESSED:
-        source_scale, flags = pixel_scale, flags | Flag.PIXEL_SCALE_GUESSED
-    ratio = pixel_scale / source_scale  # source pixels per model pixel
-    offsets = (np.arange(stamp_size) - (stamp_size - 1) / 2.0) * ratio
-    ys, xs = np.meshgrid(y + offsets, x + offsets, indexing="ij")
-    off_image = (xs < -0.5) | (xs > nx - 0.5) | (ys < -0.5) | (ys > ny - 0.5)
-    if off_image.any():
-        flags |= Flag.EDGE
-    if source_scale > pixel_scale * 1.05:
-        flags |= Flag.COARSE_PIXELS
-    out = np.empty((len(channels), stamp_size, stamp_size), dtype=np.float32)
-    for k, channel in enumerate(channels):
-        data = np.asarray(channel.data, dtype=np.float64)
-        fill = float(np.median(data))
-        if ratio > 1.0 + SAME_SCALE_TOLERANCE:
-            data = gaussian_filter(data, 0.5 * ratio, mode="nearest")
-        values = map_coordinates(data, [ys.ravel(), xs.ravel()], order=1, mode="nearest")
-        out[k] = np.where(off_image, fill, values.reshape(xs.shape))
-    return out, int(flags)
 
 
 def _resample(filled, cut_wcs, xc, yc, ra, dec, source_scale, pixel_scale, stamp_size):

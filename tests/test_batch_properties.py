@@ -2,8 +2,8 @@
 
 Two tiny bundles are trained through the bring-your-own-labels command (seconds): a flux model
 on g, r, i FITS images with a redshift (CNN + LightGBM, so it needs a redshift per galaxy) and a
-display model on colour PNG cutouts (CNN). They run beside the tiny morphology bundle of
-``test_engine`` on a 3-band FITS cube listed in a table with redshifts, and on a JPEG.
+display model on colour PNG cutouts (CNN). They run beside a tiny morphology bundle on a 3-band
+FITS cube listed in a table with redshifts, and on a JPEG.
 """
 
 from __future__ import annotations
@@ -16,21 +16,21 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from PIL import Image
-from test_engine import tiny_bundle_dir
 
 from galaxy_inspector.batch import BatchOptions, run_batch
-from galaxy_inspector.catalogue import read_catalogue
+from galaxy_inspector.catalogue import property_errors, read_catalogue
 from galaxy_inspector.cli import main
-from galaxy_inspector.engine import PropertySpec, analyse_position, load_models, property_stamp
+from galaxy_inspector.engine import analyse_position, load_models
 from galaxy_inspector.errors import BundleError, InputError
 from galaxy_inspector.flags import Flag
 from galaxy_inspector.io import read_image
 from galaxy_inspector.physical_properties.bands import read_bands
 from galaxy_inspector.physical_properties.model import PropertyModel
+from galaxy_inspector.physical_properties.stamps import PropertySpec, property_stamp
 from training.cli import main as train_properties
 
-TINY_CNN = ["--epochs", "1", "--batch-size", "16", "--widths", "4", "4", "8", "8",
-            "--hidden", "8", "--threads", "1"]
+pytestmark = pytest.mark.slow  # every test uses bundles trained here
+
 BANDS = "gri"
 SCALE = 0.168
 N_TRAIN = 14
@@ -44,42 +44,20 @@ def _galaxy_planes(size, amplitude, seed, colours=(1.0, 1.6, 2.2)):
     return np.stack([amplitude * c * blob + rng.normal(0, 2.0, blob.shape) for c in colours])
 
 
-def _band_header(band=None):
-    header = fits.Header({"BUNIT": "nJy", "PIXSCALE": SCALE})
-    if band:
-        header["FILTER"] = band
-    return header
+@pytest.fixture(scope="module")
+def morphology_bundle(tiny_bundle_factory):
+    return str(tiny_bundle_factory())
 
 
 @pytest.fixture(scope="module")
-def morphology_bundle(tmp_path_factory):
-    return str(tiny_bundle_dir(tmp_path_factory.mktemp("morph") / "tiny"))
-
-
-@pytest.fixture(scope="module")
-def flux_bundle(tmp_path_factory):
+def flux_bundle(tmp_path_factory, train_property_bundle):
     """CNN+GBM on g, r, i images (one FITS per band) with redshifts: needs a redshift."""
-    root = tmp_path_factory.mktemp("flux")
-    rows = ["g,r,i,id,mstar,mstar_err,z"]
-    for k in range(N_TRAIN):
-        planes = _galaxy_planes(16, 40.0 + 10 * k, seed=k)
-        for band, plane in zip(BANDS, planes, strict=True):
-            fits.PrimaryHDU(plane.astype(np.float32), _band_header(band)).writeto(
-                root / f"{band}{k}.fits")
-        rows.append(f"g{k}.fits,r{k}.fits,i{k}.fits,obj{k},{9 + 0.1 * k},0.1,{0.05 + 0.01 * k}")
-    (root / "train.csv").write_text("\n".join(rows) + "\n")
-    out = root / "flux-mstar"
-    status = train_properties(["properties", "--table", str(root / "train.csv"),
-                               "--image-column", "g", "--image-column", "r", "--image-column",
-                               "i", "--target", "mstar", "--target-err", "mstar_err",
-                               "--redshift", "z", "--method", "cnn+gbm", "--out", str(out),
-                               *TINY_CNN])
-    assert status == 0
-    return str(out)
+    return train_property_bundle(tmp_path_factory.mktemp("flux"), "flux-mstar",
+                                 method="cnn+gbm", redshift=True, target="mstar")
 
 
 @pytest.fixture(scope="module")
-def display_bundle(tmp_path_factory):
+def display_bundle(tmp_path_factory, tiny_cnn_args):
     """CNN on 16x16 colour PNG cutouts at the SDSS scale (card kind "display", bands R, G, B)."""
     root = tmp_path_factory.mktemp("display")
     rng = np.random.default_rng(0)
@@ -93,13 +71,13 @@ def display_bundle(tmp_path_factory):
     out = root / "display-oh12"
     assert train_properties(["properties", "--table", str(root / "train.csv"),
                              "--image-column", "path", "--target", "oh12", "--method", "cnn",
-                             "--pixel-scale", "0.396", "--out", str(out), *TINY_CNN]) == 0
+                             "--pixel-scale", "0.396", "--out", str(out), *tiny_cnn_args]) == 0
     return str(out)
 
 
 def _cube(path, band_names=BANDS, size=100):
     """A 3-band cube (band, y, x) in nJy with the band keywords of training/make_samples.py."""
-    header = _band_header()
+    header = fits.Header({"BUNIT": "nJy", "PIXSCALE": SCALE})
     header["FILTERS"] = ",".join(band_names)
     for k, band in enumerate(band_names, start=1):
         header[f"BAND{k}"] = band
@@ -135,8 +113,8 @@ def test_cube_table_with_redshifts_gives_property_columns_and_nan_without_redshi
     assert rows["row0"]["redshift"] == 0.06
     missing = rows["row2"]
     assert np.isnan(missing["redshift"]) and np.isnan(missing["mstar_mean"])
-    assert "flux-mstar: needs a redshift: row 2 of targets.csv has no finite value" in (
-        missing["property_error"])
+    assert property_errors(missing["property_error"])["flux-mstar"].startswith(
+        "needs a redshift: row 2 of targets.csv has no finite value")
     with h5py.File(out) as f:
         models = json.loads(f.attrs["models"])
         assert [m["task"] for m in models] == ["morphology", "properties"]
@@ -172,7 +150,8 @@ def test_wrong_bands_and_property_only_rows_without_prediction_are_errors(
         model=[morphology_bundle, flux_bundle], n_samples=8))
     (row,) = read_catalogue(tmp_path / "mixed.h5")
     assert row["status"] == "ok" and np.isfinite(row["bt_mean"]) and np.isnan(row["mstar_mean"])
-    assert "reads bands g, r, i but uzy.fits has u, z, y" in row["property_error"]
+    assert "reads bands g, r, i but uzy.fits has u, z, y" in property_errors(
+        row["property_error"])["flux-mstar"]
     # Property models alone: a row none of them can predict is a failed input.
     result = run_batch([tmp_path / "uzy.fits"], tmp_path / "only.h5", BatchOptions(
         model=[flux_bundle, display_bundle], n_samples=8))

@@ -14,16 +14,14 @@ from PIL import Image
 from galaxy_inspector.errors import InputError
 from galaxy_inspector.models.bundle import load_bundle
 from galaxy_inspector.models.symmetry import dihedral
-from galaxy_inspector.physical_properties.model import PropertyModel, apply_conformal
+from galaxy_inspector.physical_properties.model import PropertyModel
 from galaxy_inspector.physical_properties.networks import PropertyResNet
+from galaxy_inspector.physical_properties.predict import apply_conformal, dihedral_passes
 from galaxy_inspector.physical_properties.scaling import NOISE_TARGET, adaptive_log_scale
 from training.cli import main as properties_main
 from training.properties import gbm
 from training.properties.byo import BadTableError, read_labelled_table
 from training.properties.survey import SurveyConfig, simulate_survey
-
-TINY_CNN = ["--epochs", "1", "--batch-size", "16", "--widths", "4", "4", "8", "8",
-            "--hidden", "8", "--threads", "1"]
 
 
 def _galaxy(size=48, amplitude=50.0, sigma_noise=1.0, seed=0):
@@ -54,6 +52,17 @@ def test_adaptive_log_scaling_maps_the_noise_level_to_0_2():
     scaled, a = adaptive_log_scale(noise_only)
     unit = (noise_only - noise_only.min()) / np.ptp(noise_only)
     assert a[0] < 1e-2 and np.allclose(scaled, unit, atol=1e-2)
+
+
+def test_adaptive_scaling_value_is_the_one_bundles_were_trained_with():
+    # A bright galaxy whose sigma clipping needs ~50 rounds to settle: the scaling stops after
+    # the 29 rounds it always made (30 would move the noise level by 7 %). The value was
+    # computed by the hand-written clipping loop that sigma_clipped_stats replaced.
+    yy, xx = np.mgrid[:48, :48] - 23.5
+    galaxy = 30000 * np.exp(-np.hypot(xx, yy / 0.5) / 4)
+    stamp = galaxy + np.random.default_rng(1).normal(0, 1, galaxy.shape)
+    _, a = adaptive_log_scale(stamp[None, None])
+    assert a[0] == pytest.approx(3662.0910497368545, rel=1e-9)
 
 
 def test_weights_floor_and_l1_objective_is_the_weighted_median():
@@ -91,12 +100,11 @@ def test_dihedral_transforms_are_the_eight_distinct_symmetries():
 
 
 @pytest.fixture(scope="module")
-def tiny_survey(tmp_path_factory):
-    path = tmp_path_factory.mktemp("survey") / "survey.h5"
-    simulate_survey(path, n=80, seed=5, workers=1, config=SurveyConfig(stamp_size=32, chunk=40))
-    return path
+def tiny_survey(simulated_set):
+    return simulated_set(simulate_survey, SurveyConfig(stamp_size=32, chunk=40), n=80, seed=5)
 
 
+@pytest.mark.slow
 def test_survey_is_resumable_and_physically_sensible(tiny_survey, tmp_path):
     with h5py.File(tiny_survey) as f:
         assert f.attrs["complete"]
@@ -139,7 +147,7 @@ def test_edge_on_disks_have_higher_mass_to_light():
 
 
 @pytest.fixture(scope="module")
-def demo_bundles(tiny_survey, tmp_path_factory):
+def demo_bundles(tiny_survey, tmp_path_factory, tiny_cnn_args):
     root = tmp_path_factory.mktemp("demo")
     bundles = {}
     for pipeline in ("wu-boada", "dobbels"):
@@ -147,12 +155,13 @@ def demo_bundles(tiny_survey, tmp_path_factory):
         extra = ["--resolutions", "8", "1"] if pipeline == "wu-boada" else []
         status = properties_main(["--json", "properties-demo", pipeline, "--survey",
                                   str(tiny_survey), "--work-dir", str(root / "work"),
-                                  "--bundle", str(bundle), *TINY_CNN, *extra])
+                                  "--bundle", str(bundle), *tiny_cnn_args, *extra])
         assert status == 0
         bundles[pipeline] = bundle
     return bundles
 
 
+@pytest.mark.slow
 def test_demo_commands_write_labelled_bundles_with_reports(demo_bundles, tiny_survey):
     for pipeline, folder in demo_bundles.items():
         bundle = load_bundle(folder)
@@ -169,6 +178,7 @@ def test_demo_commands_write_labelled_bundles_with_reports(demo_bundles, tiny_su
             assert "colours + CNN" in report
 
 
+@pytest.mark.slow
 def test_property_model_predicts_catalogue_columns(demo_bundles, tiny_survey):
     with h5py.File(tiny_survey) as f:
         stamps, z = f["images"][:6], f["redshift"][:6]
@@ -189,6 +199,7 @@ def test_property_model_predicts_catalogue_columns(demo_bundles, tiny_survey):
         cnn.predict(stamps[:, :2])
 
 
+@pytest.mark.slow
 def test_test_time_augmentation_makes_predictions_rotation_invariant(demo_bundles):
     model = PropertyModel(demo_bundles["wu-boada"])
     rng = np.random.default_rng(3)
@@ -202,7 +213,8 @@ def test_test_time_augmentation_makes_predictions_rotation_invariant(demo_bundle
     # A D4-symmetric stamp gives 8 identical passes: no TTA spread.
     yy, xx = np.mgrid[:32, :32] - 15.5
     sym = np.broadcast_to(1e4 * np.exp(-(xx ** 2 + yy ** 2) / 20), (1, 3, 32, 32)).copy()
-    means, _, _ = model._cnn(np.arcsinh(sym / model.preprocessing["softening"]).astype("f4"))
+    means, _, _ = dihedral_passes(model.network,
+                                  np.arcsinh(sym / model.preprocessing["softening"]).astype("f4"))
     np.testing.assert_allclose(means.std(axis=1), 0.0, atol=1e-5)
 
 
@@ -258,12 +270,14 @@ def test_bad_tables_report_every_bad_row_before_training(tmp_path):
     assert data.info["dropped_rows"] == [14, 15, 16, 17, 18]
 
 
-def test_cli_refuses_bad_table_with_one_line_and_trains_a_good_one(tmp_path, capsys):
+@pytest.mark.slow
+def test_cli_refuses_bad_table_with_one_line_and_trains_a_good_one(
+        tmp_path, capsys, tiny_cnn_args):
     bad = _write_table(tmp_path, bad=("nan",))
     out = tmp_path / "bundle"
     args = ["properties", "--table", str(bad), "--image-column", "path", "--target", "ml",
             "--target-err", "ml_err", "--redshift", "z", "--log-target", "ml", "--method",
-            "cnn+gbm", "--pixel-scale", "0.396", "--out", str(out), *TINY_CNN]
+            "cnn+gbm", "--pixel-scale", "0.396", "--out", str(out), *tiny_cnn_args]
     assert properties_main(args) == 1
     err = capsys.readouterr().err
     assert "row 14 (nanlabel)" in err and "nothing was trained" in err

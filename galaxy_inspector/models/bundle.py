@@ -22,7 +22,8 @@ from galaxy_inspector.errors import BundleError, first_line
 from galaxy_inspector.shipped import models_dir
 
 __all__ = ["CARD_NAME", "REQUIRED_FIELDS", "Bundle", "load_bundle", "save_bundle",
-           "shipped_bundles", "resolve_bundle_path", "sha256_file", "OutputSpec", "load_weights"]
+           "shipped_bundles", "resolve_bundle_path", "sha256_file", "OutputSpec", "load_weights",
+           "model_info", "is_demo"]
 
 CARD_NAME = "card.json"
 BUNDLE_FORMAT = "galaxy-inspector-bundle/1"
@@ -126,6 +127,26 @@ class Bundle:
     def report_path(self) -> Path | None:
         p = self.path / "report" / "report.md"
         return p if p.exists() else None
+
+
+def model_info(model) -> dict:
+    """Provenance of a loaded model (anything holding a ``bundle``) for catalogue attributes:
+    name, SHA-256, path, task, method, outputs, and whether it is a demo trained on synthetic
+    data."""
+    bundle = model.bundle
+    card = bundle.card
+    return {"name": bundle.name, "sha256": bundle.sha256, "path": str(bundle.path),
+            "task": card.get("task"), "method": card.get("method", ""),
+            "outputs": [o.name for o in bundle.outputs],
+            "demo": bool(card.get("demo", False)),
+            "synthetic_training_data": bool(card.get("synthetic_training_data", False))}
+
+
+def is_demo(model) -> bool:
+    """Whether a loaded model's bundle says it is a demonstration or was trained on synthetic
+    labels (its numbers are then not measurements of real galaxies)."""
+    info = model_info(model)
+    return info["demo"] or info["synthetic_training_data"]
 
 
 def load_weights(network, state: dict, bundle: Bundle) -> None:

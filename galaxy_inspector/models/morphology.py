@@ -18,9 +18,8 @@ import numpy as np
 import torch
 
 from galaxy_inspector.errors import BundleError, InputError
-from galaxy_inspector.models.bundle import Bundle, load_bundle, load_weights
+from galaxy_inspector.models.loaded import LoadedModel
 from galaxy_inspector.models.morphology_network import sample_ldl
-from galaxy_inspector.models.registry import build_network
 from galaxy_inspector.models.symmetry import dihedral_views
 
 __all__ = ["MorphologyModel", "MorphologyPrediction", "pick_device", "spread_factors"]
@@ -92,28 +91,16 @@ class MorphologyPrediction:
     crops: np.ndarray | None = None
 
 
-class MorphologyModel:
-    """A loaded morphology bundle ready for inference.
+class MorphologyModel(LoadedModel):
+    """A loaded morphology bundle ready for inference (``bundle`` as for ``LoadedModel``);
+    ``device`` is ``"cuda"``, ``"cpu"``..., by default CUDA when available."""
 
-    Parameters
-    ----------
-    bundle : Bundle, str or path
-        A loaded bundle, a bundle folder, or the name of a shipped bundle.
-    device : str, optional
-        ``"cuda"``, ``"cpu"``...; default CUDA when available.
-    """
+    TASK = "morphology"
+    KIND = "morphology model"
 
     def __init__(self, bundle, device: str | None = None):
-        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+        super().__init__(bundle, pick_device(device))
         card = self.bundle.card
-        if card["task"] != "morphology":
-            raise BundleError(f"bundle {self.bundle.name!r} is a {card['task']!r} model, "
-                              "not a morphology model")
-        self.device = pick_device(device)
-        self.network = build_network(card["architecture"], card["hyperparameters"])
-        load_weights(self.network, self.bundle.tensors, self.bundle)
-        self.network.to(self.device).eval()
-        self.outputs = self.bundle.outputs
         posterior = card.get("posterior", {})
         self.dropout = float(posterior.get("dropout", self.network.dropout))
         self.sigma_scale = posterior.get("sigma_scale")
@@ -124,10 +111,6 @@ class MorphologyModel:
         self.default_samples = int(posterior.get("n_samples", 500))
         self.orientations = int(posterior.get("orientations", 1))
 
-    @property
-    def names(self) -> list[str]:
-        return [o.name for o in self.outputs]
-
     def mode_transforms(self) -> dict:
         """``{name: (forward, inverse)}``: find each KDE mode in the network's working space.
 
@@ -135,15 +118,6 @@ class MorphologyModel:
         censoring of B/T at its bounds carries over to the mode.
         """
         return {o.name: (o.forward, o.inverse) for o in self.outputs}
-
-    @property
-    def pixel_scale(self) -> float:
-        """Native pixel scale in arcsec per pixel."""
-        return float(self.bundle.input["pixel_scale_arcsec"])
-
-    @property
-    def stamp_size(self) -> int:
-        return int(self.bundle.input["stamp_size"])
 
     def predict(self, stamps, n_samples: int | None = None, seed: int = 0,
                 return_crops: bool = False, batch_size: int = 64) -> MorphologyPrediction:

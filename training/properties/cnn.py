@@ -1,13 +1,14 @@
-"""Training the residual property CNN; test-time augmentation, uncertainty calibration, features.
+"""Training the residual property CNN and calibrating its uncertainties.
 
 Recipe (Wu & Boada 2019, appendix; adapted to a CPU): AdamW with weight decay, a one-cycle (or
 cosine) learning-rate schedule, batch norm, random rotations/flips (one of the 8 dihedral
-transforms per stamp and step), and test-time augmentation averaging the 8 transforms. The mean
-outputs are trained with the squared error (the paper's RMSE loss); a log-sigma output per target
-is trained with the Gaussian negative log-likelihood *with the mean detached*, so learning the
-uncertainty never pulls the mean away from the RMSE optimum. Auxiliary targets (morphology labels,
-when the data have them) are extra outputs trained the same way; they shape the features Dobbels'
-LightGBM reads and are not exported as predictions.
+transforms per stamp and step), and test-time augmentation averaging the 8 transforms (done by
+``physical_properties.predict``, the app's own prediction path, which evaluates the trained CNN).
+The mean outputs are trained with the squared error (the paper's RMSE loss); a log-sigma output
+per target is trained with the Gaussian negative log-likelihood *with the mean detached*, so
+learning the uncertainty never pulls the mean away from the RMSE optimum. Auxiliary targets
+(morphology labels, when the data have them) are extra outputs trained the same way; they shape
+the features Dobbels' LightGBM reads and are not exported as predictions.
 
 Every epoch is seeded from ``(seed, epoch)`` and checkpointed, so a stopped run resumes to the
 same model.
@@ -25,11 +26,13 @@ import torch
 
 from galaxy_inspector.models.symmetry import dihedral
 from galaxy_inspector.physical_properties.networks import PropertyResNet
+from galaxy_inspector.physical_properties.predict import dihedral_passes
 from galaxy_inspector.physical_properties.scaling import scale_stamps
+from training.loop import CHECKPOINT_NAME, optimisation_step, resume_checkpoint, save_checkpoint
 from training.progress import Progress
 
-__all__ = ["CNNConfig", "scale_in_chunks", "train_cnn", "predict_tta", "combine_tta",
-           "cnn_features", "calibrate_sigma_scale", "random_dihedral"]
+__all__ = ["CNNConfig", "scale_in_chunks", "train_cnn", "calibrate_sigma_scale",
+           "random_dihedral"]
 
 GAUSS_68 = 0.6827
 
@@ -87,12 +90,6 @@ def _loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return sq.mean() + nll.mean()
 
 
-def _checkpoint(path: Path, **state) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
-
-
 def train_cnn(train_x, train_y, val_x, val_y, out_dir, config: CNNConfig,
               progress: Progress | None = None, stop_after: int | None = None,
               label: str = "cnn"):
@@ -110,8 +107,7 @@ def train_cnn(train_x, train_y, val_x, val_y, out_dir, config: CNNConfig,
     torch.manual_seed(config.seed)
     x_train = torch.from_numpy(np.ascontiguousarray(train_x, dtype=np.float16))
     y_train = torch.as_tensor(train_y, dtype=torch.float32)
-    x_val = torch.from_numpy(np.ascontiguousarray(val_x, dtype=np.float16))
-    y_val = torch.as_tensor(val_y, dtype=torch.float32)
+    y_val = np.asarray(val_y, dtype=np.float32)
     model = PropertyResNet(**config.hyperparameters(x_train.shape[1], y_train.shape[1]))
     model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
@@ -125,14 +121,10 @@ def train_cnn(train_x, train_y, val_x, val_y, out_dir, config: CNNConfig,
         scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr,
                                                         total_steps=total, pct_start=0.25)
     history, start, elapsed = [], 0, 0.0
-    ckpt = out_dir / "checkpoint.pt"
-    if ckpt.exists():
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start, elapsed = int(state["epoch"]), float(state["elapsed"])
-        history = json.loads(state["history"])
+    ckpt = out_dir / CHECKPOINT_NAME
+    resumed = resume_checkpoint(ckpt, model, optimizer, scheduler)
+    if resumed:
+        start, elapsed, history = resumed
         progress.emit("resumed", stage=label, epoch=start)
     last = config.epochs if stop_after is None else min(config.epochs, start + stop_after)
     for epoch in range(start, last):
@@ -146,74 +138,25 @@ def train_cnn(train_x, train_y, val_x, val_y, out_dir, config: CNNConfig,
             idx = order[step * batch:(step + 1) * batch]
             xb = random_dihedral(x_train[idx].float(), gen)
             out = model(xb.contiguous(memory_format=torch.channels_last))
-            loss = _loss(out, y_train[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            optimizer.step()
-            scheduler.step()
-            running += loss.item()
+            running += optimisation_step(_loss(out, y_train[idx]), model, optimizer, scheduler)
             progress.update(step + 1, steps, stage=f"{label} epoch {epoch + 1}/{config.epochs}",
                             loss=running / (step + 1))
-        mean, _ = predict_tta(model, x_val, transforms=1)
-        rmse = np.sqrt(((mean - y_val.numpy()) ** 2).mean(axis=0))
+        means, _, _ = dihedral_passes(model.eval(), val_x, views=1)
+        rmse = np.sqrt(((means[:, 0] - y_val) ** 2).mean(axis=0))
         elapsed += time.time() - t0
         history.append({"epoch": epoch + 1, "train_loss": round(running / steps, 5),
                         "val_rmse_scaled": [round(float(v), 4) for v in rmse],
                         "elapsed_s": round(elapsed, 1)})
         progress.emit("epoch", stage=label, **history[-1])
-        _checkpoint(ckpt, model=model.state_dict(), optimizer=optimizer.state_dict(),
-                    scheduler=scheduler.state_dict(), epoch=epoch + 1, elapsed=elapsed,
-                    history=json.dumps(history), config=json.dumps(asdict(config)))
+        save_checkpoint(ckpt, model, optimizer, scheduler, epoch + 1, elapsed, history,
+                        config=json.dumps(asdict(config)))
     if last < config.epochs:
         progress.emit("paused", stage=label, epoch=last, checkpoint=str(ckpt))
         return None, history
     return model.eval(), history
 
 
-@torch.no_grad()
-def predict_tta(model, x, transforms: int = 8, batch: int = 256):
-    """Means and log-sigmas ``(N, transforms, T)`` under the first ``transforms`` dihedral
-    transforms (8 = full test-time augmentation) of scaled stamps ``x`` (N, C, H, W)."""
-    model.eval()
-    x = torch.as_tensor(x)
-    n_t = model.n_targets
-    means = np.empty((len(x), transforms, n_t), dtype=np.float32)
-    log_sigmas = np.empty_like(means)
-    for i in range(0, len(x), batch):
-        xb = x[i:i + batch].float()
-        for t in range(transforms):
-            out = model(dihedral(xb, t).contiguous(memory_format=torch.channels_last)).numpy()
-            means[i:i + batch, t] = out[:, :n_t]
-            log_sigmas[i:i + batch, t] = np.clip(out[:, n_t:], -7.0, 5.0)
-    if transforms == 1:
-        return means[:, 0], log_sigmas[:, 0]
-    return means, log_sigmas
-
-
-def combine_tta(means, log_sigmas):
-    """TTA ensemble: mean of the means; sigma^2 = mean predicted variance + spread of the means."""
-    mu = means.mean(axis=1)
-    variance = np.exp(2 * log_sigmas).mean(axis=1) + means.var(axis=1)
-    return mu, np.sqrt(variance)
-
-
 def calibrate_sigma_scale(mu, sigma, truth) -> np.ndarray:
     """Per-target factor ``s`` such that 68.27 % of |truth - mu| fall within ``s * sigma``."""
     ratio = np.abs(truth - mu) / np.maximum(sigma, 1e-6)
     return np.quantile(ratio, GAUSS_68, axis=0)
-
-
-@torch.no_grad()
-def cnn_features(model, x, batch: int = 256, transforms: int = 8) -> np.ndarray:
-    """Penultimate-layer features ``(N, hidden)`` averaged over dihedral transforms, so they do
-    not depend on the galaxy's orientation."""
-    model.eval()
-    x = torch.as_tensor(x)
-    feats = np.zeros((len(x), model.hidden.out_features), dtype=np.float32)
-    for i in range(0, len(x), batch):
-        xb = x[i:i + batch].float()
-        for t in range(transforms):
-            feats[i:i + batch] += model.features(
-                dihedral(xb, t).contiguous(memory_format=torch.channels_last)).numpy()
-    return feats / transforms

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from galaxy_inspector.physical_properties.model import QUANTILE_LEVELS
+from galaxy_inspector.physical_properties.predict import QUANTILE_LEVELS
 
 __all__ = ["RELATIVE_ERROR_FLOOR", "floored_errors", "dobbels_l1", "gbm_params",
            "train_point_model", "train_quantile_models", "conformal_offsets",

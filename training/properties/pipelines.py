@@ -22,30 +22,25 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from astropy.stats import mad_std
 
 import galaxy_inspector
 from galaxy_inspector.models.bundle import OutputSpec, save_bundle
-from galaxy_inspector.physical_properties.model import (
+from galaxy_inspector.physical_properties.model import booster_to_tensor
+from galaxy_inspector.physical_properties.predict import (
     QUANTILE_LEVELS,
-    apply_conformal,
-    booster_to_tensor,
     build_gbm_features,
+    gaussian_prediction,
+    gbm_prediction,
     gbm_tensor_name,
+    network_passes,
     photometry_features,
 )
 from galaxy_inspector.physical_properties.scaling import rebin_stamps
 from training.progress import Progress
 from training.properties import evaluate as ev
 from training.properties import gbm
-from training.properties.cnn import (
-    CNNConfig,
-    calibrate_sigma_scale,
-    cnn_features,
-    combine_tta,
-    predict_tta,
-    scale_in_chunks,
-    train_cnn,
-)
+from training.properties.cnn import CNNConfig, calibrate_sigma_scale, scale_in_chunks, train_cnn
 from training.properties.data import LabelledSet
 
 __all__ = ["PipelineOptions", "run_cnn_pipeline", "run_gbm_pipeline", "estimate_sky_sigma"]
@@ -78,8 +73,7 @@ def estimate_sky_sigma(images) -> float:
     w = max(1, x.shape[-1] // 8)
     frame = np.concatenate([x[..., :w, :].reshape(len(x), -1),
                             x[..., -w:, :].reshape(len(x), -1)], axis=1)
-    med = np.median(frame, axis=1, keepdims=True)
-    return float(np.median(1.4826 * np.median(np.abs(frame - med), axis=1)))
+    return float(np.median(mad_std(frame, axis=1)))
 
 
 def _output_specs(train: LabelledSet) -> list[OutputSpec]:
@@ -126,13 +120,6 @@ def _train_cnn_on(part_x, parts, y, opts: PipelineOptions, folder, progress, lab
                      progress, stop_after=opts.stop_after, label=label)
 
 
-def _gaussian_samples(mu, sigma, specs, n_samples, seed):
-    rng = np.random.default_rng(seed)
-    draws = mu[:, None, :] + sigma[:, None, :] * rng.standard_normal(
-        (len(mu), n_samples, mu.shape[1]))
-    return np.stack([s.inverse(draws[..., j]) for j, s in enumerate(specs)], axis=-1)
-
-
 def _log_space(spec: OutputSpec) -> bool:
     return spec.transform == "log10"
 
@@ -168,6 +155,17 @@ def _card_common(data: LabelledSet, opts: PipelineOptions, method, pre, specs, h
     }
 
 
+def _start(data: LabelledSet, opts: PipelineOptions, method: str, progress):
+    """What both pipelines start from: the progress sink, the work and report folders, the
+    train/validation/test parts, the card's pixel preprocessing and the output specs."""
+    work = Path(opts.work_dir)
+    report = work / "report"
+    report.mkdir(parents=True, exist_ok=True)
+    parts = {p: data.part(p) for p in ("train", "val", "test")}
+    return (progress or Progress(), work, report, parts, _preprocessing(data, method),
+            _output_specs(parts["train"]))
+
+
 def _finish_report(report_dir: Path, opts: PipelineOptions, card: dict, tensors: dict,
                    progress: Progress):
     if opts.bundle_dir is None:
@@ -188,40 +186,34 @@ def run_cnn_pipeline(data: LabelledSet, opts: PipelineOptions,
                      progress: Progress | None = None):
     """Wu & Boada pipeline; returns the bundle folder (or the metrics dict without one), or
     ``None`` when a CNN paused after ``stop_after`` epochs."""
-    progress = progress or Progress()
     t0 = time.time()
-    work = Path(opts.work_dir)
-    report = work / "report"
-    report.mkdir(parents=True, exist_ok=True)
-    parts = {p: data.part(p) for p in ("train", "val", "test")}
-    pre = _preprocessing(data, "cnn")
-    specs = _output_specs(parts["train"])
+    progress, work, report, parts, pre, specs = _start(data, opts, "cnn", progress)
     names = [s.name for s in specs]
     y = {p: _network_targets(parts[p], specs) for p in parts}
-    x = {p: scale_in_chunks(parts[p].images, pre)[0] for p in parts}
+    x = {p: scale_in_chunks(parts[p].images, pre)[0] for p in ("train", "val")}
     model, history = _train_cnn_on(x, parts, y, opts, work / "cnn", progress, "cnn")
     if model is None:
         return None
-    mu_val, sig_val = combine_tta(*predict_tta(model, x["val"]))
-    sigma_scale = calibrate_sigma_scale(mu_val, sig_val, y["val"])
-    means, log_sig = predict_tta(model, x["test"])
-    mu, sigma = combine_tta(means, log_sig)
-    sigma = sigma * sigma_scale
-    samples = _gaussian_samples(mu, sigma, specs, opts.n_samples, opts.seed)
+    # Evaluated as the app predicts: raw stamps through physical_properties.predict, with the
+    # sigma scale as the card rounds it.
+    mu_val, sig_val = network_passes(model, parts["val"].images, pre).gaussian()
+    sigma_scale = [round(float(v), 4) for v in calibrate_sigma_scale(mu_val, sig_val, y["val"])]
     test = parts["test"]
+    passes = network_passes(model, test.images, pre)
+    prediction = gaussian_prediction(passes, specs, sigma_scale, opts.n_samples, opts.seed)
     metrics, coverage, point, point_no_tta = {}, {}, {}, {}
     for j, s in enumerate(specs):
-        point[s.name] = s.inverse(mu[:, j])
-        point_no_tta[s.name] = s.inverse(means[:, 0, j])
+        point[s.name] = prediction.point[:, j]
+        point_no_tta[s.name] = s.inverse(passes.means[:, 0, j])
         metrics[s.name] = {
             "tta": ev.regression_metrics(test.targets[s.name], point[s.name], _log_space(s)),
             "no_tta": ev.regression_metrics(test.targets[s.name], point_no_tta[s.name],
                                             _log_space(s)),
             "tta_vs_truth": ev.regression_metrics(_truth(test, s.name), point[s.name],
                                                   _log_space(s))}
-        coverage[s.name] = ev.interval_coverage(samples[..., j], test.targets[s.name])
-    results = {"metrics": metrics, "coverage": coverage,
-               "sigma_scale": [round(float(v), 4) for v in sigma_scale]}
+        coverage[s.name] = ev.interval_coverage(prediction.samples[..., j],
+                                                test.targets[s.name])
+    results = {"metrics": metrics, "coverage": coverage, "sigma_scale": sigma_scale}
     units = {s.name: s.unit for s in specs}
     ev.plot_predictions(report / "predictions.png", {n: test.targets[n] for n in names},
                         point, units, f"{opts.name}: CNN with TTA, test set")
@@ -240,7 +232,7 @@ def run_cnn_pipeline(data: LabelledSet, opts: PipelineOptions,
                                 for j, n in enumerate(names)]),
              "", "![predictions](predictions.png)", ""]
     if opts.studies:
-        lines += _cnn_studies(data, parts, specs, x, y, opts, work, report, metrics, progress)
+        lines += _cnn_studies(data, parts, specs, y, opts, work, report, metrics, progress)
         if lines[-1] is None:
             return None
     results["time_s"] = round(time.time() - t0, 1)
@@ -283,7 +275,7 @@ def _photometry_matrix(part: LabelledSet, with_redshift: bool):
     return x
 
 
-def _cnn_studies(data, parts, specs, x, y, opts, work, report, metrics, progress):
+def _cnn_studies(data, parts, specs, y, opts, work, report, metrics, progress):
     """Photometry baselines and the resolution study; returns report lines (None = paused)."""
     lines, names = [], [s.name for s in specs]
     baseline_rows, baseline = [], {}
@@ -329,15 +321,17 @@ def _cnn_studies(data, parts, specs, x, y, opts, work, report, metrics, progress
             res_rows.append(json.loads(done.read_text()))
             continue
         pre = _preprocessing(data, "cnn")
-        xr = {p: scale_in_chunks(rebin_stamps(parts[p].images, factor), pre)[0] for p in parts}
+        xr = {p: scale_in_chunks(rebin_stamps(parts[p].images, factor), pre)[0]
+              for p in ("train", "val")}
         model, _ = _train_cnn_on(xr, parts, y, opts, folder, progress, f"resolution {size}px")
         if model is None:
             return [*lines, None]
-        mu, _ = combine_tta(*predict_tta(model, xr["test"]))
+        passes = network_passes(model, rebin_stamps(parts["test"].images, factor), pre)
+        point = gaussian_prediction(passes, specs, None, 1, opts.seed).point
         row = {"size": size, "pixel_scale": data.pixel_scale * factor}
         for j, s in enumerate(specs):
-            row[s.name] = ev.regression_metrics(parts["test"].targets[s.name],
-                                                s.inverse(mu[:, j]), _log_space(s))
+            row[s.name] = ev.regression_metrics(parts["test"].targets[s.name], point[:, j],
+                                                _log_space(s))
         ev.write_json(done, row)
         res_rows.append(row)
     if len(res_rows) > 1:
@@ -366,44 +360,33 @@ def run_gbm_pipeline(data: LabelledSet, opts: PipelineOptions,
                      progress: Progress | None = None):
     """Dobbels pipeline; returns the bundle folder (or the results without one), or ``None``
     when the CNN paused after ``stop_after`` epochs."""
-    progress = progress or Progress()
     t0 = time.time()
-    work = Path(opts.work_dir)
-    report = work / "report"
-    report.mkdir(parents=True, exist_ok=True)
-    parts = {p: data.part(p) for p in ("train", "val", "test")}
-    pre = _preprocessing(data, "cnn+gbm")
-    specs = _output_specs(parts["train"])
+    progress, work, report, parts, pre, specs = _start(data, opts, "cnn+gbm", progress)
     names = [s.name for s in specs]
     aux_stats = {k: (float(np.mean(v)), float(np.std(v) or 1.0))
                  for k, v in parts["train"].aux.items()}
     y = {p: _network_targets(parts[p], specs, aux_stats) for p in parts}
-    scaled, scaling = {}, {}
-    for p in parts:
-        scaled[p], scaling[p] = scale_in_chunks(parts[p].images, pre)
+    scaled = {p: scale_in_chunks(parts[p].images, pre)[0] for p in ("train", "val")}
     model, history = _train_cnn_on(scaled, parts, y, opts, work / "cnn", progress, "cnn")
     if model is None:
         return None
-    feats = {p: cnn_features(model, scaled[p]) for p in parts}
-    live = np.flatnonzero(feats["train"].std(axis=0) > 1e-6).tolist()  # drop dead neurons
+    # The LightGBM models learn from, and are evaluated on, the features the app computes.
+    passes = {p: network_passes(model, parts[p].images, pre) for p in parts}
+    live = np.flatnonzero(passes["train"].features.std(axis=0) > 1e-6).tolist()  # dead neurons
     spec = {"cnn_keep": live, "luminosity_band": 0, "pixel_scale": data.pixel_scale,
             "photometry": list(opts.photometry)}
     needs_redshift = bool(np.isfinite(data.redshift).all())
-
-    def features(p, gbm_spec):
-        part = parts[p]
-        return build_gbm_features(part.images, scaled[p].astype(np.float32), scaling[p],
-                                  feats[p], part.redshift if needs_redshift else None,
-                                  part.photometry, gbm_spec)
-
-    xf = {p: features(p, spec) for p in parts}
+    xf = {p: build_gbm_features(parts[p].images, passes[p].scaled, passes[p].scaling_value,
+                                passes[p].features,
+                                parts[p].redshift if needs_redshift else None,
+                                parts[p].photometry, spec)
+          for p in parts}
+    del passes
     feature_names, groups = xf["train"][1], xf["train"][2]
     x = {p: xf[p][0] for p in parts}
     tensors = {f"cnn.{k}": v.detach().contiguous().numpy()
                for k, v in model.state_dict().items()}
-    results, offsets, coverage = {}, {}, {}
-    test = parts["test"]
-    points = {}
+    offsets, boosters, errors = {}, {}, {}
     for s in specs:
         err = {p: gbm.floored_errors(parts[p].targets[s.name], parts[p].errors[s.name])
                for p in parts}
@@ -416,27 +399,27 @@ def run_gbm_pipeline(data: LabelledSet, opts: PipelineOptions,
                                               feature_names=feature_names)
         q_val = np.stack([quantiles[lv].predict(x["val"]) for lv in QUANTILE_LEVELS], axis=1)
         offsets[s.name] = gbm.conformal_offsets(q_val, yv["val"])
-        tensors[gbm_tensor_name(s.name, "point")] = booster_to_tensor(point)
+        boosters[gbm_tensor_name(s.name, "point")] = point
         for lv in QUANTILE_LEVELS:
-            tensors[gbm_tensor_name(s.name, f"q{lv}")] = booster_to_tensor(quantiles[lv])
-        pred = point.predict(x["test"])
+            boosters[gbm_tensor_name(s.name, f"q{lv}")] = quantiles[lv]
+        errors[s.name] = err
+    tensors.update({k: booster_to_tensor(b) for k, b in boosters.items()})
+    test = parts["test"]
+    prediction = gbm_prediction(boosters, specs, x["test"], offsets, opts.n_samples, opts.seed)
+    results, coverage, points = {}, {}, {}
+    for j, s in enumerate(specs):
+        truth, err, pred = test.targets[s.name], errors[s.name]["test"], prediction.point[:, j]
         points[s.name] = pred
-        r = {"l1": round(gbm.dobbels_l1(yv["test"], pred, err["test"]), 4),
-             **ev.regression_metrics(yv["test"], pred, _log_space(s)),
-             "best_iteration": int(point.best_iteration)}
+        r = {"l1": round(gbm.dobbels_l1(truth, pred, err), 4),
+             **ev.regression_metrics(truth, pred, _log_space(s)),
+             "best_iteration": int(boosters[gbm_tensor_name(s.name, "point")].best_iteration)}
         if _log_space(s):
-            r["rmsle_dex"] = round(ev.rmsle(yv["test"], pred), 4)
-            r["within_0.15_dex"] = round(ev.within_dex(yv["test"], pred), 4)
+            r["rmsle_dex"] = round(ev.rmsle(truth, pred), 4)
+            r["within_0.15_dex"] = round(ev.within_dex(truth, pred), 4)
         results[s.name] = r
-        q_test = apply_conformal(np.stack([quantiles[lv].predict(x["test"])
-                                            for lv in QUANTILE_LEVELS], axis=1),
-                                  offsets[s.name])
-        coverage[s.name] = {
-            f"{lvl:.4f}": round(float(np.mean((yv["test"] >= q_test[:, lo])
-                                              & (yv["test"] <= q_test[:, hi]))), 4)
-            for lo, hi, lvl in sorted(gbm.INTERVAL_PAIRS, key=lambda t: t[2])}
-        if s is specs[0]:
-            main_point, main_err = point, err
+        coverage[s.name] = ev.interval_coverage(prediction.samples[..., j], truth)
+    main_point = boosters[gbm_tensor_name(specs[0].name, "point")]
+    main_err = errors[specs[0].name]
     units = {s.name: s.unit for s in specs}
     ev.plot_predictions(report / "predictions.png", {n: test.targets[n] for n in names},
                         points, units, f"{opts.name}: CNN features + LightGBM, test set")
@@ -451,7 +434,8 @@ def run_gbm_pipeline(data: LabelledSet, opts: PipelineOptions,
                                  results[n].get("rmsle_dex", "-"),
                                  results[n].get("within_0.15_dex", "-")] for n in names]),
              "", "RMSE/NMAD of log10-transformed targets are in dex.", "",
-             "## Interval coverage (test set; quantile LightGBM, conformalised on validation)",
+             "## Interval coverage (test set; HPD intervals of the predictive samples, as in "
+             "the catalogue, from quantile LightGBM conformalised on validation)",
              "", ev.markdown_table(["target", "68.27 %", "95.45 %", "99.73 %"],
                                    [[n, *coverage[n].values()] for n in names]), "",
              "![predictions](predictions.png)", ""]

@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass
 import h5py
 import numpy as np
 
+from galaxy_inspector.io.calibration import AB_ZERO_POINT_NJY
 from galaxy_inspector.physical_properties.scaling import kpc_per_arcsec, luminosity_distance_mpc
 from training.progress import Progress
 
@@ -131,7 +132,7 @@ def flux_tables() -> dict:
             shifted = sed.atRedshift(float(z))
             for j, b in enumerate(BANDS):
                 m = shifted.calculateMagnitude(bandpasses[b]) - rest_g + M_G_SUN_AB + dm
-                flux[k, j] = 10 ** ((31.4 - m) / 2.5)
+                flux[k, j] = 10 ** ((AB_ZERO_POINT_NJY - m) / 2.5)
         table["flux"][name] = flux
     return table
 
@@ -205,7 +206,7 @@ def draw_galaxy_parameters(rng: np.random.Generator, tables: dict) -> dict:
         r_ap_px = 2 * max(hlr_disk if bulge_frac < 1 else hlr_bulge, 1.0) / 0.396
         sigma = np.hypot(p[f"sky_sigma_{b}"] * np.sqrt(np.pi) * r_ap_px, 0.02 * total_flux[j])
         measured = max(total_flux[j] + rng.normal(0, sigma), 1.0)
-        p[f"mag_{b}"] = 31.4 - 2.5 * np.log10(measured)
+        p[f"mag_{b}"] = AB_ZERO_POINT_NJY - 2.5 * np.log10(measured)
         p[f"mag_err_{b}"] = 1.0857 * sigma / measured
 
     p["metallicity_err"] = rng.uniform(0.02, 0.06)

@@ -1,0 +1,104 @@
+"""One property model's measurements of many galaxies, each with its reason when there is none.
+
+``measure_properties`` takes the ``PropertyInput`` of each galaxy (``stamps.property_inputs``),
+predicts those it can in one call to ``PropertyModel.predict`` and gives every galaxy a
+``PropertyMeasurement``: its catalogue summary and samples, or NaNs and why (no stamp, no
+redshift for a model that needs one, missing photometry, a refused batch). The morphology
+engine and the batch run call it beside the morphology model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from galaxy_inspector.errors import user_message
+from galaxy_inspector.models.bundle import is_demo
+from galaxy_inspector.physical_properties.stamps import PropertyInput
+from galaxy_inspector.posterior import LEVEL_SUFFIXES
+
+__all__ = ["DEFAULT_PROPERTY_SAMPLES", "PropertyMeasurement", "measure_properties"]
+
+#: Predictive samples per galaxy of a property model when neither --samples nor a morphology
+#: model's calibrated number says otherwise.
+DEFAULT_PROPERTY_SAMPLES = 500
+
+
+@dataclass
+class PropertyMeasurement:
+    """One galaxy's predictions by one property model, or why there are none.
+
+    ``summary`` holds ``NAME_mode, _median, _mean, _lo68 ... _hi997`` floats per target (all NaN
+    when ``error`` is set); ``samples`` ``(S, P)`` float32 draws in physical units, or None.
+    ``demo`` marks a bundle trained on synthetic labels (its numbers are not real measurements).
+    """
+
+    model: str
+    names: list
+    units: list
+    summary: dict
+    samples: np.ndarray | None = None
+    error: str = ""
+    demo: bool = False
+
+
+def _stat_names(names) -> list[str]:
+    """The summary keys of ``names`` (``NAME_mode ... NAME_hi997``): all NaN for a galaxy
+    without a prediction, so every row has the same columns."""
+    stats = ["mode", "median", "mean"] + [f"{side}{s}" for s in LEVEL_SUFFIXES
+                                          for side in ("lo", "hi")]
+    return [f"{n}_{stat}" for n in names for stat in stats]
+
+
+def _property_problem(row: PropertyInput, model) -> str:
+    """Why ``model`` cannot predict ``row`` ("" when it can)."""
+    if row.stamp is None:
+        return row.error or "no stamp"
+    if model.needs_redshift and not (row.redshift is not None and math.isfinite(row.redshift)):
+        return f"needs a redshift: {row.redshift_note or 'none given for this object'}"
+    missing = [c for c in model.photometry_columns
+               if not math.isfinite(row.photometry.get(c.lower(), math.nan))]
+    if missing:
+        return f"needs catalogue photometry column(s) {', '.join(missing)}: missing or empty"
+    return ""
+
+
+def measure_properties(rows: list[PropertyInput], model, n_samples: int | None = None,
+                       seed: int = 0) -> list[PropertyMeasurement]:
+    """Predictions of one property model for many galaxies in one call.
+
+    Rows it cannot predict (see ``PropertyInput``; no redshift for a model that needs one,
+    missing photometry) get NaN summaries and the reason, the others are predicted together.
+    """
+    names, units = list(model.names), [o.unit for o in model.outputs]
+    demo = is_demo(model)
+    nan_summary = dict.fromkeys(_stat_names(names), math.nan)
+    problems = [_property_problem(r, model) for r in rows]
+    good = [i for i, p in enumerate(problems) if not p]
+    results = {}
+    if good:
+        z = np.array([rows[i].redshift if rows[i].redshift is not None else math.nan
+                      for i in good])
+        phot = {c: np.array([rows[i].photometry[c.lower()] for i in good])
+                for c in model.photometry_columns} or None
+        try:
+            pred = model.predict(np.stack([rows[i].stamp for i in good]),
+                                 redshift=z if model.needs_redshift else None, photometry=phot,
+                                 n_samples=int(n_samples or DEFAULT_PROPERTY_SAMPLES),
+                                 seed=seed)
+        except Exception as exc:  # a batch the model refuses must not lose the morphology
+            for i in good:
+                problems[i] = f"prediction failed: {user_message(exc)}"
+        else:
+            columns = pred.catalogue_columns()
+            for k, i in enumerate(good):
+                results[i] = ({n: float(v[k]) for n, v in columns.items()}, pred.samples[k])
+    out = []
+    for i in range(len(rows)):
+        summary, samples = results.get(i, (dict(nan_summary), None))
+        out.append(PropertyMeasurement(model=model.bundle.name, names=names, units=units,
+                                       summary=summary, samples=samples, error=problems[i],
+                                       demo=demo))
+    return out
