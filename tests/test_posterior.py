@@ -110,3 +110,26 @@ def test_coverage_exposes_over_and_under_confidence():
     under = coverage(*_gaussian_posteriors(3000, 2.0, rng))[:, 0]
     assert over[0] == pytest.approx(0.383, abs=0.03)  # P(|z| < 0.5)
     assert under[0] == pytest.approx(0.954, abs=0.02)  # P(|z| < 2)
+
+
+def test_coverage_counts_interval_ends_and_takes_one_parameter_or_several():
+    # Samples 0..99 per galaxy: the 68.27 % HPD interval holds 69 of them, e.g. [0, 68].
+    samples = np.tile(np.arange(100.0), (3, 1))
+    lo, hi = hpd_interval(samples, 0.6827)
+    truth = np.array([lo[0], hi[0], hi[0] + 0.5])  # both ends inside, just beyond outside
+    one = coverage(samples, truth, levels=(0.6827,))
+    assert one.shape == (1,) and one[0] == pytest.approx(2 / 3)
+    both = coverage(np.stack([samples, samples], axis=-1), np.stack([truth, truth], axis=1),
+                    levels=(0.6827, 0.9973))
+    assert both.shape == (2, 2)
+    np.testing.assert_array_equal(both[0], [2 / 3, 2 / 3])
+    np.testing.assert_array_equal(both[1], [1.0, 1.0])
+
+
+def test_summary_intervals_are_the_hpd_intervals():
+    samples = np.random.default_rng(3).gamma(2.0, 1.0, (20, 300, 1))
+    out = summarize(samples, ["x"])
+    for level, suffix in zip(LEVELS, ("68", "95", "997"), strict=True):
+        lo, hi = hpd_interval(samples[..., 0], level)
+        np.testing.assert_array_equal(out[f"x_lo{suffix}"], lo)
+        np.testing.assert_array_equal(out[f"x_hi{suffix}"], hi)

@@ -108,6 +108,19 @@ def test_edge_stamps_are_padded_and_flagged_or_refused():
         make_stamp(SkyImage.from_array(np.ones((1, 1)), MODEL_SCALE), 0, 0, SIZE, MODEL_SCALE)
 
 
+@pytest.mark.parametrize("source_scale", [MODEL_SCALE, 2 * MODEL_SCALE])
+def test_a_galaxy_at_the_image_low_edges_lands_at_the_stamp_centre(source_scale):
+    # The cut runs off the image's first rows and columns, where the cutout's own
+    # to_cutout_position() would put the galaxy off centre.
+    x, y, size = 2.0, 3.0, 33
+    yy, xx = np.indices((90, 90))
+    data = 1e3 * np.exp(-0.5 * ((xx - x) ** 2 + (yy - y) ** 2) / 1.5 ** 2)
+    stamp = make_stamp(SkyImage.from_array(data, source_scale), x, y, size, MODEL_SCALE)
+    assert stamp.flags & Flag.EDGE
+    peak = np.unravel_index(np.argmax(stamp.data), stamp.data.shape)
+    assert peak == ((size - 1) // 2, (size - 1) // 2)
+
+
 def test_uncalibrated_stamp_is_scaled_to_the_nominal_sky_noise():
     rng = np.random.default_rng(1)
     data = 1000 + 50 * (_drawn(MODEL_SCALE, 160) + rng.normal(0, 3.0, (160, 160)))

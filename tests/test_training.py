@@ -19,12 +19,11 @@ from training.train import TrainConfig, train
 
 
 @pytest.fixture(scope="module")
-def tiny_set(tmp_path_factory):
-    path = tmp_path_factory.mktemp("sim") / "tiny.h5"
-    simulate(path, n=24, seed=11, workers=1, config=SimulationConfig(stamp_size=64, chunk=12))
-    return path
+def tiny_set(simulated_set):
+    return simulated_set(simulate, SimulationConfig(stamp_size=64, chunk=12), n=24, seed=11)
 
 
+@pytest.mark.slow
 def test_simulation_is_deterministic_and_truthful(tiny_set, tmp_path):
     again = tmp_path / "again.h5"
     simulate(again, n=24, seed=11, workers=2, config=SimulationConfig(stamp_size=64, chunk=12))
@@ -63,6 +62,7 @@ def test_broad_psf_fraction_sets_the_share_of_poor_seeing():
         simulate("never-written.h5", 1, 0, config=SimulationConfig(broad_psf_fraction=1.5))
 
 
+@pytest.mark.slow
 def test_load_set_names_missing_columns_and_nan_targets(tiny_set, tmp_path):
     broken = tmp_path / "broken.h5"
     with h5py.File(tiny_set) as src, h5py.File(broken, "w") as dst:
@@ -88,6 +88,7 @@ def _small_config(epochs):
     return TrainConfig(epochs=epochs, batch_size=8, seed=4, channels=(4, 4, 8, 8), hidden=16)
 
 
+@pytest.mark.slow
 def test_resumed_training_equals_uninterrupted(tiny_set, tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -104,6 +105,7 @@ def test_resumed_training_equals_uninterrupted(tiny_set, tmp_path):
         np.testing.assert_allclose(value, b.tensors[name], rtol=0, atol=1e-6, err_msg=name)
 
 
+@pytest.mark.slow
 def test_calibrate_and_evaluate_write_card_and_report(tiny_set, tmp_path):
     bundle = train(tiny_set, tiny_set, tmp_path / "run", _small_config(1))
     assert train_main(["--json", "calibrate", "--bundle", str(bundle), "--val", str(tiny_set),
@@ -135,6 +137,7 @@ def test_calibrate_and_evaluate_write_card_and_report(tiny_set, tmp_path):
     assert model.sigma_scale == card["posterior"]["sigma_scale"]
 
 
+@pytest.mark.slow
 def test_second_stage_starts_from_a_bundle_and_keeps_its_history(tiny_set, tmp_path):
     first = train(tiny_set, tiny_set, tmp_path / "one", _small_config(1))
     config = _small_config(1)
@@ -200,6 +203,7 @@ def test_noise_regimes_and_correlated_noise():
     assert binned[1] > 2.4  # correlated: binning averages little away
 
 
+@pytest.mark.slow
 def test_warm_start_adds_a_flux_skip_as_the_identity_and_refuses_misfits(tiny_set, tmp_path):
     from training.train import _warm_start
 
@@ -220,6 +224,7 @@ def test_warm_start_adds_a_flux_skip_as_the_identity_and_refuses_misfits(tiny_se
         _warm_start(misfit, start)
 
 
+@pytest.mark.slow
 def test_several_simulated_files_make_one_training_set(tiny_set, tmp_path):
     from training.dataset import load_sets
 
@@ -234,3 +239,24 @@ def test_several_simulated_files_make_one_training_set(tiny_set, tmp_path):
     simulate(small, n=16, seed=13, workers=1, config=SimulationConfig(stamp_size=32, chunk=16))
     with pytest.raises(ValueError, match="another stamp size"):
         load_sets([tiny_set, small])
+
+
+def test_calibration_samples_the_posterior_the_app_samples(tiny_bundle):
+    # Calibration keeps the head's mean and unit draw apart to try spread factors; put back
+    # together with a factor they must follow the distribution MorphologyModel.predict draws.
+    from training.calibrate import _corrected, _physical, posterior_pieces
+
+    model = MorphologyModel(tiny_bundle, device="cpu")
+    model.affine = np.array([[0.1, 0.9], [0.05, 1.1], [-0.2, 1.0]], dtype=np.float32)
+    model.sigma_scale = [0.5, 2.0, 1.5]
+    stamps = torch.from_numpy(np.random.default_rng(0).normal(0, 5, (3, 128, 128))
+                              .astype(np.float32))
+    n = 20000
+    mu, draw, _ = posterior_pieces(model, stamps, n, model.dropout, seed=1)
+    mu, draw = _corrected(model.affine, mu, draw)
+    app = model.predict(stamps.numpy(), n_samples=n, seed=2).samples
+    for j, spec in enumerate(model.outputs):  # compared where the posterior is Gaussian
+        ours = spec.forward(_physical(model, mu, draw, j, model.sigma_scale[j]))
+        theirs = spec.forward(app[..., j])
+        np.testing.assert_allclose(ours.std(1), theirs.std(1), rtol=0.04, err_msg=spec.name)
+        assert np.all(np.abs(ours.mean(1) - theirs.mean(1)) < 0.05 * theirs.std(1)), spec.name

@@ -28,7 +28,7 @@ import torch
 
 from galaxy_inspector.models.morphology import MorphologyModel, spread_factors
 from galaxy_inspector.models.morphology_network import unpack_ldl
-from galaxy_inspector.posterior import LEVELS, hpd_interval, summarize
+from galaxy_inspector.posterior import LEVELS, coverage, summarize
 from training.dataset import load_set
 from training.progress import Progress
 from training.train import fixed_observations
@@ -51,7 +51,9 @@ def posterior_pieces(model: MorphologyModel, x: torch.Tensor, n_samples: int, dr
                      seed: int, batch: int = 64):
     """Per galaxy and sample: the head's mean and the unit-scale aleatoric draw (scaled space).
 
-    Samples cycle through the model's orientations as in ``MorphologyModel.predict``.
+    The pieces of ``MorphologyModel.predict`` kept apart (its trunk views, dropout head and
+    brightness), so that spread factors can be tried on the same passes without running the
+    network again. Samples cycle through the model's orientations as in ``predict``.
     """
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed + 1)
@@ -69,15 +71,15 @@ def posterior_pieces(model: MorphologyModel, x: torch.Tensor, n_samples: int, dr
     return np.concatenate(mus), np.concatenate(draws), np.concatenate(levels)
 
 
+def _corrected(affine, mu, draw):
+    """Means and unit draws under the working-space correction ``y -> a + b y``, affine (P, 2)."""
+    return affine[:, 0] + affine[:, 1] * mu, affine[:, 1] * draw
+
+
 def _physical(model, mu, draw, j, factor):
     """Samples of parameter ``j``; ``factor`` is one number or one per galaxy."""
     factor = np.reshape(factor, (-1, 1)) if np.ndim(factor) else factor
     return model.outputs[j].inverse(mu[..., j] + factor * draw[..., j])
-
-
-def _coverage(samples, truth, level):
-    lo, hi = hpd_interval(samples, level)
-    return float(np.mean((truth >= lo) & (truth <= hi)))
 
 
 def _solve_factor(model, mu, draw, truth, j):
@@ -87,8 +89,8 @@ def _solve_factor(model, mu, draw, truth, j):
     68.27, 95.45 and 99.73 % at once; matching the three together keeps every level close.
     """
     def error(log_factor):
-        samples = _physical(model, mu, draw, j, np.exp(log_factor))
-        return sum((_coverage(samples, truth[:, j], level) - level) ** 2 for level in LEVELS)
+        covered = coverage(_physical(model, mu, draw, j, np.exp(log_factor)), truth[:, j])
+        return sum((c - level) ** 2 for c, level in zip(covered, LEVELS, strict=True))
 
     grid = np.linspace(np.log(0.05), np.log(20.0), 31)
     best = grid[int(np.argmin([error(g) for g in grid]))]
@@ -128,8 +130,8 @@ def _binned_coverage(model, mu, draw, truth, level, factors) -> list:
 
 def _coverage_table(model, mu, draw, truth, factors) -> list[list[float]]:
     """Coverage per level (rows) and parameter (columns) with per-galaxy ``factors`` (N, P)."""
-    return [[_coverage(_physical(model, mu, draw, j, factors[:, j]), truth[:, j], level)
-             for j in range(truth.shape[1])] for level in LEVELS]
+    return np.stack([coverage(_physical(model, mu, draw, j, factors[:, j]), truth[:, j])
+                     for j in range(truth.shape[1])], axis=1).tolist()
 
 
 def _choose_threshold(predicted, truth_flag, candidates, below: bool):
@@ -183,7 +185,7 @@ def calibrate(bundle_dir, val_path, n_galaxies=4000, n_samples=300, orientations
     def pieces(p, seed):
         """Corrected means and aleatoric draws per galaxy and sample; each brightness."""
         mu, draw, level = posterior_pieces(model, x, n_samples, p, seed=seed)
-        return affine[:, 0] + affine[:, 1] * mu, affine[:, 1] * draw, level
+        return (*_corrected(affine, mu, draw), level)
 
     results = []
     for p in DROPOUT_GRID:
@@ -207,10 +209,9 @@ def calibrate(bundle_dir, val_path, n_galaxies=4000, n_samples=300, orientations
     within = [r for r in results if r["worst_error"] <= TOLERANCE]
     best = (max(within, key=lambda r: r["dropout"]) if within
             else min(results, key=lambda r: r["score"]))
-    mu, draw, level = pieces(best["dropout"], 7)
-    factors = spread_factors(best["sigma_scale"], level)
-    samples = np.stack([_physical(model, mu, draw, j, factors[:, j])
-                        for j in range(truth.shape[1])], axis=-1)
+    # Label thresholds are chosen on the posteriors the app computes with the chosen knobs.
+    model.dropout, model.sigma_scale = best["dropout"], best["sigma_scale"]
+    samples = model.predict(x.numpy(), n_samples=n_samples, seed=7).samples
     summary = summarize(samples, model.names, model.mode_transforms())
     bt_mode, re_mode = summary["bt_mode"], summary["re_arcsec_mode"]
     grid = np.round(np.arange(0.02, 0.99, 0.01), 2)

@@ -13,7 +13,8 @@ from galaxy_inspector.models.bundle import OutputSpec
 __all__ = ["PARAMETERS", "REQUIRED_COLUMNS", "SimulatedSet", "load_set", "load_sets",
            "fit_output_specs"]
 
-#: Predicted parameters, their units, transforms and descriptions (DESIGN.md conventions).
+#: Predicted parameters, their units, transforms and descriptions (as in
+#: ``galaxy_inspector.conventions``).
 PARAMETERS = (
     ("bt", "", "logit", "bulge-to-total flux ratio L_B/L_T"),
     ("re_arcsec", "arcsec", "log10",

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from galaxy_inspector.models.morphology import MorphologyModel
-from galaxy_inspector.posterior import LEVELS, summarize
+from galaxy_inspector.posterior import LEVELS, coverage, summarize
 from training.calibrate import truth_table
 from training.dataset import load_set
 from training.progress import Progress
@@ -47,16 +47,11 @@ def residual_figures(pred: np.ndarray, truth: np.ndarray) -> dict:
             "n": int(len(pred))}
 
 
-def _coverages(summary, names, truth):
-    table = {}
-    for j, name in enumerate(names):
-        row = {}
-        for level, suffix in zip(LEVELS, ("68", "95", "997"), strict=True):
-            inside = ((truth[:, j] >= summary[f"{name}_lo{suffix}"])
-                      & (truth[:, j] <= summary[f"{name}_hi{suffix}"]))
-            row[f"{level:.4f}"] = float(inside.mean())
-        table[name] = row
-    return table
+def _coverages(samples, names, truth) -> dict:
+    """``{name: {level: fraction of truths inside the HPD interval}}`` for the report."""
+    covered = coverage(samples, truth)
+    return {name: {f"{level:.4f}": float(covered[i, j]) for i, level in enumerate(LEVELS)}
+            for j, name in enumerate(names)}
 
 
 def _label_accuracy(summary, truth, labels):
@@ -140,7 +135,7 @@ def _measure(model, test, n_samples, flux_prior):
     return pred.samples, point, summary, truth
 
 
-def _scores(model, test, point, summary, truth, label_thresholds):
+def _scores(model, test, samples, point, summary, truth, label_thresholds):
     """Residual figures (overall, per component count, bright), coverage and label accuracy."""
     figures = residual_figures(point, truth)
     one = test.table["components"][:len(test)] == 1
@@ -148,7 +143,7 @@ def _scores(model, test, point, summary, truth, label_thresholds):
     figures["sigma_bt_residual_two_component"] = float(np.std(point[~one, 0] - truth[~one, 0]))
     faint = truth[:, 2] < 1e4
     figures["bright_1e4_njy"] = residual_figures(point[~faint], truth[~faint])
-    return {"figures": figures, "coverage": _coverages(summary, model.names, truth),
+    return {"figures": figures, "coverage": _coverages(samples, model.names, truth),
             "labels": _label_accuracy(summary, truth, label_thresholds)}
 
 
@@ -160,8 +155,6 @@ def evaluate(bundle_dir, test_path, n_samples=500, limit=None, progress=None) ->
     linear-uniform flux draw, the distribution behind the paper's figures, so the two can be
     compared like for like.
     """
-    from galaxy_inspector.posterior import hpd_interval
-
     progress = progress or Progress()
     bundle_dir = Path(bundle_dir)
     model = MorphologyModel(bundle_dir, device="cpu")
@@ -170,14 +163,10 @@ def evaluate(bundle_dir, test_path, n_samples=500, limit=None, progress=None) ->
     t0 = time.time()
     samples, point, summary, truth = _measure(model, test, n_samples, "log-uniform")
     seconds = time.time() - t0
-    scores = _scores(model, test, point, summary, truth, card["labels"])
-    gampen = _scores(model, test, *_measure(model, test, n_samples, "uniform")[1:],
-                     card["labels"])
+    scores = _scores(model, test, samples, point, summary, truth, card["labels"])
+    gampen = _scores(model, test, *_measure(model, test, n_samples, "uniform"), card["labels"])
     curve_levels = np.linspace(0.05, 0.995, 40)
-    curves = np.array([[np.mean((truth[:, j] >= lo) & (truth[:, j] <= hi))
-                        for j in range(len(model.names))
-                        for lo, hi in [hpd_interval(samples[..., j], lev)]]
-                       for lev in curve_levels])
+    curves = coverage(samples, truth, curve_levels)
     report_dir = bundle_dir / "report"
     report_dir.mkdir(exist_ok=True)
     _plots(report_dir, model.names, point, truth, summary, (curve_levels, curves))

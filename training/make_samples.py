@@ -25,17 +25,16 @@ import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS
 
+from galaxy_inspector.io.calibration import AB_ZERO_POINT_NJY, NJY_PER_NANOMAGGY, zero_point_factor
 from training.simulate import intrinsic_profile, psf_profile
 from training.truth import circular_half_light_radius
 
-__all__ = ["make_samples", "SEED", "HSC_ZP", "NJY_PER_NMGY"]
+__all__ = ["make_samples", "SEED", "HSC_ZP"]
 
 SEED = 20240611
 HSC_ZP = 27.0
 HSC_FLUXMAG0 = 10.0 ** (HSC_ZP / 2.5)
-#: nJy per count at an AB zero point zp: 10**((31.4 - zp) / 2.5)
-HSC_NJY_PER_COUNT = 10.0 ** ((31.4 - HSC_ZP) / 2.5)
-NJY_PER_NMGY = 3631.0
+HSC_NJY_PER_COUNT = zero_point_factor(HSC_ZP)
 HSC_SCALE = 0.168
 SDSS_SCALE = 0.396
 
@@ -96,7 +95,7 @@ def _sky(header, x, y):
 
 
 def _mag(flux_njy):
-    return 31.4 - 2.5 * np.log10(flux_njy)
+    return AB_ZERO_POINT_NJY - 2.5 * np.log10(flux_njy)
 
 
 # --------------------------------------------------------------------------- the samples
@@ -155,8 +154,8 @@ def _sdss_cutout(out: Path, rng, truth):
                 psf_beta=3.0)
     flux, x, y = 1.0e6, 49.5 - 0.4, 49.5 + 0.1
     # SDSS r: sky sigma ~0.05 nanomaggy per 0.396" pixel (~180 nJy); ~5 nMgy ... per electron.
-    _, noisy, _ = _render([(p, flux, x, y)], shape, SDSS_SCALE, 0.05 * NJY_PER_NMGY,
-                          0.0052 * NJY_PER_NMGY / 4.7, rng)
+    _, noisy, _ = _render([(p, flux, x, y)], shape, SDSS_SCALE, 0.05 * NJY_PER_NANOMAGGY,
+                          0.0052 * NJY_PER_NANOMAGGY / 4.7, rng)
     hdr = _wcs(shape, SDSS_SCALE, 185.72875, 15.82238)
     hdr["BUNIT"] = ("nanomaggy", "1 nanomaggy = 3631 nJy")
     hdr["FILTER"] = ("r", "SDSS filter")
@@ -165,7 +164,7 @@ def _sdss_cutout(out: Path, rng, truth):
     # *not* a factor still to apply: the pixels are already in nanomaggies.
     hdr["NMGY"] = (0.0052, "nMgy per count, already applied")
     hdr["COMMENT"] = "Galaxy Inspector sample: simulated SDSS frame cutout"
-    fits.PrimaryHDU((noisy / NJY_PER_NMGY).astype(np.float32), hdr).writeto(
+    fits.PrimaryHDU((noisy / NJY_PER_NANOMAGGY).astype(np.float32), hdr).writeto(
         out / "sdss_frame_cutout.fits", overwrite=True)
     ra, dec = _sky(hdr, x, y)
     truth.append(_row("sdss_frame_cutout.fits", "PRIMARY", "sdss-1", "r", x, y, ra, dec, p, flux,
@@ -244,9 +243,9 @@ def _jpeg(out: Path, rng, truth):
     for band, p, flux in _gri_galaxy():
         p = dict(p, psf_fwhm=1.4)
         # SDSS-like depth: ~0.03-0.08 nanomaggy sky noise per pixel, in nanomaggies.
-        sky = {"g": 0.04, "r": 0.05, "i": 0.07}[band] * NJY_PER_NMGY
+        sky = {"g": 0.04, "r": 0.05, "i": 0.07}[band] * NJY_PER_NANOMAGGY
         _, noisy, _ = _render([(p, 4 * flux, x, y)], shape, SDSS_SCALE, sky, 5.0, rng)
-        bands[band] = noisy / NJY_PER_NMGY
+        bands[band] = noisy / NJY_PER_NANOMAGGY
         truth.append(_row("sdss_gri.jpg", "", f"jpeg-{band}", band, x, y, np.nan, np.nan, p,
                           4 * flux, SDSS_SCALE))
     # SkyServer maps i, r, g to red, green, blue; rows run north to south (top row = north).
@@ -332,11 +331,11 @@ Conventions: `x`, `y` are **0-based** pixel positions (numpy / astropy `pixel_to
 the first pixel's centre is (0, 0); add 1 for DS9 / FITS). Images are north up, east left, TAN
 projection. `re_arcsec` is the circular half-light radius of the intrinsic (pre-PSF) bulge+disk
 light relative to the total flux (`training.truth.circular_half_light_radius`), `flux_njy` the
-total intrinsic flux in nJy (AB mag = 31.4 - 2.5 log10 F).
+total intrinsic flux in nJy (AB mag = {ab_zero_point:g} - 2.5 log10 F).
 
 | file | format | what to expect |
 | --- | --- | --- |
-| `hsc_coadd_cutout.fits` | HSC-SSP coadd cutout: empty PRIMARY (with `FLUXMAG0` = 10^(27/2.5), i.e. zp 27.0, as HSC writes it), then `IMAGE` (float32 counts), `MASK` (int32 HSC mask planes, bit numbers in the `MP_*` keywords), `VARIANCE` (counts²). 128 × 128 px at 0.168″/px. | F[nJy] = counts × 10^((31.4 − 27)/2.5) = counts × {hsc_njy:.4f}. Sky σ ≈ 2.5 nJy per pixel. Column x = 12 is flagged `BAD` and a 2 × 3 px cosmic ray at x = 95-96, y = 100-102 is flagged `CR`; both hold garbage values, so a reader that ignores `MASK` will see them. |
+| `hsc_coadd_cutout.fits` | HSC-SSP coadd cutout: empty PRIMARY (with `FLUXMAG0` = 10^(27/2.5), i.e. zp 27.0, as HSC writes it), then `IMAGE` (float32 counts), `MASK` (int32 HSC mask planes, bit numbers in the `MP_*` keywords), `VARIANCE` (counts²). 128 × 128 px at 0.168″/px. | F[nJy] = counts × 10^(({ab_zero_point:g} − 27)/2.5) = counts × {hsc_njy:.4f}. Sky σ ≈ 2.5 nJy per pixel. Column x = 12 is flagged `BAD` and a 2 × 3 px cosmic ray at x = 95-96, y = 100-102 is flagged `CR`; both hold garbage values, so a reader that ignores `MASK` will see them. |
 | `sdss_frame_cutout.fits` | single HDU, `BUNIT = 'nanomaggy'`, 100 × 100 px at 0.396″/px, 1.4″ seeing (SDSS r). | F[nJy] = pixel × 3631. The header also carries `NMGY` (nanomaggies per count) as SDSS frames do: it was *already applied*, multiplying by it again is wrong. Sky σ ≈ 0.05 nanomaggy. |
 | `plain_njy.fits` | single HDU, `BUNIT = 'nJy'`, 128 × 128 px at 0.168″/px. | A pure disk (B/T = 0), seen fairly edge-on (q = 0.35). Sky σ ≈ 2 nJy. |
 | `cube_gri.fits` | single HDU cube, shape (band, y, x) = (3, 128, 128), `BUNIT = 'nJy'`, 0.168″/px. Band of plane k (1-based) in `BANDk` (`BAND1 = 'g'`, `BAND2 = 'r'`, `BAND3 = 'i'`) and all of them in `FILTERS = 'g,r,i'`. WCS: axes 1-2 celestial TAN, axis 3 `CTYPE3 = 'BAND'` (plane index; use `WCS(header).celestial`). | One galaxy with a red bulge and a blue disk, so B/T rises from g to i. |
@@ -362,7 +361,8 @@ JPEG itself carries no calibration.
 
 
 def _write_readme(out: Path, truth):
-    lines = [README_HEAD.format(seed=SEED, hsc_njy=HSC_NJY_PER_COUNT)]
+    lines = [README_HEAD.format(seed=SEED, hsc_njy=HSC_NJY_PER_COUNT,
+                                ab_zero_point=AB_ZERO_POINT_NJY)]
     for r in truth:
         lines.append(f"| {r['id']} | `{r['path']}` | {r['band']} | {r['x']:.2f} | {r['y']:.2f} | "
                      f"{r['bt']:.3f} | {r['re_arcsec']:.3f} | {r['flux_njy']:.3g} | "

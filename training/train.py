@@ -8,7 +8,6 @@ the same model as an uninterrupted one.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from galaxy_inspector.models.bundle import load_bundle, save_bundle
 from galaxy_inspector.models.morphology import pick_device
 from galaxy_inspector.models.morphology_network import MorphologyNet, gaussian_nll_ldl
 from training.dataset import fit_output_specs, load_set, load_sets
+from training.loop import CHECKPOINT_NAME, optimisation_step, resume_checkpoint, save_checkpoint
 from training.observe import CONDITION_RANGES, WIDE_SKY_SIGMA_NJY, draw_conditions, observe
 from training.progress import Progress
 
@@ -84,12 +84,6 @@ class TrainConfig:
         return {k: v for k, v in vars(self).items() if k != "device"}
 
 
-def _checkpoint(path: Path, **state) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
-
-
 def train(train_path, val_path, out_dir, config: TrainConfig, resume: bool = True,
           progress: Progress | None = None, stop_after: int | None = None) -> Path | None:
     """Train, checkpointing each epoch into ``out_dir``; returns the exported bundle folder.
@@ -133,14 +127,11 @@ def train(train_path, val_path, out_dir, config: TrainConfig, resume: bool = Tru
     val_x, val_cond = fixed_observations(val_set, seed=config.seed + 1000)
     val_y = targets_for(val_set.table, val_cond, specs, np.arange(len(val_set)))
     start_epoch = 0
-    ckpt_path = out_dir / "checkpoint.pt"
-    if resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch, elapsed = int(state["epoch"]), float(state["elapsed"])
-        history = json.loads(state["history"])
+    ckpt_path = out_dir / CHECKPOINT_NAME
+    resumed = (resume_checkpoint(ckpt_path, model, optimizer, scheduler, device) if resume
+               else None)
+    if resumed:
+        start_epoch, elapsed, history = resumed
         progress.emit("resumed", epoch=start_epoch)
     progress.emit("start", n_train=len(train_set), epochs=config.epochs, device=str(device))
     last_epoch = config.epochs if stop_after is None else min(config.epochs,
@@ -159,12 +150,7 @@ def train(train_path, val_path, out_dir, config: TrainConfig, resume: bool = Tru
             x = observed_batch(train_set.images, index, conditions, rng, generator)
             y = targets_for(train_set.table, conditions, specs, index)
             loss = gaussian_nll_ldl(model(x.to(device)), y.to(device)).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            optimizer.step()
-            scheduler.step()
-            running += loss.item()
+            running += optimisation_step(loss, model, optimizer, scheduler)
             progress.update(step + 1, steps_per_epoch, stage=f"epoch {epoch + 1}/{config.epochs}",
                             loss=running / (step + 1))
         val_loss, val_rmse = evaluate_loss(model, val_x, val_y, device)
@@ -173,9 +159,7 @@ def train(train_path, val_path, out_dir, config: TrainConfig, resume: bool = Tru
                         "val_loss": val_loss, "val_rmse_scaled": val_rmse,
                         "elapsed_s": elapsed})
         progress.emit("epoch", **history[-1])
-        _checkpoint(ckpt_path, model=model.state_dict(), optimizer=optimizer.state_dict(),
-                    scheduler=scheduler.state_dict(), epoch=epoch + 1, elapsed=elapsed,
-                    history=json.dumps(history))
+        save_checkpoint(ckpt_path, model, optimizer, scheduler, epoch + 1, elapsed, history)
     if last_epoch < config.epochs:
         progress.emit("paused", epoch=last_epoch, checkpoint=str(ckpt_path))
         return None

@@ -1,7 +1,8 @@
 """Exact truth values for simulated bulge+disk galaxies.
 
 ``re_arcsec`` in Galaxy Inspector is the radius of the circle, centred on the galaxy, that
-encloses half of the *total untruncated* intrinsic (pre-PSF) light of bulge + disk (DESIGN.md).
+encloses half of the *total untruncated* intrinsic (pre-PSF) light of bulge + disk
+(``galaxy_inspector.conventions``).
 It is computed from the Sérsic profiles themselves, not from a pixelised image:
 
 * a sheared Sérsic component (GalSim convention: area-preserving shear with axis ratio ``q``)

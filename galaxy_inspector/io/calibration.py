@@ -1,13 +1,13 @@
 """Turning pixel values into nJy per pixel from FITS header keywords.
 
-The first rule that applies wins (DESIGN.md, "Physical conventions"):
+The first rule that applies wins:
 
 1. ``BUNIT`` nanomaggy / nanomaggies / nmgy (SDSS): 1 nanomaggy = 3631 nJy.
 2. ``BUNIT`` any flux density astropy.units understands (nJy, uJy, mJy, Jy, erg/s/cm2/Hz), or
    a surface brightness (e.g. MJy/sr), which is multiplied by the pixel's solid angle.
 3. ``FLUXMAG0`` (HSC, LSST): zp = 2.5 log10(FLUXMAG0).
 4. A zero-point keyword ``MAGZERO``, ``MAGZP``, ``ZP``, ``PHOTZP``, ``MAGZPT``: values are counts
-   with AB zero point zp, F_nJy = counts x 10^((31.4 - zp) / 2.5).
+   with AB zero point zp, F_nJy = counts x 10^((AB_ZERO_POINT_NJY - zp) / 2.5).
 5. ``PHOTFNU`` (Jy s / e) or ``PHOTFLAM`` + ``PHOTPLAM`` (HST): for count rates; counts (``BUNIT``
    without "/s") are divided by ``EXPTIME`` first. A missing ``BUNIT`` is read as a rate and
    flagged as a guess; a missing ``EXPTIME`` when one is needed is never replaced by 1.
@@ -30,7 +30,8 @@ __all__ = ["Calibration", "NJY_PER_NANOMAGGY", "AB_ZERO_POINT_NJY", "zero_point_
            "calibration_from_header"]
 
 NJY_PER_NANOMAGGY = 3631.0
-#: m_AB = AB_ZERO_POINT_NJY - 2.5 log10(F / nJy)
+#: The AB magnitude of 1 nJy, 2.5 log10(3631 Jy / 1 nJy), so that
+#: m_AB = AB_ZERO_POINT_NJY - 2.5 log10(F / nJy).
 AB_ZERO_POINT_NJY = 31.4
 ZERO_POINT_KEYS = ("MAGZERO", "MAGZP", "ZP", "PHOTZP", "MAGZPT")
 NANOMAGGY_UNITS = {"nanomaggy", "nanomaggies", "nmgy", "nanomaggys"}
@@ -50,7 +51,7 @@ class Calibration:
 
 
 def zero_point_factor(zp: float) -> float:
-    """nJy per count for an AB zero point ``zp``: 10^((31.4 - zp) / 2.5)."""
+    """nJy per count for an AB zero point ``zp``: 10^((AB_ZERO_POINT_NJY - zp) / 2.5)."""
     return 10.0 ** ((AB_ZERO_POINT_NJY - zp) / 2.5)
 
 
