@@ -22,6 +22,7 @@ import time
 
 from galaxy_inspector import __version__
 from galaxy_inspector.errors import GalaxyInspectorError
+from galaxy_inspector.progress import RateEstimate, bar, batch_line
 
 __all__ = ["main", "build_parser"]
 
@@ -135,24 +136,22 @@ class _Usage(Exception):
 class _ProgressBar:
     """A one-line progress bar on stderr (only on a terminal) over ``total`` inputs."""
 
-    WIDTH = 30
-
     def __init__(self, stream, total: int):
         self.stream = stream
         self.total = max(1, total)
         self.last = 0.0
+        self.estimate = RateEstimate()
 
     def __call__(self, p) -> None:
+        self.estimate.observe(p.inputs, p.elapsed)
         now = time.monotonic()
         if now - self.last < 0.2:
             return
         self.last = now
         answered = p.inputs + p.skipped
-        filled = int(self.WIDTH * min(1.0, answered / self.total))
-        left = (self.total - answered) * p.elapsed / p.inputs if p.inputs else 0.0
-        self.stream.write(f"\r[{'#' * filled}{'.' * (self.WIDTH - filled)}] "
-                          f"{answered}/{self.total} inputs, {p.failed} failed, "
-                          f"{p.rate:.1f} galaxies/s, ~{left:.0f} s left ")
+        left = self.estimate.seconds_left(self.total - answered)
+        self.stream.write(f"\r\033[K{bar(answered / self.total)} "
+                          f"{batch_line(p, self.total, left)} ")
         self.stream.flush()
 
     def close(self) -> None:

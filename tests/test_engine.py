@@ -1,18 +1,15 @@
 """Engine: batched posteriors, summaries, crop boxes, labels and flags; no Qt imports.
 
-``tiny_bundle_dir`` builds a small untrained bundle (also used by the batch and CLI tests) so the
-tests need no shipped model and run in seconds.
+The bundles are tiny untrained ones (``tiny_bundle_factory`` in ``conftest.py``), so the tests
+need no shipped model and run in seconds.
 """
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
 
 from galaxy_inspector.engine import (
     analyse_position,
@@ -25,38 +22,12 @@ from galaxy_inspector.errors import InputError
 from galaxy_inspector.flags import Flag
 from galaxy_inspector.io import SkyImage
 from galaxy_inspector.labels import DEFAULT_THRESHOLDS, qualitative_label, thresholds_from_card
-from galaxy_inspector.models.bundle import OutputSpec, save_bundle
-from galaxy_inspector.models.morphology_network import MorphologyNet
 from galaxy_inspector.posterior import LEVEL_SUFFIXES
-
-HYPER = {"stamp_size": 128, "crop_size": 64, "n_params": 3, "dropout": 0.1,
-         "channels": [4, 4, 8, 8], "hidden": 16}
-
-
-def tiny_bundle_dir(folder, training_ranges=None, labels=None):
-    """An untrained bundle with the shipped model's contract (0.168″/px, 128 px, 3 outputs)."""
-    torch.manual_seed(0)
-    net = MorphologyNet(**HYPER)
-    specs = [OutputSpec("bt", "", "logit", 0.0, 2.0, clip=(1e-4, 1 - 1e-4)),
-             OutputSpec("re_arcsec", "arcsec", "log10", 0.0, 0.4),
-             OutputSpec("flux_njy", "nJy", "log10", 4.5, 0.8)]
-    card = {"name": "tiny-test", "task": "morphology",
-            "architecture": "gampen-stn-mcdropout-head", "hyperparameters": HYPER,
-            "input": {"bands": ["g"], "kind": "flux", "unit": "nJy",
-                      "pixel_scale_arcsec": 0.168, "stamp_size": 128},
-            "outputs": [s.to_card() for s in specs],
-            "training_ranges": training_ranges or {"bt": [0, 1], "re_arcsec": [0.1, 6.0],
-                                                   "flux_njy": [1e3, 5e6]},
-            "posterior": {"dropout": 0.1, "n_samples": 64}}
-    if labels:
-        card["labels"] = labels
-    tensors = {k: v.numpy() for k, v in net.state_dict().items()}
-    return save_bundle(folder, card, tensors)
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    return load_model(tiny_bundle_dir(tmp_path_factory.mktemp("bundle") / "tiny"))
+def model(tiny_bundle_factory):
+    return load_model(tiny_bundle_factory())
 
 
 def _galaxy_image(scale=0.168, n=150, flux=3e4, noise=2.0, seed=0):
@@ -98,20 +69,23 @@ def test_analyse_position_returns_the_crop_and_sky_positions_need_a_wcs(model):
         analyse_sky_position(image, 150.0, 2.0, model)
 
 
-def test_noise_only_stamp_is_low_snr_and_narrow_training_range_flags(tmp_path, model):
+def test_noise_only_stamp_is_low_snr_and_narrow_training_range_flags(
+        tmp_path, model, tiny_bundle_factory):
     noise = SkyImage.from_array(np.random.default_rng(1).normal(0, 2.0, (140, 140)), 0.168)
     (m,) = measure_stamps([stamp_for(noise, 70, 70, model)], model, n_samples=20)
     assert m.flags & Flag.LOW_SNR and m.snr < 10
-    strict = load_model(tiny_bundle_dir(tmp_path / "strict", {"re_arcsec": [100.0, 200.0]}))
+    strict = load_model(tiny_bundle_factory(tmp_path / "strict",
+                                            training_ranges={"re_arcsec": [100.0, 200.0]}))
     galaxy = SkyImage.from_array(_galaxy_image(flux=1e5), 0.168)
     (m,) = measure_stamps([stamp_for(galaxy, 74.5, 74.5, strict)], strict, n_samples=20)
     assert m.flags & Flag.OUTSIDE_TRAINING and not m.flags & Flag.LOW_SNR
 
 
-def test_stamps_noisier_than_training_are_scaled_into_range_and_flux_scaled_back(tmp_path):
+def test_stamps_noisier_than_training_are_scaled_into_range_and_flux_scaled_back(
+        tmp_path, tiny_bundle_factory):
     ranges = {"bt": [0, 1], "re_arcsec": [0.1, 6.0], "flux_njy": [1e3, 5e6],
               "sky_sigma_njy": [1.0, 5.0]}
-    shallow = load_model(tiny_bundle_dir(tmp_path / "shallow", ranges))
+    shallow = load_model(tiny_bundle_factory(tmp_path / "shallow", training_ranges=ranges))
     deep = shallow.bundle.card["training_ranges"]["sky_sigma_njy"][1]
     image = SkyImage.from_array(_galaxy_image(flux=2e5, noise=20.0), 0.168)
     stamp = stamp_for(image, 74.5, 74.5, shallow)
@@ -139,11 +113,3 @@ def test_card_label_thresholds_override_the_defaults():
     t = thresholds_from_card({"labels": {"bt_bulge_min": 0.7}})
     assert t == {**DEFAULT_THRESHOLDS, "bt_bulge_min": 0.7}
     assert qualitative_label(0.75, 2.0, t) == "highly bulge-dominated"
-
-
-def test_engine_batch_and_cli_do_not_import_qt():
-    code = ("import sys, galaxy_inspector.engine, galaxy_inspector.batch, galaxy_inspector.cli, "
-            "galaxy_inspector.catalogue; "
-            "print([m for m in sys.modules if m.startswith(('PySide6', 'PyQt', 'pyqtgraph'))])")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"

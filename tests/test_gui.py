@@ -3,8 +3,7 @@
 import math
 
 import numpy as np
-from gui_fixtures import *  # noqa: F403 (pytest fixtures: make_main_window, gui_settings)
-from gui_fixtures import sample, wait_for_analysis
+import pytest
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 
@@ -13,6 +12,8 @@ from galaxy_inspector.gui.app import take_screenshot
 from galaxy_inspector.gui.model_dialog import ModelDialog
 from galaxy_inspector.posterior import LEVEL_SUFFIXES
 
+pytestmark = pytest.mark.gui
+
 
 def _open(qtbot, window, path):
     window.open_file(path)
@@ -20,13 +21,14 @@ def _open(qtbot, window, path):
     assert window.state.path == path, window.state.message
 
 
-def test_click_galaxy_shows_posterior_with_finite_intervals(qtbot, make_main_window, tmp_path):
+def test_click_galaxy_shows_posterior_with_finite_intervals(
+        qtbot, make_main_window, tmp_path, sample_paths, wait_for_analysis):
     window = make_main_window()
-    path = sample("hsc_coadd_cutout.fits")
+    path = str(sample_paths["hsc_coadd_cutout.fits"])
     _open(qtbot, window, path)
     ny, nx = window.state.image.shape
     window.image_view.click_at((nx - 1) / 2, (ny - 1) / 2)
-    analysis = wait_for_analysis(qtbot, window)
+    analysis = wait_for_analysis(window)
     m = analysis.measurement
     for name in m.names:
         for suffix in LEVEL_SUFFIXES:
@@ -49,9 +51,9 @@ def test_click_galaxy_shows_posterior_with_finite_intervals(qtbot, make_main_win
     assert len(row) == 1 and np.isfinite(row["bt_lo68"][0])
 
 
-def test_status_bar_readout_and_recent_files(qtbot, make_main_window):
+def test_status_bar_readout_and_recent_files(qtbot, make_main_window, sample_paths):
     window = make_main_window()
-    path = sample("plain_njy.fits")
+    path = str(sample_paths["plain_njy.fits"])
     _open(qtbot, window, path)
     window.image_view.hovered.emit(10.2, 20.4)
     assert "x=10 y=20 (0-based)" in window.readout.text()
@@ -60,15 +62,16 @@ def test_status_bar_readout_and_recent_files(qtbot, make_main_window):
     assert window.recent_menu.actions()[0].text() == path
 
 
-def test_cube_opens_as_colour_composite_and_jpeg_as_display_image(qtbot, make_main_window):
+def test_cube_opens_as_colour_composite_and_jpeg_as_display_image(
+        qtbot, make_main_window, sample_paths):
     window = make_main_window()
-    _open(qtbot, window, sample("cube_gri.fits"))
+    _open(qtbot, window, str(sample_paths["cube_gri.fits"]))
     assert len(window.state.images) == 3 and window.state.band == -1
     assert window.image_view.image_item.image.ndim == 3
     assert window.band_box.currentText() == "colour composite"
     window.band_box.setCurrentIndex(1)
     assert window.state.band == 1 and window.image_view.image_item.image.ndim == 2
-    _open(qtbot, window, sample("sdss_gri.jpg"))
+    _open(qtbot, window, str(sample_paths["sdss_gri.jpg"]))
     assert len(window.state.images) == 1
 
 
@@ -83,9 +86,9 @@ def test_unreadable_file_gives_a_readable_message(qtbot, make_main_window, tmp_p
     assert window.statusBar().currentMessage() == window.state.message
 
 
-def test_drop_a_file_opens_it(qtbot, make_main_window):
+def test_drop_a_file_opens_it(qtbot, make_main_window, sample_paths):
     window = make_main_window()
-    path = sample("plain_njy.fits")
+    path = str(sample_paths["plain_njy.fits"])
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(path)])
     event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime,
@@ -116,7 +119,26 @@ def test_model_dialog_shows_card_of_shipped_bundle(qtbot, gui_settings):
     assert "no model bundle" in dialog.error.text() and not dialog.ok_button.isEnabled()
 
 
-def test_screenshot_entry_point(qtbot, gui_settings, tmp_path):
+def test_screenshot_entry_point(qtbot, gui_settings, tmp_path, sample_paths):
     out = tmp_path / "shot.png"
-    assert take_screenshot(str(out), [sample("hsc_coadd_cutout.fits")]) == 0
+    assert take_screenshot(str(out), [str(sample_paths["hsc_coadd_cutout.fits"])]) == 0
     assert out.stat().st_size > 10_000
+
+
+def test_a_model_choice_measures_the_shown_galaxy_once(qtbot, make_main_window, sample_paths,
+                                                       monkeypatch):
+    from types import SimpleNamespace
+
+    from galaxy_inspector.gui import main_window
+
+    window = make_main_window()
+    _open(qtbot, window, str(sample_paths["plain_njy.fits"]))
+    window.state.position = (10.0, 12.0)
+    started = []  # workers are recorded, not run: the first stays "running"
+    monkeypatch.setattr(main_window, "start_worker",
+                        lambda worker: started.append(worker) or worker)
+    choice = SimpleNamespace(chosen="/some/morphology", chosen_properties=["/some/properties"])
+    window._apply_model_choice(choice)
+    assert len(started) == 1 and window._queued_position is None
+    assert window.state.model == "/some/morphology"
+    assert window.state.property_models == ("/some/properties",)

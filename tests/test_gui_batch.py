@@ -4,13 +4,14 @@ import gc
 import time
 
 import numpy as np
-from gui_fixtures import *  # noqa: F403 (pytest fixtures: make_main_window, gui_settings)
-from gui_fixtures import sample
+import pytest
 from PySide6.QtCore import Qt, QTimer
 
 from galaxy_inspector.catalogue import read_catalogue
 from galaxy_inspector.gui.batch_dialog import BatchDialog
 from galaxy_inspector.gui.catalogue_browser import HISTOGRAM
+
+pytestmark = pytest.mark.gui
 
 
 class LatencyProbe:
@@ -31,16 +32,17 @@ class LatencyProbe:
 
 def _run(qtbot, dialog, timeout_ms=180_000):
     with qtbot.waitSignal(dialog.run_finished, timeout=timeout_ms):
-        dialog.run_button.click()
+        dialog.buttons.start.click()
     return dialog.result
 
 
-def test_batch_dialog_writes_catalogue_without_blocking_gui(qtbot, make_main_window, tmp_path):
+def test_batch_dialog_writes_catalogue_without_blocking_gui(
+        qtbot, make_main_window, tmp_path, sample_paths):
     window = make_main_window()
     dialog = window.open_batch_dialog()
     assert isinstance(dialog, BatchDialog)
     out = tmp_path / "cat.h5"
-    dialog.add_inputs([sample("field_xy.csv"), sample("plain_njy.fits"),
+    dialog.add_inputs([sample_paths["field_xy.csv"], sample_paths["plain_njy.fits"],
                        str(tmp_path / "missing.fits")])
     dialog.output_edit.setText(str(out))
     dialog.samples.setValue(64)
@@ -58,9 +60,9 @@ def test_batch_dialog_writes_catalogue_without_blocking_gui(qtbot, make_main_win
     table = read_catalogue(out)
     assert len(table) == 5 and np.isfinite(table["bt_lo68"][table["status"] == "ok"]).all()
 
-    assert dialog.open_button.isEnabled()
+    assert dialog.buttons.result.isEnabled()
     with qtbot.waitSignal(dialog.open_catalogue_requested):
-        dialog.open_button.click()
+        dialog.buttons.result.click()
     browser = window._child_windows[-1]
     assert browser.proxy.rowCount() == 5
     ok_row = int(np.flatnonzero(table["status"] == "ok")[0])
@@ -85,11 +87,11 @@ def test_batch_dialog_writes_catalogue_without_blocking_gui(qtbot, make_main_win
     assert browser.plot.listDataItems()
 
 
-def test_batch_cancel_leaves_resumable_file(qtbot, gui_settings, tmp_path):
+def test_batch_cancel_leaves_resumable_file(qtbot, gui_settings, tmp_path, sample_paths):
     dialog = BatchDialog("")
     qtbot.addWidget(dialog)
     out = tmp_path / "cat.h5"
-    dialog.add_inputs([sample("field_xy.csv")] * 1 + [sample("plain_njy.fits")])
+    dialog.add_inputs([sample_paths["field_xy.csv"], sample_paths["plain_njy.fits"]])
     dialog.output_edit.setText(str(out))
     dialog.samples.setValue(32)
     dialog.start()

@@ -2,30 +2,35 @@
 in the model chooser, open a 3-band cube, click the galaxy, read the "Physical properties"
 section; give a redshift when a model asks for one; switch the model off again.
 
-The property bundles are tiny ones trained in the session (``gui_fixtures.property_bundles``).
+The property bundles are tiny ones trained in the session (the ``property_bundles`` fixture).
 """
 
 import math
 
 import numpy as np
-from gui_fixtures import *  # noqa: F403 (pytest fixtures: make_main_window, property_bundles)
-from gui_fixtures import sample, wait_for_analysis
+import pytest
 
-from galaxy_inspector.gui.model_dialog import DEMO_LABEL, ModelDialog
+from galaxy_inspector.gui.model_dialog import ModelDialog
 from galaxy_inspector.gui.property_section import SECTION_TITLE
+from galaxy_inspector.viewer.model_cards import DEMO_LABEL
+
+pytestmark = pytest.mark.gui
 
 
-def _open(qtbot, window, path):
-    window.open_file(path)
-    qtbot.waitUntil(lambda: window.state.path == path or bool(window.state.message),
-                    timeout=30_000)
-    assert window.state.path == path, window.state.message
+@pytest.fixture
+def measure_centre(qtbot, wait_for_analysis):
+    def measure(window, path):
+        """Open the file ``path`` in ``window``, click the image centre, return the analysis."""
+        path = str(path)
+        window.open_file(path)
+        qtbot.waitUntil(lambda: window.state.path == path or bool(window.state.message),
+                        timeout=30_000)
+        assert window.state.path == path, window.state.message
+        ny, nx = window.state.image.shape
+        window.image_view.click_at((nx - 1) / 2, (ny - 1) / 2)
+        return wait_for_analysis(window)
 
-
-def _click_centre(qtbot, window):
-    ny, nx = window.state.image.shape
-    window.image_view.click_at((nx - 1) / 2, (ny - 1) / 2)
-    return wait_for_analysis(qtbot, window)
+    return measure
 
 
 def _wait_for_new_analysis(qtbot, window, old):
@@ -57,8 +62,9 @@ def _bounds(text):
     return lo, hi
 
 
+@pytest.mark.slow
 def test_cube_click_shows_property_intervals_with_demo_warning(
-        qtbot, make_main_window, property_bundles, tmp_path):
+        qtbot, make_main_window, property_bundles, tmp_path, measure_centre, sample_paths):
     window = make_main_window()
     folder = property_bundles["cnn"]
     dialog = _choose_in_dialog(qtbot, window, add=[folder])
@@ -66,8 +72,7 @@ def test_cube_click_shows_property_intervals_with_demo_warning(
     assert "demo" in dialog.card_view.toPlainText()
     assert window.state.property_models == (folder,)
     assert "tiny-mstar-demo" in window.model_label.text()
-    _open(qtbot, window, sample("cube_gri.fits"))
-    analysis = _click_centre(qtbot, window)
+    analysis = measure_centre(window, sample_paths["cube_gri.fits"])
     (prediction,) = analysis.properties.values()
     assert prediction.error == "", prediction.error
     section = window.posterior.properties
@@ -92,13 +97,12 @@ def test_cube_click_shows_property_intervals_with_demo_warning(
     assert row["demo_models"][0] == "tiny-mstar-demo"
 
 
+@pytest.mark.slow
 def test_model_needing_a_redshift_says_so_until_one_is_typed(
-        qtbot, make_main_window, property_bundles):
+        qtbot, make_main_window, property_bundles, measure_centre, sample_paths):
     window = make_main_window()
-    folder = property_bundles["needs_z"]
-    _choose_in_dialog(qtbot, window, add=[folder])
-    _open(qtbot, window, sample("cube_gri.fits"))
-    _click_centre(qtbot, window)
+    _choose_in_dialog(qtbot, window, add=[property_bundles["needs_z"]])
+    measure_centre(window, sample_paths["cube_gri.fits"])
     block = window.posterior.properties.blocks["tiny-ml-z"]
     assert block.table is None and block.reason.isVisible()
     assert "needs a redshift" in block.reason.text()
@@ -117,12 +121,13 @@ def test_model_needing_a_redshift_says_so_until_one_is_typed(
     assert "z = 0.08" in window.posterior.properties.note.text()
 
 
-def test_image_that_cannot_feed_a_model_shows_the_reason(qtbot, make_main_window,
-                                                         property_bundles):
+@pytest.mark.slow
+def test_image_that_cannot_feed_a_model_shows_the_reason(
+        qtbot, make_main_window, property_bundles, measure_centre, sample_paths):
     window = make_main_window()
     window.state.property_models = (property_bundles["cnn"],)
-    _open(qtbot, window, sample("sdss_gri.jpg"))  # colour JPEG: no calibrated g, r, i fluxes
-    analysis = _click_centre(qtbot, window)
+    # A colour JPEG: no calibrated g, r, i fluxes.
+    analysis = measure_centre(window, sample_paths["sdss_gri.jpg"])
     (prediction,) = analysis.properties.values()
     assert prediction.error
     block = window.posterior.properties.blocks["tiny-mstar-demo"]
@@ -130,13 +135,13 @@ def test_image_that_cannot_feed_a_model_shows_the_reason(qtbot, make_main_window
     assert window.posterior.table.rowCount() == 3  # the morphology is unaffected
 
 
+@pytest.mark.slow
 def test_switching_a_property_model_off_removes_the_section_and_is_remembered(
-        qtbot, make_main_window, property_bundles):
+        qtbot, make_main_window, property_bundles, measure_centre, sample_paths):
     window = make_main_window()
     folder = property_bundles["cnn"]
     _choose_in_dialog(qtbot, window, add=[folder])
-    _open(qtbot, window, sample("cube_gri.fits"))
-    _click_centre(qtbot, window)
+    measure_centre(window, sample_paths["cube_gri.fits"])
     assert window.posterior.properties.isVisible()
     # The Model > Physical properties menu lists the active bundle, ticked.
     window.property_menu.aboutToShow.emit()
@@ -162,9 +167,10 @@ def test_switching_a_property_model_off_removes_the_section_and_is_remembered(
     assert dialog.chosen_properties == []
 
 
+@pytest.mark.slow
 def test_batch_dialog_runs_active_property_models_and_browser_shows_them(
-        qtbot, make_main_window, property_bundles, tmp_path):
-    cube = sample("cube_gri.fits")
+        qtbot, make_main_window, property_bundles, tmp_path, sample_paths):
+    cube = sample_paths["cube_gri.fits"]
     table = tmp_path / "targets.csv"
     table.write_text(f"path,id,x,y,zspec\n{cube},with-z,63.5,63.5,0.05\n{cube},no-z,60,60,\n")
     out = tmp_path / "cat.h5"
@@ -177,7 +183,7 @@ def test_batch_dialog_runs_active_property_models_and_browser_shows_them(
     dialog.samples.setValue(50)
     dialog.redshift_column.setText("zspec")
     with qtbot.waitSignal(dialog.run_finished, timeout=180_000):
-        dialog.run_button.click()
+        dialog.buttons.start.click()
     assert dialog.result.done == 2 and dialog.result.failed == 0, dialog.errors
     browser = window.open_catalogue(str(out))
     plottable = [browser.plot_x.itemText(i) for i in range(browser.plot_x.count())]
@@ -204,13 +210,14 @@ def test_batch_dialog_runs_active_property_models_and_browser_shows_them(
     assert "--redshift-column" in block.reason.text()
 
 
+@pytest.mark.slow
 def test_panel_screenshot_with_property_models_leaves_settings_alone(
-        qtbot, gui_settings, property_bundles, tmp_path):
+        qtbot, gui_settings, property_bundles, tmp_path, sample_paths):
     from galaxy_inspector.gui import settings as stored
     from galaxy_inspector.gui.app import take_panel_screenshot
 
     out = tmp_path / "panel.png"
-    assert take_panel_screenshot(str(out), sample("cube_gri.fits"),
+    assert take_panel_screenshot(str(out), str(sample_paths["cube_gri.fits"]),
                                  [property_bundles["cnn"]]) == 0
     assert out.stat().st_size > 10_000
     assert stored.string_list("property_models") == []

@@ -37,6 +37,30 @@ def test_callbacks_fire_once_per_change():
         state.add_callback("nonsense", print)
 
 
+def test_delay_callbacks_notifies_once_after_the_block_with_the_whole_change():
+    state = ViewerState()
+    seen = []
+    state.add_callback("model", lambda m: seen.append(("model", m, state.property_models)))
+    state.add_callback("property_models", lambda p: seen.append(("properties", p, state.model)))
+    state.add_callback("stretch", lambda s: seen.append(("stretch", s)))
+    with state.delay_callbacks():
+        state.property_models = ("a",)
+        state.model = "first"
+        with state.delay_callbacks():  # nested: only the outermost block notifies
+            state.model = "second"
+        state.stretch = "log"
+        state.stretch = "asinh"  # back to where it was: no notification
+        assert seen == []
+    assert seen == [("properties", ("a",), "second"), ("model", "second", ("a",))]
+    seen.clear()
+    with pytest.raises(RuntimeError), state.delay_callbacks():
+        state.model = "third"
+        raise RuntimeError
+    assert seen == [("model", "third", ("a",))]  # what changed is still heard
+    state.model = "fourth"  # and notifications are immediate again
+    assert seen[-1] == ("model", "fourth", ("a",))
+
+
 def test_readout_agrees_with_astropy_and_states_origin():
     wcs = _wcs()
     state = ViewerState()

@@ -1,11 +1,15 @@
 """Training dialog: a real child process started and cancelled; events drive the curves."""
 
-from gui_fixtures import *  # noqa: F403 (pytest fixtures: make_main_window, gui_settings)
+import pytest
 from PySide6.QtCore import QProcess
 
-from galaxy_inspector.gui.training_dialog import TrainingDialog, parse_event
+from galaxy_inspector.gui.training_dialog import TrainingDialog
+from galaxy_inspector.progress import parse_event
+
+pytestmark = pytest.mark.gui
 
 
+@pytest.mark.slow
 def test_start_and_cancel_a_tiny_simulation(qtbot, gui_settings, tmp_path):
     dialog = TrainingDialog()
     qtbot.addWidget(dialog)
@@ -17,12 +21,12 @@ def test_start_and_cancel_a_tiny_simulation(qtbot, gui_settings, tmp_path):
     dialog.start()
     qtbot.waitUntil(lambda: dialog.process is not None and
                     dialog.process.state() == QProcess.ProcessState.Running, timeout=10_000)
-    assert not dialog.start_button.isEnabled()
+    assert not dialog.buttons.start.isEnabled()
     with qtbot.waitSignal(dialog.process_finished, timeout=15_000):
-        dialog.cancel_button.click()
+        dialog.buttons.cancel.click()
     assert dialog.process is None and dialog.cancelled
     assert "Cancelled" in dialog.progress_label.text()
-    assert dialog.start_button.isEnabled() and not dialog.use_button.isEnabled()
+    assert dialog.buttons.start.isEnabled() and not dialog.buttons.result.isEnabled()
 
 
 def test_events_draw_loss_curves_and_offer_the_bundle(qtbot, gui_settings):
@@ -30,7 +34,9 @@ def test_events_draw_loss_curves_and_offer_the_bundle(qtbot, gui_settings):
     qtbot.addWidget(dialog)
     accepted = []
     dialog.bundle_accepted.connect(accepted.append)
-    assert parse_event("not json") is None
+    dialog.handle_event(parse_event(
+        '{"event": "progress", "stage": "epoch 1/2", "done": 4, "total": 10, "seconds_left": 12}'))
+    assert dialog.progress_label.text() == "epoch 1/2: 4/10, about 12 s left"
     for line in ('{"event": "progress", "stage": "epoch 1/2", "done": 5, "total": 10}',
                  '{"event": "epoch", "epoch": 1, "train_loss": 2.0, "val_loss": 2.5}',
                  '{"event": "epoch", "epoch": 2, "train_loss": 1.0, "val_loss": 1.5}',
@@ -39,8 +45,8 @@ def test_events_draw_loss_curves_and_offer_the_bundle(qtbot, gui_settings):
     assert list(dialog.train_curve.getData()[1]) == [2.0, 1.0]
     assert list(dialog.val_curve.getData()[0]) == [1, 2]
     dialog._on_finished(0, None)
-    assert dialog.use_button.isEnabled()
-    dialog.use_button.click()
+    assert dialog.buttons.result.isEnabled()
+    dialog.buttons.result.click()
     assert accepted == ["/tmp/run/bundle"]
 
 

@@ -101,9 +101,11 @@ def take_screenshot(out_png: str, files: list[str], property_models=None,
     if not target.grab().save(str(out_png)):
         print(f"galaxy-inspector: error: cannot write {out_png}", file=sys.stderr)
         status = 1
-    window._hold_reanalysis = True  # restoring the user's models must not measure again
-    window.state.property_models = saved_properties
-    window.close()
+    # The user's models go back for the settings the window saves on closing; the window
+    # hears of them only once closed, so it does not measure again.
+    with window.state.delay_callbacks():
+        window.state.property_models = saved_properties
+        window.close()
     wait_for_workers()
     return status
 

@@ -30,25 +30,27 @@ from PySide6.QtWidgets import (
 from galaxy_inspector.batch import BatchOptions, BatchProgress
 from galaxy_inspector.errors import user_message
 from galaxy_inspector.gui import settings as stored
-from galaxy_inspector.gui.main_window import IMAGE_FILTER
+from galaxy_inspector.gui.file_filters import (
+    CATALOGUE_FILTER,
+    CATALOGUE_SUFFIXES,
+    IMAGE_FILTER,
+    TABLE_FILTER,
+)
+from galaxy_inspector.gui.run_buttons import RunButtons
 from galaxy_inspector.gui.workers import Worker, start_worker
+from galaxy_inspector.progress import RateEstimate, batch_line
+from galaxy_inspector.viewer.model_cards import bundle_display_name
 from galaxy_inspector.viewer.tasks import batch_task
 
 __all__ = ["BatchDialog", "format_progress"]
 
-TABLE_FILTER = "Position tables (*.csv *.ecsv *.fits);;All files (*)"
 
-
-def format_progress(p: BatchProgress, total: int) -> str:
-    """'12/40 inputs, 1 failed, 3.2 galaxies/s, about 9 s left' (ETA from inputs answered)."""
-    answered = p.inputs + p.skipped
-    text = f"{answered}/{total or '?'} inputs, {p.failed} failed, {p.rate:.1f} galaxies/s"
-    if p.inputs and total and answered < total:
-        left = max(total - answered, 0) * p.elapsed / p.inputs
-        text += f", about {left:.0f} s left"
-    if p.skipped:
-        text += f" ({p.skipped} already in the file)"
-    return text
+def format_progress(p: BatchProgress, total: int, estimate: RateEstimate | None = None) -> str:
+    """'12/40 inputs, 1 failed, 3.2 galaxies/s, about 9 s left (3 already in the file)', the
+    time left from ``estimate`` (which has seen the run's readings) once it knows."""
+    left = estimate.seconds_left(total - p.inputs - p.skipped) if estimate else None
+    text = batch_line(p, total, left)
+    return f"{text} ({p.skipped} already in the file)" if p.skipped else text
 
 
 class BatchDialog(QDialog):
@@ -65,6 +67,7 @@ class BatchDialog(QDialog):
         self.settings = settings or stored.app_settings()
         self.worker: Worker | None = None
         self.total = 0
+        self.estimate = RateEstimate()
         self.result: BatchProgress | None = None
 
         self.inputs = QListWidget()
@@ -89,8 +92,6 @@ class BatchDialog(QDialog):
         self.model_edit.setPlaceholderText("default model")
         self.use_properties = QCheckBox()
         if self.property_models:
-            from galaxy_inspector.gui.model_dialog import bundle_display_name
-
             names = "".join(f"\n• {bundle_display_name(p)}" for p in self.property_models)
             self.use_properties.setText(f"also run the active property models:{names}")
             self.use_properties.setChecked(True)
@@ -145,23 +146,9 @@ class BatchDialog(QDialog):
         self.progress_label = QLabel("Not started.")
         self.errors = QListWidget()
         self.errors.setMaximumHeight(110)
-        self.run_button = QPushButton("Run")
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        self.open_button = QPushButton("Open in catalogue browser")
-        self.open_button.setEnabled(False)
-        close = QPushButton("Close")
-        self.run_button.clicked.connect(self.start)
-        self.cancel_button.clicked.connect(self.cancel)
-        self.open_button.clicked.connect(
+        self.buttons = RunButtons(self, "Run", "Open in catalogue browser")
+        self.buttons.result.clicked.connect(
             lambda: self.open_catalogue_requested.emit(self.output_edit.text()))
-        close.clicked.connect(self.close)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.run_button)
-        buttons.addWidget(self.cancel_button)
-        buttons.addStretch(1)
-        buttons.addWidget(self.open_button)
-        buttons.addWidget(close)
         layout = QVBoxLayout(self)
         layout.addWidget(input_box, 1)
         layout.addLayout(form)
@@ -169,7 +156,7 @@ class BatchDialog(QDialog):
         layout.addWidget(self.progress_label)
         layout.addWidget(QLabel("Errors"))
         layout.addWidget(self.errors)
-        layout.addLayout(buttons)
+        layout.addLayout(self.buttons)
 
     # -- inputs --------------------------------------------------------------------------
     def add_inputs(self, paths) -> None:
@@ -205,9 +192,9 @@ class BatchDialog(QDialog):
 
     def _ask_output(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Catalogue file", self.output_edit.text(),
-                                              "HDF5 catalogues (*.h5)")
+                                              CATALOGUE_FILTER)
         if path:
-            self.output_edit.setText(path if path.endswith((".h5", ".hdf5")) else path + ".h5")
+            self.output_edit.setText(path if path.endswith(CATALOGUE_SUFFIXES) else path + ".h5")
 
     # -- running -------------------------------------------------------------------------
     def options(self) -> BatchOptions:
@@ -235,6 +222,7 @@ class BatchDialog(QDialog):
         self.errors.clear()
         self.result = None
         self.total = 0
+        self.estimate = RateEstimate()
         self.progress_bar.setRange(0, 0)
         self._say("Starting: loading the model and counting inputs…")
         self._running(True)
@@ -253,8 +241,7 @@ class BatchDialog(QDialog):
             self._say("Cancelling after the current chunk…")
 
     def _running(self, running: bool) -> None:
-        self.run_button.setEnabled(not running)
-        self.cancel_button.setEnabled(running)
+        self.buttons.set_running(running)
         if not running:
             self.worker = None
             if self.progress_bar.maximum() == 0:
@@ -266,8 +253,9 @@ class BatchDialog(QDialog):
             self.progress_bar.setRange(0, max(item, 1))
             self._say(f"{item} inputs to measure…")
             return
+        self.estimate.observe(item.inputs, item.elapsed)
         self.progress_bar.setValue(item.inputs + item.skipped)
-        self._say(format_progress(item, self.total))
+        self._say(format_progress(item, self.total, self.estimate))
 
     def _on_returned(self, outcome) -> None:
         result, errors = outcome
@@ -280,7 +268,7 @@ class BatchDialog(QDialog):
             state = "Finished."
         self._say(f"{state} {format_progress(result, self.total)} in {result.elapsed:.1f} s")
         self.errors.addItems(errors)
-        self.open_button.setEnabled(Path(out).is_file())
+        self.buttons.result.setEnabled(Path(out).is_file())
         self.run_finished.emit(result)
 
     def _say(self, text: str, error: bool = False) -> None:

@@ -25,19 +25,16 @@ from PySide6.QtWidgets import (
 from galaxy_inspector.engine import DEFAULT_MODEL
 from galaxy_inspector.errors import user_message
 from galaxy_inspector.gui import settings as stored
+from galaxy_inspector.gui.file_filters import CATALOGUE_FILTER, CATALOGUE_SUFFIXES, IMAGE_FILTER
 from galaxy_inspector.gui.image_view import SkyImageView
-from galaxy_inspector.gui.model_dialog import bundle_display_name
 from galaxy_inspector.gui.posterior_panel import PosteriorPanel
 from galaxy_inspector.gui.workers import Worker, start_worker
-from galaxy_inspector.io.inputs import IMAGE_SUFFIXES
+from galaxy_inspector.viewer.model_cards import bundle_display_name, known_property_bundles
 from galaxy_inspector.viewer.state import COMPOSITE_BAND, INTERVALS, STRETCHES, ViewerState
 from galaxy_inspector.viewer.tasks import ModelCache, preload_engine_modules, read_planes
 
-__all__ = ["MainWindow", "IMAGE_FILTER"]
+__all__ = ["MainWindow"]
 
-IMAGE_FILTER = (f"Images ({' '.join('*' + s for s in IMAGE_SUFFIXES)});;"
-                "All files (*)")
-CATALOGUE_SUFFIXES = (".h5", ".hdf5")
 ERROR_STYLE = "color: #b00020; font-weight: bold"
 
 
@@ -55,9 +52,9 @@ class MainWindow(QMainWindow):
         self.models = ModelCache()
         self.settings = stored.app_settings()
         self._analysis_worker: Worker | None = None
+        self._analysis_request = None
         self._queued_position = None
         self._child_windows = []
-        self._hold_reanalysis = False
 
         self.image_view = SkyImageView(self.state)
         self.setCentralWidget(self.image_view)
@@ -194,6 +191,7 @@ class MainWindow(QMainWindow):
             self._analysis_worker.quit()
         for window in self._child_windows:
             window.close()
+            window.deleteLater()  # its connections to this window are a cycle gc cannot break
         super().closeEvent(event)
 
     # -- opening files -------------------------------------------------------------------
@@ -250,9 +248,13 @@ class MainWindow(QMainWindow):
         if image is None:
             return
         self.state.position = (float(x), float(y))
+        request = (*self.state.position, self.state.model, self.state.property_models,
+                   self.state.redshift, self.state.n_samples)
         if self._analysis_worker is not None and self._analysis_worker.is_running:
-            self._queued_position = (x, y)  # the latest click wins once the current one ends
+            # The latest click wins once the current one ends, unless that one answers it.
+            self._queued_position = None if request == self._analysis_request else (x, y)
             return
+        self._analysis_request = request
         self.state.busy = f"measuring the galaxy at x={x:.1f}, y={y:.1f}…"
         worker = Worker(self.models.analyse, image, x, y, self.state.model or None,
                         self.state.n_samples, property_models=self.state.property_models,
@@ -314,10 +316,9 @@ class MainWindow(QMainWindow):
         self._reanalyse()
 
     def _reanalyse(self) -> None:
-        """Measure the galaxy shown again (after a change of models or redshift)."""
-        if self._hold_reanalysis:
-            return
-        if self.state.position is not None and self.state.image is not None:
+        """Measure the galaxy shown again (after a change of models or redshift); a closed
+        window measures nothing."""
+        if self.isVisible() and self.state.position is not None and self.state.image is not None:
             self.analyse_at(*self.state.position)
 
     def _update_model_label(self) -> None:
@@ -344,8 +345,6 @@ class MainWindow(QMainWindow):
 
     def _refresh_property_menu(self) -> None:
         """Checkable entries for the shipped property bundles and the active folders."""
-        from galaxy_inspector.gui.model_dialog import known_property_bundles
-
         self.property_menu.clear()
         for path, label in known_property_bundles(self.state.property_models):
             action = QAction(label, self.property_menu)
@@ -393,18 +392,13 @@ class MainWindow(QMainWindow):
         return self._keep(dialog)
 
     def _apply_model_choice(self, dialog) -> None:
-        self._hold_reanalysis = True  # one new measurement for both changes, not two
-        try:
+        with self.state.delay_callbacks():  # one new measurement for both changes, not two
             self.state.property_models = tuple(dialog.chosen_properties)
             self.state.model = dialog.chosen
-        finally:
-            self._hold_reanalysis = False
-        self._reanalyse()
 
     def _ask_open_catalogue(self) -> None:
         folder = stored.get("last_catalogue_folder", "", self.settings)
-        path, _ = QFileDialog.getOpenFileName(self, "Open catalogue", folder,
-                                              "HDF5 catalogues (*.h5 *.hdf5)")
+        path, _ = QFileDialog.getOpenFileName(self, "Open catalogue", folder, CATALOGUE_FILTER)
         if path:
             self.open_catalogue(path)
 

@@ -1,13 +1,12 @@
 """The "Physical properties" section of the posterior panel: for each active property model its
 predictions (mode, median, 68.27/95.45 % intervals with units, a small marginal plot), its name,
 the demo warning, or why it could not predict this galaxy. It shows what the engine returned
-(``engine.PropertyMeasurement``); it computes nothing itself.
+(``physical_properties.measure.PropertyMeasurement``); it computes nothing itself.
 """
 
 from __future__ import annotations
 
 import html
-import math
 
 import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
@@ -25,47 +24,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from galaxy_inspector.gui.model_dialog import DEMO_COLOUR, DEMO_LABEL
 from galaxy_inspector.viewer.corner_plot import draw_marginals
+from galaxy_inspector.viewer.model_cards import DEMO_COLOUR, DEMO_LABEL
+from galaxy_inspector.viewer.wording import format_value, property_label, reason_in_words
 
-__all__ = ["PropertySection", "PropertyBlock", "property_label", "reason_in_words",
-           "SECTION_TITLE"]
+__all__ = ["PropertySection", "PropertyBlock", "SECTION_TITLE"]
 
 SECTION_TITLE = "Physical properties"
-#: Names of common targets as astronomers write them (anything else is shown as named).
-PRETTY_PROPERTIES = {"metallicity": "12 + log(O/H)", "oh12": "12 + log(O/H)",
-                     "log_mstar": "log M*", "logmstar": "log M*", "mstar": "M*",
-                     "ml_g": "M*/L_g", "log_ml_g": "log M*/L_g"}
 #: Interval levels shown in the table (the export row has all three).
 SHOWN_LEVELS = (("68", "68.27 %"), ("95", "95.45 %"))
 ERROR_STYLE = "color: #b00020"
-
-
-def property_label(name: str, unit: str) -> str:
-    """'12 + log(O/H) [dex]' style label of a target with its unit."""
-    pretty = PRETTY_PROPERTIES.get(name, name)
-    if pretty != name:
-        pretty = f"{pretty} ({name})"
-    return f"{pretty} [{unit}]" if unit else pretty
-
-
-def reason_in_words(error: str, in_catalogue: bool = False) -> str:
-    """The engine's reason a model could not predict (HTML-escaped), with what the user can do
-    about it: in the main window, or in a catalogue (``in_catalogue``)."""
-    text = html.escape(error.strip())
-    if "needs a redshift" in text:
-        if in_catalogue:
-            return (f"{text} — give the input table a redshift column (batch option "
-                    "<i>--redshift-column</i>) and run the batch again")
-        return (f"{text} — type the galaxy's redshift in the toolbar's <i>Redshift</i> field "
-                "to predict it")
-    return text
-
-
-def _fmt(value) -> str:
-    if value is None or not math.isfinite(value):
-        return "—"
-    return f"{value:.4g}"
 
 
 class PropertyBlock(QWidget):
@@ -94,9 +62,9 @@ class PropertyBlock(QWidget):
         self.table = None
         self.canvas = None
         self.figure = None
+        layout.addWidget(self.reason)  # in the layout either way, so it is never a lone window
         if p.error:
             self.reason.setText(f"Not predicted: {reason_in_words(p.error, in_catalogue)}")
-            layout.addWidget(self.reason)
             return
         self.reason.hide()
         self.table = self._make_table(p)
@@ -123,11 +91,11 @@ class PropertyBlock(QWidget):
         header.setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         for r, (name, unit) in enumerate(zip(p.names, p.units, strict=True)):
-            cells = [property_label(name, unit), _fmt(p.summary.get(f"{name}_mode")),
-                     _fmt(p.summary.get(f"{name}_median"))]
+            cells = [property_label(name, unit), format_value(p.summary.get(f"{name}_mode")),
+                     format_value(p.summary.get(f"{name}_median"))]
             for suffix, _ in SHOWN_LEVELS:
                 lo, hi = p.summary.get(f"{name}_lo{suffix}"), p.summary.get(f"{name}_hi{suffix}")
-                cells.append(f"[{_fmt(lo)}, {_fmt(hi)}]")
+                cells.append(f"[{format_value(lo)}, {format_value(hi)}]")
             for c, text in enumerate(cells):
                 table.setItem(r, c, QTableWidgetItem(text))
         table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)

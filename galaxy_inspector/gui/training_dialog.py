@@ -20,12 +20,10 @@ from PySide6.QtWidgets import (
     QDialog,
     QDoubleSpinBox,
     QFormLayout,
-    QHBoxLayout,
     QLabel,
     QLineEdit,
     QPlainTextEdit,
     QProgressBar,
-    QPushButton,
     QSpinBox,
     QStackedWidget,
     QVBoxLayout,
@@ -33,22 +31,12 @@ from PySide6.QtWidgets import (
 )
 
 from galaxy_inspector.gui import settings as stored
+from galaxy_inspector.gui.run_buttons import RunButtons
+from galaxy_inspector.progress import parse_event, time_left
 
-__all__ = ["TrainingDialog", "STAGES", "parse_event"]
+__all__ = ["TrainingDialog", "STAGES"]
 
 STAGES = ("simulate", "train", "calibrate", "evaluate")
-
-
-def parse_event(line: str) -> dict | None:
-    """A JSON-lines progress event, or None for any other output line."""
-    line = line.strip()
-    if not line.startswith("{"):
-        return None
-    try:
-        event = json.loads(line)
-    except json.JSONDecodeError:
-        return None
-    return event if isinstance(event, dict) and "event" in event else None
 
 
 def _spin(lo, hi, value, double=False, step=None):
@@ -115,22 +103,8 @@ class TrainingDialog(QDialog):
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
         self.log.setMaximumBlockCount(2000)
-        self.start_button = QPushButton("Start")
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        self.use_button = QPushButton("Use the new model")
-        self.use_button.setEnabled(False)
-        close = QPushButton("Close")
-        self.start_button.clicked.connect(self.start)
-        self.cancel_button.clicked.connect(self.cancel)
-        self.use_button.clicked.connect(lambda: self.bundle_accepted.emit(self.bundle_path))
-        close.clicked.connect(self.close)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.start_button)
-        buttons.addWidget(self.cancel_button)
-        buttons.addStretch(1)
-        buttons.addWidget(self.use_button)
-        buttons.addWidget(close)
+        self.buttons = RunButtons(self, "Start", "Use the new model")
+        self.buttons.result.clicked.connect(lambda: self.bundle_accepted.emit(self.bundle_path))
         top = QFormLayout()
         top.addRow("Stage", self.stage)
         layout = QVBoxLayout(self)
@@ -140,7 +114,7 @@ class TrainingDialog(QDialog):
         layout.addWidget(self.progress_label)
         layout.addWidget(self.loss_plot, 1)
         layout.addWidget(self.log, 1)
-        layout.addLayout(buttons)
+        layout.addLayout(self.buttons)
 
     def _add_form(self, stage: str, fields: dict) -> None:
         page = QWidget()
@@ -176,7 +150,7 @@ class TrainingDialog(QDialog):
         self.epochs, self.bundle_path, self._buffer, self.cancelled = [], "", "", False
         self.train_curve.setData([], [])
         self.val_curve.setData([], [])
-        self.use_button.setEnabled(False)
+        self.buttons.result.setEnabled(False)
         self.log.clear()
         self.process = QProcess(self)
         self.process.setProgram(sys.executable)
@@ -191,8 +165,7 @@ class TrainingDialog(QDialog):
         self.progress_bar.setRange(0, 0)
         self.progress_label.setStyleSheet("")
         self.progress_label.setText(f"Running {self.stage.currentText()}…")
-        self.start_button.setEnabled(False)
-        self.cancel_button.setEnabled(True)
+        self.buttons.set_running(True)
         self.process.start()
 
     def cancel(self) -> None:
@@ -230,7 +203,9 @@ class TrainingDialog(QDialog):
             total = max(int(event.get("total", 0)), 1)
             self.progress_bar.setRange(0, total)
             self.progress_bar.setValue(int(event.get("done", 0)))
-            self.progress_label.setText(f"{event.get('stage', '')}: {event.get('done')}/{total}")
+            left = time_left(event.get("seconds_left"))
+            self.progress_label.setText(f"{event.get('stage', '')}: {event.get('done')}/{total}"
+                                        + (f", {left}" if left else ""))
         elif kind == "epoch":
             self.epochs.append(event)
             x = [e.get("epoch", i + 1) for i, e in enumerate(self.epochs)]
@@ -249,8 +224,7 @@ class TrainingDialog(QDialog):
             self._read_stderr()
             self.process.deleteLater()
         self.process = None
-        self.start_button.setEnabled(True)
-        self.cancel_button.setEnabled(False)
+        self.buttons.set_running(False)
         self.progress_bar.setRange(0, 1)
         if self.cancelled:
             self.progress_bar.setValue(0)
@@ -260,7 +234,7 @@ class TrainingDialog(QDialog):
             text = "Finished."
             if self.bundle_path:
                 text += f" New bundle: {self.bundle_path}"
-                self.use_button.setEnabled(True)
+                self.buttons.result.setEnabled(True)
             self.progress_label.setText(text)
         else:
             self.progress_label.setStyleSheet("color: #b00020")
@@ -270,8 +244,7 @@ class TrainingDialog(QDialog):
     def _on_process_error(self, error) -> None:
         if error == QProcess.ProcessError.FailedToStart:
             self.process = None
-            self.start_button.setEnabled(True)
-            self.cancel_button.setEnabled(False)
+            self.buttons.set_running(False)
             self.progress_bar.setRange(0, 1)
             self.progress_label.setStyleSheet("color: #b00020")
             self.progress_label.setText(f"Could not start {sys.executable}.")

@@ -8,6 +8,9 @@ generator is closed at its next ``yield``; a function may poll the ``should_stop
 given when it accepts one (``pass_stop=True``) and returns normally (``returned``) when it
 stops early. A function that reports progress through a
 callback instead of yielding gets ``report`` (``pass_report=True``), which emits ``yielded``.
+
+superqt's ``thread_worker`` is not used: a running one replaces the process's warning filters
+(superqt 0.9), and it drops ``returned`` after ``quit``, which a cancelled batch needs to report.
 """
 
 from __future__ import annotations

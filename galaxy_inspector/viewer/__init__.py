@@ -7,5 +7,7 @@ only observe this state and draw it:
 * ``state``       — ``ViewerState``: image, band, stretch, selection, with callbacks;
 * ``display``     — stretches, intervals and colour composites of image planes;
 * ``corner_plot`` — the posterior corner plot and marginals drawn on a Matplotlib figure;
-* ``tasks``       — the engine calls the GUI runs in background workers.
+* ``tasks``       — the engine calls the GUI runs in background workers;
+* ``model_cards`` — bundle names, the demo label and cards as HTML, read from model cards;
+* ``wording``     — how numbers, parameter names and reasons are written for the user.
 """

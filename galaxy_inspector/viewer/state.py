@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from contextlib import contextmanager
 
 __all__ = ["CallbackProperty", "HasCallbacks", "ViewerState", "STRETCHES", "INTERVALS",
            "COMPOSITE_BAND"]
@@ -41,10 +42,10 @@ class CallbackProperty:
 
     def __set__(self, obj, value):
         old = self.__get__(obj)
-        if value is old or (_plain(value) and _plain(old) and value == old):
+        if _same(value, old):
             return
         obj.__dict__[self.name] = value
-        obj._notify(self.name, value)
+        obj._changed(self.name, old, value)
 
 
 def _plain(value) -> bool:
@@ -54,11 +55,35 @@ def _plain(value) -> bool:
     return isinstance(value, (str, int, float, bool, type(None)))
 
 
+def _same(value, old) -> bool:
+    return value is old or (_plain(value) and _plain(old) and value == old)
+
+
 class HasCallbacks:
     """Mixin: ``add_callback(name, func)`` calls ``func(value)`` whenever property ``name`` changes."""
 
     def __init__(self):
         self._callbacks: dict[str, list[Callable]] = {}
+        self._held: dict[str, object] | None = None  # name -> value before delay_callbacks
+
+    @contextmanager
+    def delay_callbacks(self):
+        """Hold notifications inside the block (glue's ``delay_callback``), so listeners see
+        the state only once all of it has changed: on leaving the outermost block, each
+        property that ends up different from its value before the block notifies once, with
+        its final value, in the order the properties first changed."""
+        if self._held is not None:  # nested: the outermost block notifies
+            yield self
+            return
+        self._held = {}
+        try:
+            yield self
+        finally:
+            held, self._held = self._held, None
+            for name, old in held.items():
+                value = getattr(self, name)
+                if not _same(value, old):
+                    self._notify(name, value)
 
     def add_callback(self, name: str, func: Callable) -> None:
         if not isinstance(getattr(type(self), name, None), CallbackProperty):
@@ -67,6 +92,12 @@ class HasCallbacks:
 
     def remove_callback(self, name: str, func: Callable) -> None:
         self._callbacks.get(name, []).remove(func)
+
+    def _changed(self, name: str, old, value) -> None:
+        if self._held is None:
+            self._notify(name, value)
+        else:
+            self._held.setdefault(name, old)
 
     def _notify(self, name: str, value) -> None:
         for func in list(self._callbacks.get(name, [])):

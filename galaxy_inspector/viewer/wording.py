@@ -1,0 +1,50 @@
+"""How the viewer writes numbers, parameter names and reasons for the user (plain text or
+HTML-escaped strings, no widgets), so every panel says them the same way."""
+
+from __future__ import annotations
+
+import html
+import math
+
+__all__ = ["format_value", "parameter_label", "property_label", "reason_in_words"]
+
+#: Morphology parameters as astronomers write them.
+PRETTY_PARAMETERS = {"bt": "B/T", "re_arcsec": "R_e", "flux_njy": "flux"}
+#: Names of common targets as astronomers write them (anything else is shown as named).
+PRETTY_PROPERTIES = {"metallicity": "12 + log(O/H)", "oh12": "12 + log(O/H)",
+                     "log_mstar": "log M*", "logmstar": "log M*", "mstar": "M*",
+                     "ml_g": "M*/L_g", "log_ml_g": "log M*/L_g"}
+
+
+def format_value(value) -> str:
+    """Four significant digits, or '—' for a missing or non-finite value."""
+    if value is None or not math.isfinite(value):
+        return "—"
+    return f"{value:.4g}"
+
+
+def parameter_label(name: str, unit: str) -> str:
+    """'R_e (arcsec)' style label of a morphology parameter with its unit."""
+    pretty = PRETTY_PARAMETERS.get(name, name)
+    return f"{pretty} ({unit})" if unit else pretty
+
+
+def property_label(name: str, unit: str) -> str:
+    """'12 + log(O/H) [dex]' style label of a target with its unit."""
+    pretty = PRETTY_PROPERTIES.get(name, name)
+    if pretty != name:
+        pretty = f"{pretty} ({name})"
+    return f"{pretty} [{unit}]" if unit else pretty
+
+
+def reason_in_words(error: str, in_catalogue: bool = False) -> str:
+    """The engine's reason a model could not predict (HTML-escaped), with what the user can do
+    about it: in the main window, or in a catalogue (``in_catalogue``)."""
+    text = html.escape(error.strip())
+    if "needs a redshift" in text:
+        if in_catalogue:
+            return (f"{text} — give the input table a redshift column (batch option "
+                    "<i>--redshift-column</i>) and run the batch again")
+        return (f"{text} — type the galaxy's redshift in the toolbar's <i>Redshift</i> field "
+                "to predict it")
+    return text
