@@ -1,12 +1,27 @@
-"""Shared fixtures. Qt runs offscreen: this is set before anything can import Qt.
+"""Shared fixtures and markers. Qt runs offscreen: this is set before anything can import Qt.
+
+Markers (registered in ``pyproject.toml``): ``gui`` on every test that drives Qt (a test using
+``qtbot`` without it is a collection error), ``slow`` on tests that train, simulate with GalSim,
+spawn processes or take more than about two seconds. ``pytest -m "not slow and not gui"`` is the
+fast subset. The GUI fixtures (``make_main_window`` ...) are the ``gui_fixtures`` plugin.
 
 Fixtures
 --------
-tiny_bundle
-    Folder of a small *untrained* morphology bundle with the shipped model's contract (g band,
-    nJy, 0.168″/px, 128 px stamps, outputs bt / re_arcsec / flux_njy), built in ``tmp_path``.
 tiny_bundle_factory
-    ``factory(folder=None, **card_overrides)`` -> bundle folder, for variants of the card.
+    ``factory(folder=None, **card_overrides)`` -> folder of a small *untrained* morphology bundle
+    with the shipped model's contract (g band, nJy, 0.168″/px, 128 px stamps, outputs bt /
+    re_arcsec / flux_njy); top-level card keys can be overridden. Session-scoped.
+tiny_bundle
+    Folder of such a bundle in ``tmp_path``.
+train_property_bundle
+    ``train(root, name, ...)`` -> folder of a tiny physical-property bundle trained in seconds
+    through the bring-your-own-labels command on 16x16 g, r, i nJy images.
+tiny_cnn_args
+    Command-line options that make ``galaxy-inspector-train properties`` train a tiny CNN.
+simulated_set
+    ``simulate_once(simulate, config, n, seed)`` -> HDF5 file written by a training simulator.
+write_galaxies
+    ``write(folder, n)`` -> paths of ``n`` HSC-like FITS cutouts of exponential galaxies.
 sample_paths
     ``{file name: Path}`` of every file in ``resources/samples`` (located like the app does).
 sample_truth
@@ -23,18 +38,22 @@ os.environ.setdefault("PYTEST_QT_API", "pyside6")
 
 import copy  # noqa: E402
 import csv  # noqa: E402
+import json  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+pytest_plugins = ["gui_fixtures"]
+
 TINY_HYPERPARAMETERS = {
-    "stamp_size": 128, "crop_size": 32, "n_params": 3, "dropout": 0.1, "arsinh_scale": 2.0,
+    "stamp_size": 128, "crop_size": 64, "n_params": 3, "dropout": 0.1, "arsinh_scale": 2.0,
     "aperture_radii": [2, 4, 8, 16, 32, 60], "aperture_scale": 10.0,
     "channels": [4, 4, 8, 8], "hidden": 16,
 }
 
 
-def tiny_card() -> dict:
+def _tiny_card() -> dict:
     """A complete morphology model card (without ``format``/``weights``, which save adds)."""
     from galaxy_inspector import __version__
     from galaxy_inspector.models.bundle import OutputSpec
@@ -70,35 +89,121 @@ def tiny_card() -> dict:
     }
 
 
-def make_tiny_bundle(folder, seed: int = 0, **card_overrides) -> Path:
-    """Write a tiny untrained bundle into ``folder``; top-level card keys can be overridden."""
+def _write_tiny_bundle(folder, **card_overrides) -> Path:
     import torch
 
     from galaxy_inspector.models.bundle import save_bundle
     from galaxy_inspector.models.morphology_network import MorphologyNet
 
-    card = copy.deepcopy(tiny_card())
+    card = copy.deepcopy(_tiny_card())
     card.update(card_overrides)
-    torch.manual_seed(seed)
+    torch.manual_seed(0)
     net = MorphologyNet(**card["hyperparameters"])
     tensors = {k: v.detach().numpy() for k, v in net.state_dict().items()}
     return save_bundle(folder, card, tensors)
 
 
-@pytest.fixture
-def tiny_bundle(tmp_path) -> Path:
-    return make_tiny_bundle(tmp_path / "tiny-bundle")
-
-
-@pytest.fixture
-def tiny_bundle_factory(tmp_path):
-    counter = iter(range(1_000_000))
-
+@pytest.fixture(scope="session")
+def tiny_bundle_factory(tmp_path_factory):
     def factory(folder=None, **card_overrides) -> Path:
-        folder = folder or tmp_path / f"bundle-{next(counter)}"
-        return make_tiny_bundle(folder, **card_overrides)
+        folder = folder or tmp_path_factory.mktemp("bundle") / "tiny"
+        return _write_tiny_bundle(folder, **card_overrides)
 
     return factory
+
+
+@pytest.fixture
+def tiny_bundle(tiny_bundle_factory, tmp_path) -> Path:
+    return tiny_bundle_factory(tmp_path / "tiny-bundle")
+
+
+@pytest.fixture(scope="session")
+def tiny_cnn_args() -> list[str]:
+    return ["--epochs", "1", "--batch-size", "16", "--widths", "4", "4", "8", "8",
+            "--hidden", "8", "--threads", "1"]
+
+
+@pytest.fixture(scope="session")
+def train_property_bundle(tiny_cnn_args):
+    """Trains in seconds: the planes are an elliptical blob, brighter towards i, with noise."""
+    def train(root, name: str, method: str = "cnn", redshift: bool = False, demo: bool = False,
+              target: str = "log_mstar", n: int = 14) -> str:
+        """Bundle ``name`` of ``method`` predicting ``target`` (with a redshift input if asked,
+        marked as a demo bundle if asked), trained on ``n`` images at 0.168"/px (the scale of
+        ``cube_gri.fits``) written into ``root``; returns its folder."""
+        from astropy.io import fits
+
+        from training.cli import main as train_properties
+
+        root.mkdir(parents=True, exist_ok=True)
+        yy, xx = np.mgrid[:16, :16] - 7.5
+        blob = np.exp(-0.5 * (xx ** 2 / 9 + yy ** 2 / 4))
+        rng = np.random.default_rng(0)
+        rows = [f"g,r,i,{target},{target}_err,z"]
+        for k in range(n):
+            for band, colour in zip("gri", (1.0, 1.6, 2.2), strict=True):
+                plane = (40.0 + 10 * k) * colour * blob + rng.normal(0, 2.0, blob.shape)
+                header = fits.Header({"BUNIT": "nJy", "PIXSCALE": 0.168, "FILTER": band})
+                fits.PrimaryHDU(plane.astype(np.float32), header).writeto(
+                    root / f"{band}{k}.fits", overwrite=True)
+            rows.append(f"g{k}.fits,r{k}.fits,i{k}.fits,{9 + 0.1 * k},0.1,{0.05 + 0.01 * k}")
+        (root / "train.csv").write_text("\n".join(rows) + "\n")
+        out = root / name
+        args = ["properties", "--table", str(root / "train.csv"), "--image-column", "g",
+                "--image-column", "r", "--image-column", "i", "--target", target,
+                "--target-err", f"{target}_err", "--method", method, "--out", str(out),
+                *tiny_cnn_args]
+        if redshift:
+            args += ["--redshift", "z"]
+        assert train_properties(args) == 0
+        card_path = out / "card.json"
+        card = json.loads(card_path.read_text())
+        card["name"] = name
+        if demo:
+            card.update(demo=True, synthetic_training_data=True)
+        card_path.write_text(json.dumps(card, indent=1))
+        return str(out)
+
+    return train
+
+
+@pytest.fixture(scope="session")
+def simulated_set(tmp_path_factory):
+    """One worker, so a module fixture can make its set once, in a fresh folder."""
+    def simulate_once(simulate, config, n: int, seed: int) -> Path:
+        """The file ``simulate`` (``training.simulate.simulate`` or
+        ``training.properties.survey.simulate_survey``) writes for ``n`` galaxies."""
+        path = tmp_path_factory.mktemp("simulated") / "set.h5"
+        simulate(path, n=n, seed=seed, workers=1, config=config)
+        return path
+
+    return simulate_once
+
+
+@pytest.fixture(scope="session")
+def write_galaxies():
+    def write(folder, n: int, size: int = 100, seed: int = 0) -> list[Path]:
+        """``n`` HSC-like cutouts (counts, FLUXMAG0 = zp 27) of exponential galaxies with
+        noise, ``size`` px square, written into ``folder``."""
+        import galsim
+        from astropy.io import fits
+
+        folder.mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng(seed)
+        paths = []
+        for i in range(n):
+            gal = galsim.Exponential(half_light_radius=0.5 + 0.1 * (i % 10), flux=2e4)
+            counts = gal.drawImage(nx=size, ny=size, scale=0.168).array / 10 ** (4.4 / 2.5)
+            counts += rng.normal(0, 0.04, counts.shape)
+            primary = fits.PrimaryHDU()
+            primary.header["FLUXMAG0"] = 10 ** (0.4 * 27.0)
+            path = folder / f"gal{i:04d}.fits"
+            fits.HDUList([primary, fits.ImageHDU(counts.astype(np.float32), name="IMAGE")]
+                         ).writeto(path)
+            paths.append(path)
+        return paths
+
+    return write
 
 
 @pytest.fixture(scope="session")
@@ -128,3 +233,12 @@ def sample_truth(samples_dir) -> list[dict]:
                     pass
             rows.append(row)
     return rows
+
+
+def pytest_collection_modifyitems(items):
+    """``-m "not gui"`` must never start Qt: a test using ``qtbot`` has to be marked ``gui``."""
+    unmarked = [item.nodeid for item in items
+                if "qtbot" in getattr(item, "fixturenames", ()) and not item.get_closest_marker("gui")]
+    if unmarked:
+        raise pytest.UsageError("Qt tests without the gui marker (add pytestmark = "
+                                "pytest.mark.gui): " + ", ".join(unmarked))

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.table import Table
-from test_engine import tiny_bundle_dir
 
 from galaxy_inspector.batch import BatchOptions, run_batch
 from galaxy_inspector.catalogue import read_catalogue
@@ -17,33 +16,15 @@ from galaxy_inspector.flags import Flag
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    return str(tiny_bundle_dir(tmp_path_factory.mktemp("bundle") / "tiny"))
-
-
-def write_galaxies(folder, n, size=100, seed=0):
-    """``n`` HSC-like cutouts (counts, FLUXMAG0 = zp 27) of exponential galaxies with noise."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    paths = []
-    for i in range(n):
-        gal = galsim.Exponential(half_light_radius=0.5 + 0.1 * (i % 10), flux=2e4)
-        counts = gal.drawImage(nx=size, ny=size, scale=0.168).array / 10 ** (4.4 / 2.5)
-        counts += rng.normal(0, 0.04, counts.shape)
-        primary = fits.PrimaryHDU()
-        primary.header["FLUXMAG0"] = 10 ** (0.4 * 27.0)
-        path = folder / f"gal{i:04d}.fits"
-        fits.HDUList([primary, fits.ImageHDU(counts.astype(np.float32), name="IMAGE")]
-                     ).writeto(path)
-        paths.append(path)
-    return paths
+def bundle(tiny_bundle_factory):
+    return str(tiny_bundle_factory())
 
 
 def _options(bundle, **kw):
     return BatchOptions(model=bundle, n_samples=16, **kw)
 
 
-def test_mixed_inputs_each_get_one_row_with_aligned_samples(tmp_path, bundle):
+def test_mixed_inputs_each_get_one_row_with_aligned_samples(tmp_path, bundle, write_galaxies):
     write_galaxies(tmp_path / "in", 3)
     (tmp_path / "in" / "empty.fits").write_bytes(b"")
     (tmp_path / "in" / "sub").mkdir()
@@ -62,7 +43,7 @@ def test_mixed_inputs_each_get_one_row_with_aligned_samples(tmp_path, bundle):
     assert all("FLUXMAG0" in c for c in ok["calibration"])
     with h5py.File(out) as f:
         samples = f["posterior_samples"][:]
-        assert f.attrs["complete"] and f.attrs["model_name"] == "tiny-test"
+        assert f.attrs["complete"] and f.attrs["model_name"] == "tiny-test-morphology"
     assert samples.shape == (6, 16, 3)
     is_ok = table["status"] == "ok"
     assert np.isfinite(samples[is_ok]).all() and np.isnan(samples[~is_ok]).all()
@@ -70,7 +51,7 @@ def test_mixed_inputs_each_get_one_row_with_aligned_samples(tmp_path, bundle):
                                ok["re_arcsec_median"], rtol=1e-5)
 
 
-def test_table_positions_sky_without_wcs_is_an_error_row(tmp_path, bundle):
+def test_table_positions_sky_without_wcs_is_an_error_row(tmp_path, bundle, write_galaxies):
     (path,) = write_galaxies(tmp_path, 1)
     Table({"path": [path.name] * 3, "id": ["pix", "sky", "off"], "x": [49.5, np.nan, 900.0],
            "y": [49.5, np.nan, 900.0], "ra": [np.nan, 150.0, np.nan],
@@ -83,7 +64,8 @@ def test_table_positions_sky_without_wcs_is_an_error_row(tmp_path, bundle):
     assert "outside" in rows["off"]["error"]
 
 
-def test_existing_output_needs_resume_or_overwrite_and_resume_skips_done(tmp_path, bundle):
+def test_existing_output_needs_resume_or_overwrite_and_resume_skips_done(
+        tmp_path, bundle, write_galaxies):
     paths = write_galaxies(tmp_path / "in", 4)
     out = tmp_path / "cat.h5"
     run_batch(paths[:2], out, _options(bundle))
@@ -97,7 +79,8 @@ def test_existing_output_needs_resume_or_overwrite_and_resume_skips_done(tmp_pat
     assert fresh.done == 1 and len(read_catalogue(out)) == 1
 
 
-def test_parallel_workers_write_the_same_rows_in_input_order(tmp_path, bundle):
+@pytest.mark.slow
+def test_parallel_workers_write_the_same_rows_in_input_order(tmp_path, bundle, write_galaxies):
     paths = write_galaxies(tmp_path / "in", 6)
     run_batch(paths, tmp_path / "one.h5", _options(bundle))
     run_batch(paths, tmp_path / "two.h5", _options(bundle, workers=2))
@@ -125,7 +108,7 @@ def test_detect_measures_every_galaxy_of_a_field(tmp_path, bundle):
     assert all(f & Flag.EDGE for f in table["flags"][table["x"] < 100])
 
 
-def test_cancel_keeps_written_rows(tmp_path, bundle):
+def test_cancel_keeps_written_rows(tmp_path, bundle, write_galaxies):
     paths = write_galaxies(tmp_path / "in", 5)
     calls = []
     result = run_batch(paths, tmp_path / "cat.h5", _options(bundle, batch_size=1),
@@ -135,7 +118,7 @@ def test_cancel_keeps_written_rows(tmp_path, bundle):
         assert not f.attrs["complete"]
 
 
-def test_plane_option_picks_the_band_of_a_cube(tmp_path, bundle):
+def test_plane_option_picks_the_band_of_a_cube(tmp_path, bundle, write_galaxies):
     (path,) = write_galaxies(tmp_path, 1)
     galaxy = fits.getdata(path, 1)
     cube = np.stack([np.zeros_like(galaxy), galaxy])

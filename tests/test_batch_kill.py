@@ -12,8 +12,8 @@ import time
 import h5py
 import pytest
 from astropy.table import Table
-from test_batch import write_galaxies
-from test_engine import tiny_bundle_dir
+
+pytestmark = pytest.mark.slow  # a real child process, killed and resumed
 
 N_INPUTS = 160
 
@@ -43,12 +43,12 @@ def _alive(pid) -> bool:
         return False
 
 
-def test_sigkill_mid_run_then_resume_gives_every_input_once(tmp_path):
-    bundle = tiny_bundle_dir(tmp_path / "tiny")
+def test_sigkill_mid_run_then_resume_gives_every_input_once(
+        tmp_path, tiny_bundle, write_galaxies):
     paths = write_galaxies(tmp_path / "in", N_INPUTS)
     out = tmp_path / "cat.h5"
     command = [sys.executable, "-m", "galaxy_inspector.cli", "--batch", str(tmp_path / "in"),
-               "--out", str(out), "--model", str(bundle), "--samples", "200",
+               "--out", str(out), "--model", str(tiny_bundle), "--samples", "200",
                "--save-samples", "--quiet", "--workers", "2"]
     run = subprocess.Popen(command, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60

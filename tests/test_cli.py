@@ -8,8 +8,6 @@ import sys
 import types
 
 import pytest
-from test_batch import write_galaxies
-from test_engine import tiny_bundle_dir
 
 from galaxy_inspector.batch import BatchProgress
 from galaxy_inspector.catalogue import read_catalogue
@@ -17,12 +15,12 @@ from galaxy_inspector.cli import _ProgressBar, main
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    return str(tiny_bundle_dir(tmp_path_factory.mktemp("bundle") / "tiny"))
+def bundle(tiny_bundle_factory):
+    return str(tiny_bundle_factory())
 
 
 @pytest.fixture(scope="module")
-def images(tmp_path_factory):
+def images(tmp_path_factory, write_galaxies):
     return write_galaxies(tmp_path_factory.mktemp("images"), 2)
 
 
@@ -85,6 +83,7 @@ def test_progress_bar_counts_inputs_against_the_total():
     assert "[###############...............] 5/10 inputs, 1 failed" in stream.getvalue()
 
 
+@pytest.mark.slow
 def test_console_script_never_shows_a_traceback(tmp_path):
     result = subprocess.run([sys.executable, "-m", "galaxy_inspector.cli", "--export",
                              str(tmp_path / "missing.h5"), str(tmp_path / "o.csv")],

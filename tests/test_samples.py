@@ -10,6 +10,8 @@ from astropy.io import fits
 from astropy.wcs import WCS
 from astropy.wcs.utils import proj_plane_pixel_scales
 
+from galaxy_inspector.io import read_image
+
 HSC_NJY_PER_COUNT = 10 ** ((31.4 - 27.0) / 2.5)
 FITS_SAMPLES = ["hsc_coadd_cutout.fits", "sdss_frame_cutout.fits", "plain_njy.fits",
                 "cube_gri.fits", "field_3gal.fits"]
@@ -145,6 +147,7 @@ def test_truth_radii_are_the_exact_circular_half_light_radii(sample_truth):
         assert re == pytest.approx(t["re_arcsec"], rel=1e-8), t["id"]
 
 
+@pytest.mark.slow
 def test_samples_regenerate_identically(tmp_path, sample_paths):
     """The committed files are what ``python -m training.make_samples`` writes."""
     from training.make_samples import make_samples
@@ -162,15 +165,12 @@ def test_samples_regenerate_identically(tmp_path, sample_paths):
 
 
 def test_reader_converts_samples_to_documented_fluxes(sample_paths, sample_truth):
-    """Through the app's own reader (galaxy_inspector.io) once it exists."""
-    io = pytest.importorskip("galaxy_inspector.io")
-    if not hasattr(io, "read_image"):
-        pytest.skip("galaxy_inspector.io.read_image not written yet")
+    """Through the app's own reader, ``galaxy_inspector.io.read_image``."""
     cases = [("hsc_coadd_cutout.fits", "hsc-1", {}), ("sdss_frame_cutout.fits", "sdss-1", {}),
              ("plain_njy.fits", "plain-1", {}), ("cube_gri.fits", "cube-g", {"plane": 0}),
              ("cube_gri.fits", "cube-i", {"plane": 2})]
     for name, ident, kwargs in cases:
-        image = io.read_image(sample_paths[name], **kwargs)
+        image = read_image(sample_paths[name], **kwargs)
         t = _truth(sample_truth, ident)
         assert image.calibrated, name
         assert image.pixel_scale == pytest.approx(t["pixel_scale"], rel=1e-6), name
@@ -178,6 +178,6 @@ def test_reader_converts_samples_to_documented_fluxes(sample_paths, sample_truth
         good = None if image.mask is None else ~np.asarray(image.mask)
         assert _aperture_sum(np.nan_to_num(data), t["x"], t["y"], 49, good) == pytest.approx(
             t["flux_njy"], rel=0.05), name
-    jpeg = io.read_image(sample_paths["sdss_gri.jpg"])
+    jpeg = read_image(sample_paths["sdss_gri.jpg"])
     assert not jpeg.calibrated
     assert jpeg.pixel_scale == pytest.approx(0.396)
