@@ -8,12 +8,21 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["LEVELS", "LEVEL_SUFFIXES", "hpd_interval", "kde_mode", "summarize",
-           "coverage"]
+__all__ = ["LEVELS", "LEVEL_SUFFIXES", "SUMMARY_STATS", "summary_keys", "hpd_interval",
+           "kde_mode", "summarize", "coverage"]
 
 #: Credible levels of the catalogue's intervals (1, 2, 3 sigma of a Gaussian).
 LEVELS = (0.6827, 0.9545, 0.9973)
 LEVEL_SUFFIXES = ("68", "95", "997")
+#: What ``summarize`` gives per parameter, in catalogue column order: ``P_mode``, ``P_median``...
+SUMMARY_STATS = ("mode", "median", "mean") + tuple(f"{side}{s}" for s in LEVEL_SUFFIXES
+                                                   for side in ("lo", "hi"))
+
+
+def summary_keys(name: str) -> list[str]:
+    """The keys ``summarize`` gives parameter ``name`` (``name_mode`` ... ``name_hi997``); they
+    are also its catalogue columns."""
+    return [f"{name}_{stat}" for stat in SUMMARY_STATS]
 
 
 def hpd_interval(samples: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:

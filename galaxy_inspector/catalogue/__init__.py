@@ -52,10 +52,10 @@ from galaxy_inspector.catalogue.rows import (
     provenance,
     single_row,
 )
-from galaxy_inspector.catalogue.schema import META_KEYS, STATS, catalogue_dtype
+from galaxy_inspector.catalogue.schema import META_KEYS, catalogue_dtype
 from galaxy_inspector.catalogue.writer import CatalogueWriter
 
 __all__ = ["CatalogueWriter", "catalogue_dtype", "read_catalogue", "export_catalogue",
            "failed_rows", "property_errors", "redshift_of", "stored_measurement",
            "RowBuilder", "RowOrigin", "RowBlock", "single_row",
-           "Provenance", "provenance", "DEMO_WARNING", "STATS", "EXPORT_FORMATS", "META_KEYS"]
+           "Provenance", "provenance", "DEMO_WARNING", "EXPORT_FORMATS", "META_KEYS"]

@@ -27,11 +27,11 @@ from galaxy_inspector.catalogue.schema import (
     PROPERTY_SAMPLES,
     SAMPLES,
     plain_values,
-    stat_columns,
 )
 from galaxy_inspector.engine import Measurement
 from galaxy_inspector.errors import InputError
 from galaxy_inspector.physical_properties.measure import PropertyMeasurement
+from galaxy_inspector.posterior import summary_keys
 from galaxy_inspector.preprocessing import Stamp
 
 __all__ = ["read_catalogue", "failed_rows", "property_errors", "redshift_of",
@@ -210,7 +210,7 @@ def _column_units(f: h5py.File) -> dict:
 
 
 def _summary(row: dict, names) -> dict:
-    return {c: float(row[c]) for n in names for c in stat_columns(n) if c in row}
+    return {c: float(row[c]) for n in names for c in summary_keys(n) if c in row}
 
 
 def _properties(f: h5py.File, index: int, row: dict, units: dict) -> dict:

@@ -8,19 +8,17 @@ from __future__ import annotations
 import numpy as np
 
 from galaxy_inspector.flags import FLAG_DESCRIPTIONS
-from galaxy_inspector.posterior import LEVEL_SUFFIXES
+from galaxy_inspector.posterior import SUMMARY_STATS
 
-__all__ = ["GALAXIES", "SAMPLES", "PROPERTY_SAMPLES", "META", "STATS", "STAT_DESCRIPTIONS",
+__all__ = ["GALAXIES", "SAMPLES", "PROPERTY_SAMPLES", "META", "STAT_DESCRIPTIONS",
            "PARAMETER_UNITS", "META_KEYS", "columns", "catalogue_dtype", "meta_lines",
-           "flag_attributes", "stat_columns", "fit_text", "plain_values"]
+           "flag_attributes", "fit_text", "plain_values"]
 
 GALAXIES = "galaxies"
 SAMPLES = "posterior_samples"
 PROPERTY_SAMPLES = "property_samples"
 META = GALAXIES + ".__table_column_meta__"
 
-STATS = ("mode", "median", "mean") + tuple(f"{side}{s}" for s in LEVEL_SUFFIXES
-                                           for side in ("lo", "hi"))
 STAT_DESCRIPTIONS = {"mode": "posterior mode (KDE)", "median": "posterior median",
                      "mean": "posterior mean", "lo68": "68.27 % HPD interval, lower end",
                      "hi68": "68.27 % HPD interval, upper end",
@@ -69,11 +67,6 @@ META_KEYS = {"app_version": "APPVERS", "model_name": "MODEL", "model_sha256": "M
              "created": "CREATED", "command_line": "CMDLINE"}
 
 
-def stat_columns(name: str) -> list[str]:
-    """The summary columns of one parameter, ``NAME_mode ... NAME_hi997``."""
-    return [f"{name}_{s}" for s in STATS]
-
-
 def columns(parameters, property_parameters=(), units=None, notes=None) -> list[tuple]:
     """(name, type, unit, description) of every column; ``units``/``notes`` (per parameter)
     give property units and a note appended to their descriptions (e.g. the model)."""
@@ -82,7 +75,8 @@ def columns(parameters, property_parameters=(), units=None, notes=None) -> list[
     for p in [*parameters, *property_parameters]:
         unit = units.get(p, PARAMETER_UNITS.get(p, ""))
         note = f" ({notes[p]})" if notes.get(p) else ""
-        cols += [(f"{p}_{s}", "f8", unit, f"{p}: {STAT_DESCRIPTIONS[s]}{note}") for s in STATS]
+        cols += [(f"{p}_{s}", "f8", unit, f"{p}: {STAT_DESCRIPTIONS[s]}{note}")
+                 for s in SUMMARY_STATS]
     if property_parameters:
         cols += _PROPERTY_COLUMNS
     return cols + _TRAILING

@@ -17,7 +17,7 @@ import numpy as np
 from galaxy_inspector.errors import user_message
 from galaxy_inspector.models.bundle import is_demo
 from galaxy_inspector.physical_properties.stamps import PropertyInput
-from galaxy_inspector.posterior import LEVEL_SUFFIXES
+from galaxy_inspector.posterior import summary_keys
 
 __all__ = ["DEFAULT_PROPERTY_SAMPLES", "PropertyMeasurement", "measure_properties"]
 
@@ -44,14 +44,6 @@ class PropertyMeasurement:
     demo: bool = False
 
 
-def _stat_names(names) -> list[str]:
-    """The summary keys of ``names`` (``NAME_mode ... NAME_hi997``): all NaN for a galaxy
-    without a prediction, so every row has the same columns."""
-    stats = ["mode", "median", "mean"] + [f"{side}{s}" for s in LEVEL_SUFFIXES
-                                          for side in ("lo", "hi")]
-    return [f"{n}_{stat}" for n in names for stat in stats]
-
-
 def _property_problem(row: PropertyInput, model) -> str:
     """Why ``model`` cannot predict ``row`` ("" when it can)."""
     if row.stamp is None:
@@ -74,7 +66,8 @@ def measure_properties(rows: list[PropertyInput], model, n_samples: int | None =
     """
     names, units = list(model.names), [o.unit for o in model.outputs]
     demo = is_demo(model)
-    nan_summary = dict.fromkeys(_stat_names(names), math.nan)
+    # All NaN for a galaxy without a prediction, so every row has the same columns.
+    nan_summary = dict.fromkeys((k for n in names for k in summary_keys(n)), math.nan)
     problems = [_property_problem(r, model) for r in rows]
     good = [i for i, p in enumerate(problems) if not p]
     results = {}
