@@ -30,12 +30,13 @@ from astropy.wcs import WCS
 from galaxy_inspector.engine import load_model, measure_stamps, stamp_for
 from galaxy_inspector.flags import Flag
 from galaxy_inspector.io import SkyImage, read_image
+from galaxy_inspector.io.calibration import AB_ZERO_POINT_NJY, NJY_PER_NANOMAGGY
+from galaxy_inspector.posterior import LEVELS, coverage
 from training.simulate import draw_parameters, intrinsic_profile
 
-NJY_PER_NMGY = 3631.0
 SDSS_SCALE, SDSS_SKY_NMGY = 0.396, 0.05
 # ~0.005 nmgy per DN (NMGYPERCOUNT) and gain ~4.7 e-/DN: about 940 photo-electrons per nmgy.
-ELECTRONS_PER_NJY = 940.0 / NJY_PER_NMGY
+ELECTRONS_PER_NJY = 940.0 / NJY_PER_NANOMAGGY
 SIZE_ARCSEC = 60.0
 
 
@@ -53,13 +54,13 @@ def _galaxies(n, rng):
 
 def _draw(p, scale, rng):
     """Image in nJy/pixel with sky and source noise of SDSS depth, at ``scale``."""
-    flux_njy = 10 ** ((31.4 - p["mag"]) / 2.5)
+    flux_njy = 10 ** ((AB_ZERO_POINT_NJY - p["mag"]) / 2.5)
     psf = galsim.Moffat(beta=3.0, fwhm=p["psf_fwhm"])
     n = int(round(SIZE_ARCSEC / scale))
     image = galsim.Convolve(intrinsic_profile(p, flux_njy), psf).drawImage(
         nx=n, ny=n, scale=scale).array
     # Same noise per unit area at both scales: sigma scales with the pixel side.
-    sky = SDSS_SKY_NMGY * NJY_PER_NMGY * scale / SDSS_SCALE
+    sky = SDSS_SKY_NMGY * NJY_PER_NANOMAGGY * scale / SDSS_SCALE
     source = np.sqrt(np.clip(image, 0, None) / ELECTRONS_PER_NJY)
     return image + rng.normal(0.0, 1.0, image.shape) * np.hypot(sky, source), flux_njy
 
@@ -73,15 +74,15 @@ def _sdss_file(path, image_njy):
     w.wcs.cd = np.array([[-1.0, 0.0], [0.0, 1.0]]) * SDSS_SCALE / 3600.0
     header = w.to_header()
     header["BUNIT"] = "nanomaggy"
-    fits.PrimaryHDU((image_njy / NJY_PER_NMGY).astype(np.float32), header).writeto(path)
+    fits.PrimaryHDU((image_njy / NJY_PER_NANOMAGGY).astype(np.float32), header).writeto(path)
 
 
 def _errors_and_coverage(measured, name, truth):
     """Median |posterior median - truth| / truth, the same signed, and how often the 68/95 %
     HPD intervals hold the truth."""
     median = np.array([m.summary[f"{name}_median"] for m in measured])
-    inside = [np.mean([m.summary[f"{name}_lo{k}"] <= t <= m.summary[f"{name}_hi{k}"]
-                       for m, t in zip(measured, truth, strict=True)]) for k in ("68", "95")]
+    j = measured[0].names.index(name)
+    inside = coverage(np.stack([m.samples[:, j] for m in measured]), truth, levels=LEVELS[:2])
     relative = (median - truth) / truth
     return float(np.median(np.abs(relative))), float(np.median(relative)), *inside
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import galsim
 import numpy as np
 import pytest
 from scipy import integrate, optimize, special
@@ -83,7 +84,6 @@ def test_zero_flux_components_are_ignored_and_all_zero_is_an_error():
 
 def test_simulated_truth_matches_galsim_profile_flux_inside_re():
     """GalSim's own profile (drawn finely, no PSF) holds half its flux inside the truth R_e."""
-    galsim = pytest.importorskip("galsim")
     from training.simulate import draw_parameters, intrinsic_profile
 
     rng = np.random.default_rng(3)

@@ -68,7 +68,7 @@ def read_stamp(paths, pixel_scale: float | None = None):
                 rgb = np.asarray(img.convert("RGB"), dtype=np.float32)
         except (OSError, UnidentifiedImageError, ValueError) as exc:
             raise InputError(f"cannot read {paths[0].name} as an image ({exc})") from None
-        # SkyServer JPEG cutouts are at the SDSS scale unless told otherwise (DESIGN.md).
+        # SkyServer JPEG cutouts are at the SDSS scale unless told otherwise (docs/design.md).
         scale = pixel_scale or SDSS_PIXEL_SCALE
         return np.flipud(rgb).transpose(2, 0, 1).copy(), "display", scale, False
     planes, scale, calibrated = [], pixel_scale, True
