@@ -26,11 +26,24 @@ def summary_keys(name: str) -> list[str]:
 
 
 def hpd_interval(samples: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
-    """Shortest interval holding ``level`` of the samples, per row of ``samples`` (N, S).
+    """Shortest interval holding ``level`` of the samples, per galaxy.
 
     For a unimodal posterior this is the highest-posterior-density interval. Hand-written
     rather than ``arviz.hdi``: one sort and one vectorised search over all galaxies at once,
     measured 2.3x faster, and it spares the app a dependency.
+
+    Parameters
+    ----------
+    samples : array_like, shape (N, S)
+        S posterior samples of one parameter for each of N galaxies, in the parameter's units.
+    level : float
+        Credible level in (0, 1], e.g. 0.6827.
+
+    Returns
+    -------
+    lo, hi : ndarray, shape (N,)
+        Interval ends in the samples' units; both are samples, so the interval holds at least
+        ``ceil(level * S)`` of them.
     """
     return _shortest_interval(np.sort(np.asarray(samples, dtype=np.float64), axis=-1), level)
 
@@ -47,7 +60,7 @@ def _shortest_interval(s: np.ndarray, level: float) -> tuple[np.ndarray, np.ndar
 
 
 def kde_mode(samples: np.ndarray, grid_size: int = 512) -> np.ndarray:
-    """Mode of a Gaussian kernel density estimate, per row of ``samples`` (N, S).
+    """Mode of a Gaussian kernel density estimate, per galaxy.
 
     A binned KDE: samples are histogrammed on a fine per-row grid, smoothed by FFT with a
     Gaussian of the normal-reference bandwidth with Silverman's robust spread,
@@ -56,6 +69,18 @@ def kde_mode(samples: np.ndarray, grid_size: int = 512) -> np.ndarray:
     by a parabola.
     Hand-written rather than ``scipy.stats.gaussian_kde``, which evaluates every sample at every
     grid point galaxy by galaxy: this is measured 145-185x faster on 500-sample posteriors.
+
+    Parameters
+    ----------
+    samples : array_like, shape (N, S)
+        S samples of one parameter for each of N galaxies.
+    grid_size : int
+        Points of the density grid between the padded extremes of each galaxy's samples.
+
+    Returns
+    -------
+    ndarray, shape (N,)
+        The mode in the samples' units (the common value where all samples are equal).
     """
     x = np.asarray(samples, dtype=np.float64)
     n_rows, n = x.shape
@@ -86,11 +111,24 @@ def kde_mode(samples: np.ndarray, grid_size: int = 512) -> np.ndarray:
 
 
 def summarize(samples: np.ndarray, names, mode_transforms=None) -> dict[str, np.ndarray]:
-    """Catalogue columns for posterior samples ``(N, S, P)``.
+    """The catalogue's summary of posterior samples: mode, median, mean and HPD intervals.
 
-    Returns ``{P_mode, P_median, P_mean, P_lo68, P_hi68, P_lo95, P_hi95, P_lo997, P_hi997}`` for
-    each name P. ``mode_transforms`` optionally maps a name to ``(forward, inverse)`` functions:
-    the KDE mode is then found where the posterior is smooth (e.g. log radius) and mapped back.
+    Parameters
+    ----------
+    samples : array_like, shape (N, S, P)
+        S posterior samples of P parameters for N galaxies, in physical units (e.g. ``bt``
+        dimensionless, ``re_arcsec`` in arcsec, ``flux_njy`` in nJy).
+    names : sequence of str
+        The P parameter names, in the order of the last axis.
+    mode_transforms : dict, optional
+        Name -> ``(forward, inverse)`` functions: that parameter's KDE mode is found where its
+        posterior is smooth (e.g. log radius, logit B/T) and mapped back.
+
+    Returns
+    -------
+    dict of str to ndarray, shape (N,)
+        ``P_mode``, ``P_median``, ``P_mean``, ``P_lo68``, ``P_hi68``, ``P_lo95``, ``P_hi95``,
+        ``P_lo997``, ``P_hi997`` (``summary_keys(P)``) for each name P, in P's units.
     """
     samples = np.asarray(samples)
     out = {}
@@ -115,10 +153,22 @@ def summarize(samples: np.ndarray, names, mode_transforms=None) -> dict[str, np.
 def coverage(samples: np.ndarray, truth: np.ndarray, levels=LEVELS) -> np.ndarray:
     """Fraction of galaxies whose true value lies in their HPD interval, per level and parameter.
 
-    ``samples`` (N, S, P) with ``truth`` (N, P) give shape ``(len(levels), P)``; one parameter's
-    ``samples`` (N, S) with ``truth`` (N,) give shape ``(len(levels),)``. Interval ends count as
-    inside. This is how training calibrates and reports posteriors, so those figures are about
-    the same intervals the catalogue's ``_lo``/``_hi`` columns hold.
+    This is how training calibrates and reports posteriors, so those figures are about the same
+    intervals the catalogue's ``_lo``/``_hi`` columns hold.
+
+    Parameters
+    ----------
+    samples : array_like, shape (N, S, P) or (N, S)
+        Posterior samples of P parameters (or of one) for N galaxies.
+    truth : array_like, shape (N, P) or (N,)
+        The true values, in the samples' units.
+    levels : sequence of float
+        Credible levels (default ``LEVELS``: 68.27, 95.45, 99.73 %).
+
+    Returns
+    -------
+    ndarray, shape (len(levels), P) or (len(levels),)
+        Fractions in [0, 1]; interval ends count as inside.
     """
     samples = np.asarray(samples)
     truth = np.asarray(truth, dtype=np.float64)
