@@ -7,6 +7,11 @@ fast subset. The GUI fixtures (``make_main_window`` ...) are the ``gui_fixtures`
 
 Fixtures
 --------
+run_isolated
+    ``run(func, *args, env=None, timeout=600, **kwargs)`` -> ``func(*args, **kwargs)`` computed
+    in a child process (a fork of a fork server that has imported torch; spawned when ``env``
+    is given), so a native crash there (SIGABRT from heap corruption, SIGSEGV) fails one test, naming the signal, instead of killing pytest. Every test that
+    trains a convolutional network goes through it.
 tiny_bundle_factory
     ``factory(folder=None, **card_overrides)`` -> folder of a small *untrained* morphology bundle
     with the shipped model's contract (g band, nJy, 0.168″/px, 128 px stamps, outputs bt /
@@ -15,11 +20,12 @@ tiny_bundle
     Folder of such a bundle in ``tmp_path``.
 train_property_bundle
     ``train(root, name, ...)`` -> folder of a tiny physical-property bundle trained in seconds
-    through the bring-your-own-labels command on 16x16 g, r, i nJy images.
+    (isolated) through the bring-your-own-labels command on 16x16 g, r, i nJy images.
 tiny_cnn_args
     Command-line options that make ``galaxy-inspector-train properties`` train a tiny CNN.
 simulated_set
-    ``simulate_once(simulate, config, n, seed)`` -> HDF5 file written by a training simulator.
+    ``simulate_once(simulate, config, n, seed)`` -> HDF5 file written (isolated) by a training
+    simulator.
 write_galaxies
     ``write(folder, n)`` -> paths of ``n`` HSC-like FITS cutouts of exponential galaxies.
 sample_paths
@@ -39,6 +45,11 @@ os.environ.setdefault("PYTEST_QT_API", "pyside6")
 import copy  # noqa: E402
 import csv  # noqa: E402
 import json  # noqa: E402
+import multiprocessing  # noqa: E402
+import multiprocessing.forkserver  # noqa: E402
+import pickle  # noqa: E402
+import signal  # noqa: E402
+import traceback  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -103,6 +114,104 @@ def _write_tiny_bundle(folder, **card_overrides) -> Path:
     return save_bundle(folder, card, tensors)
 
 
+class IsolatedTraceback(Exception):
+    """The traceback of an exception raised in an isolated child (its cause, when re-raised)."""
+
+
+def _isolated_child(connection, func, args, kwargs) -> None:
+    """In the child: send back ``func``'s result, or the exception it raised and its traceback."""
+    import faulthandler
+
+    faulthandler.enable()  # a native crash prints the Python stack to the test's stderr
+    try:
+        outcome = ("returned", func(*args, **kwargs))
+    except BaseException as exc:  # every failure, assertions and exits too, goes back
+        outcome = ("raised", exc, traceback.format_exc())
+    # Plain pickle: multiprocessing's own would pass tensors as shared memory that vanishes with
+    # the child.
+    try:
+        message = pickle.dumps(outcome)
+    except Exception:  # an unpicklable result or exception
+        message = pickle.dumps(("raised", RuntimeError(f"{func.__qualname__}: unpicklable "
+                                                       "outcome"), traceback.format_exc()))
+    connection.send_bytes(message)
+
+
+#: What the fork server imports once, so that its children start in milliseconds, not seconds.
+FORKSERVER_PRELOAD = ["torch", "torch._dynamo",  # the second is what a first optimizer imports
+                      "galsim", "training.cli", "training.train", "training.properties.pipelines"]
+
+
+def _child_context(env: dict | None):
+    """A fork server's context, or a spawning one for a child with its own environment.
+
+    Never a fork of this process: forking a process whose torch threads run can deadlock. The
+    fork server is a fresh interpreter that only imports (no thread runs there), so its forks
+    are safe and start with torch loaded; they share its environment, so a child that needs
+    other variables (oneDNN and OpenMP read theirs once, at start) is spawned instead.
+    """
+    if env or "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(FORKSERVER_PRELOAD)  # no effect once the server runs
+    return context
+
+
+def run_isolated(func, *args, env: dict | None = None, timeout: float = 600, **kwargs):
+    """``func(*args, **kwargs)`` computed in a child process; returns its result.
+
+    ``func`` must be importable (module level) and its arguments and result picklable; ``env``
+    adds environment variables for the child alone. An exception in the child is raised here
+    again, caused by its traceback there; a child killed by a signal or running past
+    ``timeout`` seconds fails the test.
+    """
+    context = _child_context(env)
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_isolated_child, args=(sender, func, args, kwargs))
+    saved = {name: os.environ.get(name) for name in env or {}}
+    os.environ.update(env or {})
+    try:
+        child.start()
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                del os.environ[name]
+            else:
+                os.environ[name] = value
+    sender.close()
+    outcome = None
+    try:
+        if receiver.poll(timeout):
+            outcome = pickle.loads(receiver.recv_bytes())
+    except EOFError:  # the child died without sending anything
+        pass
+    child.join(30)
+    if child.is_alive():
+        child.kill()
+        child.join()
+        pytest.fail(f"{func.__qualname__} ran in a child process for over {timeout} s"
+                    if outcome is None else f"{func.__qualname__}'s child process hung on exit",
+                    pytrace=False)
+    if child.exitcode < 0:
+        pytest.fail(f"{func.__qualname__} crashed its child process: "
+                    f"{signal.Signals(-child.exitcode).name}", pytrace=False)
+    if outcome is None:
+        pytest.fail(f"{func.__qualname__}: its child process exited with status "
+                    f"{child.exitcode} and no result", pytrace=False)
+    if outcome[0] == "raised":
+        raise outcome[1] from IsolatedTraceback(outcome[2])
+    return outcome[1]
+
+
+@pytest.fixture(scope="session", name="run_isolated")
+def run_isolated_fixture():
+    # The fork server starts now, before a test's monkeypatching can change the environment
+    # it would keep for every child.
+    if _child_context(None).get_start_method() == "forkserver":
+        multiprocessing.forkserver.ensure_running()
+    return run_isolated
+
+
 @pytest.fixture(scope="session")
 def tiny_bundle_factory(tmp_path_factory):
     def factory(folder=None, **card_overrides) -> Path:
@@ -124,7 +233,7 @@ def tiny_cnn_args() -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def train_property_bundle(tiny_cnn_args):
+def train_property_bundle(tiny_cnn_args, run_isolated):
     """Trains in seconds: the planes are an elliptical blob, brighter towards i, with noise."""
     def train(root, name: str, method: str = "cnn", redshift: bool = False, demo: bool = False,
               target: str = "log_mstar", n: int = 14) -> str:
@@ -155,7 +264,7 @@ def train_property_bundle(tiny_cnn_args):
                 *tiny_cnn_args]
         if redshift:
             args += ["--redshift", "z"]
-        assert train_properties(args) == 0
+        assert run_isolated(train_properties, args) == 0
         card_path = out / "card.json"
         card = json.loads(card_path.read_text())
         card["name"] = name
@@ -168,13 +277,13 @@ def train_property_bundle(tiny_cnn_args):
 
 
 @pytest.fixture(scope="session")
-def simulated_set(tmp_path_factory):
+def simulated_set(tmp_path_factory, run_isolated):
     """One worker, so a module fixture can make its set once, in a fresh folder."""
     def simulate_once(simulate, config, n: int, seed: int) -> Path:
         """The file ``simulate`` (``training.simulate.simulate`` or
         ``training.properties.survey.simulate_survey``) writes for ``n`` galaxies."""
         path = tmp_path_factory.mktemp("simulated") / "set.h5"
-        simulate(path, n=n, seed=seed, workers=1, config=config)
+        run_isolated(simulate, path, n=n, seed=seed, workers=1, config=config)
         return path
 
     return simulate_once

@@ -27,9 +27,15 @@ def survey(simulated_set):
     return simulated_set(simulate_survey, SurveyConfig(stamp_size=32, chunk=40), n=80, seed=5)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("method", ["cnn", "cnn+gbm"])
-def test_training_reports_the_figures_the_app_computes(survey, tmp_path, monkeypatch, method):
+def _survey_data(survey, method):
+    if method == "cnn":
+        return load_survey(survey, targets=("metallicity", "log_mstar"))
+    return load_survey(survey, targets=("ml_g",), bands=["g"])
+
+
+def _train_recording_evaluation(survey, method, folder):
+    """In a child: the ``method`` pipeline's bundle folder and the predictions its evaluation
+    made through the shared prediction function."""
     shared = pipelines.gaussian_prediction if method == "cnn" else pipelines.gbm_prediction
     evaluated = []
 
@@ -37,19 +43,21 @@ def test_training_reports_the_figures_the_app_computes(survey, tmp_path, monkeyp
         evaluated.append(shared(*args, **kwargs))
         return evaluated[-1]
 
-    monkeypatch.setattr(pipelines, shared.__name__, recorded)
-    if method == "cnn":
-        data, run = load_survey(survey, targets=("metallicity", "log_mstar")), \
-            pipelines.run_cnn_pipeline
-    else:
-        data, run = load_survey(survey, targets=("ml_g",), bands=["g"]), \
-            pipelines.run_gbm_pipeline
+    setattr(pipelines, shared.__name__, recorded)  # the child's own module, gone with it
+    run = pipelines.run_cnn_pipeline if method == "cnn" else pipelines.run_gbm_pipeline
     opts = pipelines.PipelineOptions(
-        work_dir=tmp_path / "work", bundle_dir=tmp_path / "bundle", name="tiny", seed=3,
+        work_dir=folder / "work", bundle_dir=folder / "bundle", name="tiny", seed=3,
         n_samples=40, cnn=CNNConfig(epochs=1, batch_size=16, widths=[4, 4, 8, 8], hidden=8,
                                     threads=1))
-    folder = run(data, opts)
+    return run(_survey_data(survey, method), opts), evaluated
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["cnn", "cnn+gbm"])
+def test_training_reports_the_figures_the_app_computes(survey, tmp_path, method, run_isolated):
+    folder, evaluated = run_isolated(_train_recording_evaluation, survey, method, tmp_path)
     (training,) = evaluated
+    data = _survey_data(survey, method)
     test = data.part("test")
     model = PropertyModel(folder)
     app = model.predict(test.images, redshift=test.redshift if model.needs_redshift else None,
@@ -106,5 +114,5 @@ def test_loaded_models_check_their_task_and_refuse_a_card_their_network_cannot_t
     card = json.loads((folder / "card.json").read_text())
     card["hyperparameters"] = {"no_such_option": 1}
     (folder / "card.json").write_text(json.dumps(card))
-    with pytest.raises(BundleError, match="tiny-test-morphology"):
+    with pytest.raises(BundleError, match="tiny/card.json: hyperparameters.no_such_option is not"):
         MorphologyModel(folder, device="cpu")

@@ -147,15 +147,15 @@ def test_edge_on_disks_have_higher_mass_to_light():
 
 
 @pytest.fixture(scope="module")
-def demo_bundles(tiny_survey, tmp_path_factory, tiny_cnn_args):
+def demo_bundles(tiny_survey, tmp_path_factory, tiny_cnn_args, run_isolated):
     root = tmp_path_factory.mktemp("demo")
     bundles = {}
     for pipeline in ("wu-boada", "dobbels"):
         bundle = root / pipeline
         extra = ["--resolutions", "8", "1"] if pipeline == "wu-boada" else []
-        status = properties_main(["--json", "properties-demo", pipeline, "--survey",
-                                  str(tiny_survey), "--work-dir", str(root / "work"),
-                                  "--bundle", str(bundle), *tiny_cnn_args, *extra])
+        status = run_isolated(properties_main, [
+            "--json", "properties-demo", pipeline, "--survey", str(tiny_survey), "--work-dir",
+            str(root / "work"), "--bundle", str(bundle), *tiny_cnn_args, *extra])
         assert status == 0
         bundles[pipeline] = bundle
     return bundles
@@ -272,7 +272,7 @@ def test_bad_tables_report_every_bad_row_before_training(tmp_path):
 
 @pytest.mark.slow
 def test_cli_refuses_bad_table_with_one_line_and_trains_a_good_one(
-        tmp_path, capsys, tiny_cnn_args):
+        tmp_path, capsys, tiny_cnn_args, run_isolated):
     bad = _write_table(tmp_path, bad=("nan",))
     out = tmp_path / "bundle"
     args = ["properties", "--table", str(bad), "--image-column", "path", "--target", "ml",
@@ -282,7 +282,7 @@ def test_cli_refuses_bad_table_with_one_line_and_trains_a_good_one(
     err = capsys.readouterr().err
     assert "row 14 (nanlabel)" in err and "nothing was trained" in err
     assert not out.exists()
-    assert properties_main([*args, "--drop-bad"]) == 0
+    assert run_isolated(properties_main, [*args, "--drop-bad"]) == 0
     model = PropertyModel(out)
     stamps = np.stack([np.asarray(Image.open(tmp_path / f"g{i}.png"))[::-1].transpose(2, 0, 1)
                        for i in range(3)])

@@ -89,16 +89,15 @@ def _small_config(epochs):
 
 
 @pytest.mark.slow
-def test_resumed_training_equals_uninterrupted(tiny_set, tmp_path):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        straight = train(tiny_set, tiny_set, tmp_path / "a", _small_config(2))
-        assert train(tiny_set, tiny_set, tmp_path / "b", _small_config(2), stop_after=1) is None
-        assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["epoch"] == 1
-        resumed = train(tiny_set, tiny_set, tmp_path / "b", _small_config(2))
-    finally:
-        torch.set_num_threads(threads)
+def test_resumed_training_equals_uninterrupted(tiny_set, tmp_path, run_isolated):
+    one_thread = {"OMP_NUM_THREADS": "1"}  # the same sums in the same order in every run
+    straight = run_isolated(train, tiny_set, tiny_set, tmp_path / "a", _small_config(2),
+                            env=one_thread)
+    assert run_isolated(train, tiny_set, tiny_set, tmp_path / "b", _small_config(2),
+                        stop_after=1, env=one_thread) is None
+    assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    resumed = run_isolated(train, tiny_set, tiny_set, tmp_path / "b", _small_config(2),
+                           env=one_thread)
     a, b = load_bundle(straight), load_bundle(resumed)
     assert [h["epoch"] for h in b.card["training"]["history"]] == [1, 2]
     for name, value in a.tensors.items():
@@ -106,8 +105,9 @@ def test_resumed_training_equals_uninterrupted(tiny_set, tmp_path):
 
 
 @pytest.mark.slow
-def test_calibrate_and_evaluate_write_card_and_report(tiny_set, tmp_path):
-    bundle = train(tiny_set, tiny_set, tmp_path / "run", _small_config(1))
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # an untrained bundle's outputs overflow
+def test_calibrate_and_evaluate_write_card_and_report(tiny_set, tmp_path, run_isolated):
+    bundle = run_isolated(train, tiny_set, tiny_set, tmp_path / "run", _small_config(1))
     assert train_main(["--json", "calibrate", "--bundle", str(bundle), "--val", str(tiny_set),
                        "--n", "24", "--samples", "40"]) == 0
     card = json.loads((bundle / "card.json").read_text())
@@ -138,12 +138,13 @@ def test_calibrate_and_evaluate_write_card_and_report(tiny_set, tmp_path):
 
 
 @pytest.mark.slow
-def test_second_stage_starts_from_a_bundle_and_keeps_its_history(tiny_set, tmp_path):
-    first = train(tiny_set, tiny_set, tmp_path / "one", _small_config(1))
+def test_second_stage_starts_from_a_bundle_and_keeps_its_history(tiny_set, tmp_path,
+                                                                 run_isolated):
+    first = run_isolated(train, tiny_set, tiny_set, tmp_path / "one", _small_config(1))
     config = _small_config(1)
     config.init_from = str(first)
     config.lr = 1e-3
-    second = load_bundle(train(tiny_set, tiny_set, tmp_path / "two", config))
+    second = load_bundle(run_isolated(train, tiny_set, tiny_set, tmp_path / "two", config))
     training = second.card["training"]
     assert [(h["stage"], h["epoch"]) for h in training["history"]] == [(1, 1), (2, 1)]
     assert training["previous_stages"][0]["lr"] == _small_config(1).lr
@@ -204,13 +205,15 @@ def test_noise_regimes_and_correlated_noise():
 
 
 @pytest.mark.slow
-def test_warm_start_adds_a_flux_skip_as_the_identity_and_refuses_misfits(tiny_set, tmp_path):
+def test_warm_start_adds_a_flux_skip_as_the_identity_and_refuses_misfits(tiny_set, tmp_path,
+                                                                         run_isolated):
     from training.train import _warm_start
 
     plain = _small_config(1)
     plain.flux_skip = False
-    start = load_bundle(train(tiny_set, tiny_set, tmp_path / "plain", plain))
-    skipping = load_bundle(train(tiny_set, tiny_set, tmp_path / "skip", _small_config(1)))
+    start = load_bundle(run_isolated(train, tiny_set, tiny_set, tmp_path / "plain", plain))
+    skipping = load_bundle(run_isolated(train, tiny_set, tiny_set, tmp_path / "skip",
+                                        _small_config(1)))
     net = build_network(skipping.card["architecture"], skipping.card["hyperparameters"]).eval()
     _warm_start(net, start)
     x = torch.randn(3, 1, 64, 64)

@@ -82,27 +82,32 @@ def test_a_damaged_or_foreign_checkpoint_is_refused_by_name(tmp_path):
         resume_checkpoint(path, *_run())
 
 
-@pytest.mark.slow
-def test_property_cnn_resumed_from_its_checkpoint_equals_an_uninterrupted_run(tmp_path):
+def _straight_paused_and_resumed(folder):
+    """In a child: a two-epoch property CNN run straight, and one paused after an epoch and
+    resumed; the weights of both, the paused run's history and the resumed one's events."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(32, 3, 16, 16)).astype(np.float16)
     y = rng.normal(size=(32, 2)).astype(np.float32)
     config = CNNConfig(epochs=2, batch_size=8, widths=[4, 4, 8, 8], hidden=8, threads=1)
-    threads = torch.get_num_threads()
-    try:
-        straight, _ = train_cnn(x, y, x[:8], y[:8], tmp_path / "a", config)
-        paused, history = train_cnn(x, y, x[:8], y[:8], tmp_path / "b", config, stop_after=1)
-        assert paused is None and [h["epoch"] for h in history] == [1]
-        log = io.StringIO()
-        resumed, history = train_cnn(x, y, x[:8], y[:8], tmp_path / "b", config,
-                                     progress=Progress(json_lines=True, stream=log))
-    finally:
-        torch.set_num_threads(threads)
+    straight, _ = train_cnn(x, y, x[:8], y[:8], folder / "a", config)
+    paused, paused_history = train_cnn(x, y, x[:8], y[:8], folder / "b", config, stop_after=1)
+    log = io.StringIO()
+    resumed, history = train_cnn(x, y, x[:8], y[:8], folder / "b", config,
+                                 progress=Progress(json_lines=True, stream=log))
     events = [json.loads(line) for line in log.getvalue().splitlines()]
+    return (straight.state_dict(), paused, paused_history, resumed.state_dict(), history,
+            events)
+
+
+@pytest.mark.slow
+def test_property_cnn_resumed_from_its_checkpoint_equals_an_uninterrupted_run(
+        tmp_path, run_isolated):
+    straight, paused, paused_history, resumed, history, events = run_isolated(
+        _straight_paused_and_resumed, tmp_path)
+    assert paused is None and [h["epoch"] for h in paused_history] == [1]
     # The second invocation carried on from epoch 1 and trained only the second epoch.
     assert [(e["event"], e["epoch"]) for e in events if e["event"] != "progress"] == [
         ("resumed", 1), ("epoch", 2)]
     assert [h["epoch"] for h in history] == [1, 2]
-    for name, value in straight.state_dict().items():
-        torch.testing.assert_close(resumed.state_dict()[name], value, rtol=0, atol=1e-6,
-                                   msg=name)
+    for name, value in straight.items():
+        torch.testing.assert_close(resumed[name], value, rtol=0, atol=1e-6, msg=name)

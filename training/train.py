@@ -17,6 +17,7 @@ import torch
 
 import galaxy_inspector
 from galaxy_inspector.models.bundle import load_bundle, save_bundle
+from galaxy_inspector.models.memory_format import memory_format_for
 from galaxy_inspector.models.morphology import pick_device
 from galaxy_inspector.models.morphology_network import MorphologyNet, gaussian_nll_ldl
 from training.dataset import fit_output_specs, load_set, load_sets
@@ -117,7 +118,7 @@ def train(train_path, val_path, out_dir, config: TrainConfig, resume: bool = Tru
         previous = before.get("previous_stages", []) + [before.get("config", {})]
         stage = 1 + max((h.get("stage", 1) for h in history), default=0)
         elapsed = float(before.get("time_s", 0.0))
-    model = model.to(device).to(memory_format=torch.channels_last)
+    model = model.to(device, memory_format=memory_format_for(device))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(train_set) / config.batch_size)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from galaxy_inspector.errors import BundleError, InputError
+from galaxy_inspector.errors import InputError
 from galaxy_inspector.models.loaded import LoadedModel
 from galaxy_inspector.models.morphology_network import sample_ldl
 from galaxy_inspector.models.symmetry import dihedral_views
@@ -44,28 +44,6 @@ def spread_factors(table: dict, level: np.ndarray) -> np.ndarray:
     level = np.asarray(level, dtype=np.float64).reshape(-1)
     knots = np.asarray(table["flux_knots"], dtype=np.float64)
     return np.stack([np.interp(level, knots, row) for row in table["factors"]], axis=1)
-
-
-def _check_sigma_scale(sigma_scale, n_params: int, name: str):
-    """Refuse a card whose spread factors do not fit the model's outputs."""
-    if sigma_scale is None:
-        return
-    try:
-        if isinstance(sigma_scale, dict):
-            knots = np.asarray(sigma_scale["flux_knots"], dtype=np.float64)
-            factors = np.asarray(sigma_scale["factors"], dtype=np.float64)
-            ok = (knots.ndim == 1 and len(knots) >= 1 and bool(np.all(np.diff(knots) > 0))
-                  and factors.shape == (n_params, len(knots)) and bool(np.isfinite(knots).all()))
-        else:
-            factors = np.asarray(sigma_scale, dtype=np.float64)
-            ok = factors.shape == (n_params,)
-        ok = ok and bool(np.all(np.isfinite(factors) & (factors > 0)))
-    except (KeyError, TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise BundleError(f"bundle {name!r}: posterior.sigma_scale must be {n_params} positive "
-                          "factors or {flux_knots: increasing list, factors: one list of "
-                          "positive factors per parameter}")
 
 
 @dataclass
@@ -104,7 +82,6 @@ class MorphologyModel(LoadedModel):
         posterior = card.get("posterior", {})
         self.dropout = float(posterior.get("dropout", self.network.dropout))
         self.sigma_scale = posterior.get("sigma_scale")
-        _check_sigma_scale(self.sigma_scale, len(self.outputs), self.bundle.name)
         # Working-space correction y -> a + b y per parameter, fitted on validation data.
         self.affine = np.asarray(posterior.get("affine", [[0.0, 1.0]] * len(self.outputs)),
                                  dtype=np.float32)

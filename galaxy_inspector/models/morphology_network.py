@@ -224,7 +224,7 @@ class MorphologyNet(nn.Module):
         binned = torch.asinh(F.avg_pool2d(x, 2) / self.arsinh_scale)
         s = self.stn.scale(fine, side)
         crop = self.stn.crop(fine, binned, s)
-        feats = self.cnn(crop.contiguous(memory_format=torch.channels_last))
+        feats = self.cnn(crop)
         h = self.trunk_head(torch.cat([feats, side, torch.log(s).unsqueeze(1)], dim=1))
         if self.flux_skip:
             h = torch.cat([h, self._flux_baseline(x, h)], dim=1)

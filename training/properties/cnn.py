@@ -109,7 +109,6 @@ def train_cnn(train_x, train_y, val_x, val_y, out_dir, config: CNNConfig,
     y_train = torch.as_tensor(train_y, dtype=torch.float32)
     y_val = np.asarray(val_y, dtype=np.float32)
     model = PropertyResNet(**config.hyperparameters(x_train.shape[1], y_train.shape[1]))
-    model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)
     batch = min(config.batch_size, len(x_train))
@@ -137,7 +136,7 @@ def train_cnn(train_x, train_y, val_x, val_y, out_dir, config: CNNConfig,
         for step in range(steps):
             idx = order[step * batch:(step + 1) * batch]
             xb = random_dihedral(x_train[idx].float(), gen)
-            out = model(xb.contiguous(memory_format=torch.channels_last))
+            out = model(xb)
             running += optimisation_step(_loss(out, y_train[idx]), model, optimizer, scheduler)
             progress.update(step + 1, steps, stage=f"{label} epoch {epoch + 1}/{config.epochs}",
                             loss=running / (step + 1))
