@@ -26,6 +26,7 @@ import torch
 
 from galaxy_inspector.errors import BundleError, InputError
 from galaxy_inspector.models.loaded import LoadedModel
+from galaxy_inspector.physical_properties.gbm_text import verify_models
 from galaxy_inspector.physical_properties.predict import (
     QUANTILE_LEVELS,
     PropertyPrediction,
@@ -35,8 +36,9 @@ from galaxy_inspector.physical_properties.predict import (
     gbm_tensor_name,
     network_passes,
 )
+from galaxy_inspector.physical_properties.scaling import LUMINOSITY_STATISTICS
 
-__all__ = ["PropertyModel", "booster_from_tensor", "booster_to_tensor"]
+__all__ = ["PropertyModel", "booster_from_tensor", "booster_to_tensor", "gbm_feature_count"]
 
 
 def booster_to_tensor(booster) -> np.ndarray:
@@ -45,9 +47,39 @@ def booster_to_tensor(booster) -> np.ndarray:
 
 
 def booster_from_tensor(array):
+    """The LightGBM model stored in ``array``; its text must have passed
+    ``gbm_text.verify_models`` (LightGBM crashes the process on a garbled one)."""
     import lightgbm as lgb
 
     return lgb.Booster(model_str=np.asarray(array, dtype=np.uint8).tobytes().decode("utf-8"))
+
+
+def gbm_feature_count(spec: dict) -> int:
+    """Columns of ``build_gbm_features`` for a card's ``gbm`` spec: the kept CNN features, the
+    luminosity statistics, and per photometry column a luminosity plus the adjacent colours."""
+    n_phot = len(spec.get("photometry", []))
+    return (len(spec.get("cnn_keep", [])) + len(LUMINOSITY_STATISTICS)
+            + (2 * n_phot - 1 if n_phot else 0))
+
+
+def _read_boosters(bundle, names) -> dict:
+    """``{name: Booster}`` of the bundle's LightGBM tensors ``names``, verified first in Python
+    and in a child process (``gbm_text``), so that a garbled model is a ``BundleError``."""
+    texts = {}
+    for name in names:
+        if name not in bundle.tensors:
+            raise BundleError(f"bundle {bundle.name!r} lacks LightGBM model {name!r}")
+        try:
+            texts[name] = np.asarray(bundle.tensors[name], dtype=np.uint8).tobytes().decode()
+        except (UnicodeDecodeError, ValueError):
+            raise BundleError(f"the LightGBM models of bundle {bundle.name!r} cannot be read: "
+                              f"{name} is not text") from None
+    try:
+        verify_models(texts, gbm_feature_count(bundle.card["gbm"]))
+    except ValueError as exc:
+        raise BundleError(f"the LightGBM models of bundle {bundle.name!r} cannot be read: "
+                          f"{exc}") from None
+    return {name: booster_from_tensor(bundle.tensors[name]) for name in names}
 
 
 class PropertyModel(LoadedModel):
@@ -69,13 +101,9 @@ class PropertyModel(LoadedModel):
         self.gbm_spec = card.get("gbm", {})
         self._boosters = {}
         if self.method == "cnn+gbm":
-            for out in self.outputs:
-                for model in ["point", *[f"q{q}" for q in QUANTILE_LEVELS]]:
-                    key = gbm_tensor_name(out.name, model)
-                    if key not in self.bundle.tensors:
-                        raise BundleError(f"bundle {self.bundle.name!r} lacks LightGBM model "
-                                          f"{key!r}")
-                    self._boosters[key] = booster_from_tensor(self.bundle.tensors[key])
+            self._boosters = _read_boosters(self.bundle, [
+                gbm_tensor_name(out.name, model) for out in self.outputs
+                for model in ["point", *[f"q{q}" for q in QUANTILE_LEVELS]]])
 
     @property
     def bands(self) -> list[str]:
