@@ -19,6 +19,10 @@ from PySide6.QtWidgets import QGraphicsRectItem, QVBoxLayout, QWidget
 from galaxy_inspector.viewer.display import display_levels, lupton_composite, normalize
 from galaxy_inspector.viewer.state import COMPOSITE_BAND, ViewerState
 
+#: Longest side drawn, in image pixels: a larger image is shown subsampled (every k-th pixel,
+#: ``SkyImage.preview``), so that a 20000-pixel field opens without holding its whole plane.
+DISPLAY_MAX_SIDE = 4096
+
 __all__ = ["SkyImageView", "ContrastBiasViewBox"]
 
 
@@ -108,14 +112,16 @@ class SkyImageView(QWidget):
         s = self.state
         if s.band == COMPOSITE_BAND and s.can_composite():
             # Planes are ordered blue to red in a file (g, r, i): red channel = last plane.
-            red, green, blue = (images[-1].data, images[len(images) // 2].data, images[0].data)
+            red, green, blue = (images[k].preview(DISPLAY_MAX_SIDE)
+                                for k in (-1, len(images) // 2, 0))
             self._normalized = lupton_composite(red, green, blue).astype(np.float32) / 255.0
         else:
-            self._normalized = normalize(s.image.data, s.stretch, s.interval)
+            self._normalized = normalize(s.image.preview(DISPLAY_MAX_SIDE), s.stretch,
+                                         s.interval)
         first = self.image_item.image is None or self.image_item.image.shape[:2] != \
             self._normalized.shape[:2]
         self.image_item.setImage(self._normalized, autoLevels=False)
-        ny, nx = self._normalized.shape[:2]
+        ny, nx = s.image.shape  # a subsampled preview is stretched over the whole image
         self.image_item.setRect(QRectF(-0.5, -0.5, nx, ny))
         self._apply_levels()
         if first:

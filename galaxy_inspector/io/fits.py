@@ -7,6 +7,12 @@ are used. HSC masks are bit planes: only the planes in ``BAD_MASK_PLANES`` (name
 keywords when present) make a pixel unusable; DETECTED and friends do not.
 Keywords are looked up in the image HDU's header first, then in the primary header.
 
+Memory: a plane larger than ``LAZY_ABOVE_BYTES`` (as float32) in a plain or tile-compressed
+(``.fz``) file is not read: the ``SkyImage`` reads the windows it is asked for through astropy's
+``section`` (only the tiles needed, BSCALE/BZERO applied to the window). A gzip'd file can only
+be decompressed whole; one whose planes would need more than ``memory.whole_read_limit()`` is
+refused from its header, before any pixel is decompressed.
+
 ``fits_band_names`` says which band each plane holds (``BANDk`` keywords, or a comma-separated
 ``FILTERS``, as ``training/make_samples.py`` writes cubes; ``FILTER``/``BAND``/``FILTNAM`` for a
 2-D image), so a multi-band property model can pick its planes by name.
@@ -24,9 +30,11 @@ from astropy.wcs.utils import proj_plane_pixel_scales
 
 from galaxy_inspector.errors import GalaxyInspectorError, ImageReadError, InputError, first_line
 from galaxy_inspector.io.calibration import calibration_from_header
-from galaxy_inspector.io.image import SkyImage
+from galaxy_inspector.io.image import PixelWindow, SkyImage
+from galaxy_inspector.io.memory import format_bytes, whole_read_limit
 
-__all__ = ["read_fits", "fits_band_names", "BAD_MASK_PLANES", "FITS_SUFFIXES"]
+__all__ = ["read_fits", "fits_band_names", "BAD_MASK_PLANES", "FITS_SUFFIXES",
+           "LAZY_ABOVE_BYTES"]
 
 #: File name endings read as FITS (``.fz``: tile-compressed).
 FITS_SUFFIXES = (".fits", ".fit", ".fits.gz", ".fit.gz", ".fz")
@@ -38,6 +46,13 @@ BAD_MASK_PLANES = ("BAD", "SAT", "CR", "NO_DATA", "SUSPECT", "UNMASKEDNAN")
 HSC_DEFAULT_BITS = {"BAD": 0, "SAT": 1, "CR": 3, "NO_DATA": 8}
 PIXEL_SCALE_KEYS = ("PIXSCALE", "PIXSCAL1", "SECPIX", "SECPIX1")
 SINGLE_BAND_KEYS = ("BAND", "FILTER", "FILTNAM", "FILTNAM1")
+#: Planes larger than this (as float32) are read window by window, never whole.
+LAZY_ABOVE_BYTES = 64 * 2 ** 20
+#: Bytes per pixel a whole read holds at its peak beyond the file's own pixels: the float64
+#: conversion and the float32 plane kept.
+WHOLE_READ_BYTES_PER_PIXEL = 12
+#: Rows per read when a mask is scanned for its largest value.
+MASK_SCAN_ROWS = 1024
 
 
 def _first_sentence(exc: BaseException) -> str:
@@ -87,18 +102,20 @@ def _pick_hdu(hdul, hdu, label) -> int:
     raise ImageReadError(f"{label} contains no image data (no HDU with a 2-D array)")
 
 
-def _squeeze_plane(data, plane, label):
-    data = np.asarray(data)
-    while data.ndim > 2 and data.shape[0] == 1:
-        data = data[0]
-    if data.ndim == 3:
-        if not 0 <= plane < data.shape[0]:
-            raise InputError(f"{label} has {data.shape[0]} planes; plane {plane} does not exist")
-        return data[plane], True
-    if data.ndim != 2:
-        raise ImageReadError(f"{label} has a {data.ndim}-D array of shape {data.shape}; "
+def _plane_index(shape, plane, label) -> tuple[tuple, bool]:
+    """Index of the 2-D plane in an array of ``shape`` (leading axes of length 1 dropped,
+    ``plane`` of a cube), and whether the array is a cube."""
+    shape, index = tuple(shape), ()
+    while len(shape) > 2 and shape[0] == 1:
+        shape, index = shape[1:], index + (0,)
+    if len(shape) == 3:
+        if not 0 <= plane < shape[0]:
+            raise InputError(f"{label} has {shape[0]} planes; plane {plane} does not exist")
+        return index + (plane,), True
+    if len(shape) != 2:
+        raise ImageReadError(f"{label} has a {len(shape)}-D array of shape {shape}; "
                              "expected an image or a cube of band images")
-    return data, False
+    return index, False
 
 
 def _celestial_wcs(header):
@@ -125,25 +142,90 @@ def _bad_mask_bits(mask_header, mask) -> int:
     return int(sum(1 << b for b in bits))
 
 
+def _auxiliary_hdus(hdul, shape) -> dict:
+    """HDU index of the MASK and of the VARIANCE/VAR/IVAR extension of ``shape``, by name."""
+    found = {}
+    for index, h in enumerate(hdul):
+        name = _name(h)
+        if name in ("MASK", "VARIANCE", "VAR", "IVAR") and _shape(h) == shape:
+            found["MASK" if name == "MASK" else "VARIANCE"] = index
+    return found
+
+
+def _mask_from(values, bits):
+    """True where a MASK extension's ``values`` mark a pixel unusable (``bits``: integer masks)."""
+    if np.issubdtype(values.dtype, np.integer):
+        return (values.astype(np.int64) & bits) != 0
+    return np.nan_to_num(values.astype(float), nan=1.0) != 0
+
+
+def _variance_from(name, values):
+    """Variance (file units) from a VARIANCE/VAR or IVAR extension's ``values``."""
+    if name == "IVAR":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(values > 0, 1.0 / values.astype(float), np.nan)
+    return values.astype(float)
+
+
 def _auxiliary(hdul, shape):
     """Bad-pixel mask (True = unusable) and variance (file units) from MASK/VARIANCE HDUs."""
     mask = variance = None
-    for h in hdul:
-        name = _name(h)
-        if name not in ("MASK", "VARIANCE", "VAR", "IVAR") or _shape(h) != shape:
-            continue
+    found = _auxiliary_hdus(hdul, shape)
+    if "MASK" in found:
+        h = hdul[found["MASK"]]
         data = np.asarray(h.data)
-        if name == "MASK":
-            if np.issubdtype(data.dtype, np.integer):
-                mask = (data.astype(np.int64) & _bad_mask_bits(h.header, data)) != 0
-            else:
-                mask = np.nan_to_num(data.astype(float), nan=1.0) != 0
-        elif name == "IVAR":
-            with np.errstate(divide="ignore", invalid="ignore"):
-                variance = np.where(data > 0, 1.0 / data.astype(float), np.nan)
-        else:
-            variance = data.astype(float)
+        mask = _mask_from(data, _bad_mask_bits(h.header, data))
+    if "VARIANCE" in found:
+        h = hdul[found["VARIANCE"]]
+        variance = _variance_from(_name(h), np.asarray(h.data))
     return mask, variance
+
+
+def _section_mask_bits(mask_hdu) -> int:
+    """``_bad_mask_bits`` of a MASK extension that is not read whole: without ``MP_`` keywords
+    it needs the mask's largest value, found ``MASK_SCAN_ROWS`` rows at a time."""
+    named = any(str(key).startswith("MP_") for key in mask_hdu.header)
+    if named or int(mask_hdu.header.get("BITPIX", 8)) < 0:  # named planes, or a float mask
+        return _bad_mask_bits(mask_hdu.header, np.zeros(0))
+    ny = _shape(mask_hdu)[0]
+    largest = max(float(np.nanmax(mask_hdu.section[r:r + MASK_SCAN_ROWS]))
+                  for r in range(0, ny, MASK_SCAN_ROWS))
+    return _bad_mask_bits(mask_hdu.header, np.array([largest]))
+
+
+class FitsSectionPixels:
+    """The pixels of one FITS image plane, read window by window from the file.
+
+    Each read opens the file and takes astropy ``section``s of the image (and of its MASK and
+    VARIANCE extensions), so only the window's bytes, or its tiles of a tile-compressed image,
+    are read and held; BSCALE/BZERO apply to the window alone. Values are calibrated as a whole
+    read would be (float64 times ``factor``, then float32).
+    """
+
+    def __init__(self, path, index, plane_index, shape, factor, auxiliary, mask_bits):
+        self.path, self.index, self.plane_index = path, index, plane_index
+        self.shape, self.factor = tuple(shape), factor
+        self.auxiliary, self.mask_bits = auxiliary, mask_bits
+
+    def read(self, rows: slice, cols: slice) -> PixelWindow:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with fits.open(self.path, memmap=False) as hdul:
+                data = np.asarray(hdul[self.index].section[self.plane_index + (rows, cols)],
+                                  dtype=np.float64)
+                mask = variance = None
+                if "MASK" in self.auxiliary:
+                    values = np.asarray(hdul[self.auxiliary["MASK"]].section[rows, cols])
+                    mask = _mask_from(values, self.mask_bits)
+                if "VARIANCE" in self.auxiliary:
+                    h = hdul[self.auxiliary["VARIANCE"]]
+                    variance = _variance_from(_name(h), np.asarray(h.section[rows, cols]))
+        if self.factor is not None:
+            data = data * self.factor
+            if variance is not None:
+                variance = variance * self.factor ** 2
+        return PixelWindow(data.astype(np.float32),
+                           mask, None if variance is None else variance.astype(np.float32))
 
 
 def _pixel_scale(wcs, header, user_scale):
@@ -181,7 +263,7 @@ def read_fits(path, hdu=None, plane: int = 0, pixel_scale: float | None = None,
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with fits.open(path) as hdul:
+            with fits.open(path, memmap=False) as hdul:
                 return _read_hdul(hdul, str(path), label, hdu, plane, pixel_scale, zero_point)
     except GalaxyInspectorError:
         raise
@@ -192,31 +274,75 @@ def read_fits(path, hdu=None, plane: int = 0, pixel_scale: float | None = None,
                              "may be truncated or not FITS") from None
 
 
+def _check_decompressible(hdul, index, plane_shape, label) -> None:
+    """Refuse, from the headers alone, a gzip'd (or zip/bzip2) file whose image would not fit:
+    such a file cannot be read piece by piece, only decompressed from its start."""
+    compression = hdul.fileinfo(index)["file"].compression
+    if not compression:
+        return
+    n_pixels = int(np.prod(plane_shape))
+    bitpix = abs(int(hdul[index].header.get("BITPIX", 32)))
+    needed = n_pixels * (bitpix // 8 + WHOLE_READ_BYTES_PER_PIXEL)
+    limit = whole_read_limit()
+    if needed > limit:
+        ny, nx = plane_shape
+        raise ImageReadError(
+            f"{label} is a {compression} file holding a {nx}x{ny} image that would need "
+            f"{format_bytes(needed)} of memory to decompress, more than the "
+            f"{format_bytes(limit)} allowed; decompress it to a plain .fits (which is read "
+            "piece by piece) or tile-compress it (fpack, .fz)")
+
+
+def _check_complete(hdul, index, path, label) -> None:
+    """Refuse a file whose header declares more image data than the file holds (a truncated
+    download, a hostile header): read piece by piece, it would fail only once a window is read,
+    after trying to allocate what the header declares."""
+    image_hdu = hdul[index]
+    declared = int(np.prod(_shape(image_hdu))) * abs(int(image_hdu.header.get("BITPIX", 8))) // 8
+    held = max(0, Path(path).stat().st_size - int(hdul.fileinfo(index)["datLoc"]))
+    if held < declared:
+        raise ImageReadError(f"{label} is truncated: its header declares "
+                             f"{format_bytes(declared)} of image data, the file holds "
+                             f"{format_bytes(held)}")
+
+
 def _read_hdul(hdul, path, label, hdu, plane, user_scale, user_zp) -> SkyImage:
     index = _pick_hdu(hdul, hdu, label)
     image_hdu = hdul[index]
     header = dict(hdul[0].header.items()) if index else {}
     header.update(image_hdu.header.items())
-    raw = image_hdu.data
-    if raw is None:
-        raise ImageReadError(f"HDU {index} of {label} has no data")
-    data, is_cube = _squeeze_plane(raw, plane, label)
-    mask, variance = (None, None) if is_cube else _auxiliary(hdul, data.shape)
+    plane_index, is_cube = _plane_index(_shape(image_hdu), plane, label)
+    plane_shape = _shape(image_hdu)[len(plane_index):]
+    _check_decompressible(hdul, index, plane_shape, label)
     wcs = _celestial_wcs(image_hdu.header)
     scale = _pixel_scale(wcs, header, user_scale)
     calibration = calibration_from_header(header, scale, user_zp)
-    data = np.asarray(data, dtype=np.float64)
-    if calibration.calibrated:
-        data = data * calibration.factor
-        if variance is not None:
-            variance = variance * calibration.factor ** 2
     description = calibration.description
     if is_cube:
         description += f"; plane {plane} of a cube"
-    return SkyImage(data=data, pixel_scale=scale, wcs=wcs, mask=mask, variance=variance,
-                    calibrated=calibration.calibrated, calibration=description,
-                    flags=calibration.flags,
-                    source=path, hdu=index, plane=plane if is_cube else 0)
+    meta = dict(pixel_scale=scale, wcs=wcs, calibrated=calibration.calibrated,
+                calibration=description, flags=calibration.flags,
+                source=path, hdu=index, plane=plane if is_cube else 0)
+    factor = calibration.factor if calibration.calibrated else None
+    if (not hdul.fileinfo(index)["file"].compression
+            and 4 * int(np.prod(plane_shape)) > LAZY_ABOVE_BYTES):
+        _check_complete(hdul, index, path, label)
+        auxiliary = {} if is_cube else _auxiliary_hdus(hdul, plane_shape)
+        mask_bits = _section_mask_bits(hdul[auxiliary["MASK"]]) if "MASK" in auxiliary else 0
+        pixels = FitsSectionPixels(path, index, plane_index, plane_shape, factor, auxiliary,
+                                   mask_bits)
+        return SkyImage(pixels=pixels, **meta)
+    raw = image_hdu.data
+    if raw is None:
+        raise ImageReadError(f"HDU {index} of {label} has no data")
+    data = np.asarray(raw)[plane_index]
+    mask, variance = (None, None) if is_cube else _auxiliary(hdul, data.shape)
+    data = np.asarray(data, dtype=np.float64)
+    if factor is not None:
+        data = data * factor
+        if variance is not None:
+            variance = variance * factor ** 2
+    return SkyImage(data=data, mask=mask, variance=variance, **meta)
 
 
 def fits_band_names(path, hdu=None) -> list:

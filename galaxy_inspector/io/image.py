@@ -1,17 +1,46 @@
 """``SkyImage``: one image plane in nJy per pixel with what is known about it.
 
 Readers (``fits.py``, ``raster.py``) return a ``SkyImage``; preprocessing and the engine take one.
-The arrays are fresh copies owned by the image and are marked read-only, so no step downstream
-can change them in place (and a caller's own arrays are never touched).
+Its pixels come from a pixel source: arrays held in memory (``ArrayPixels``: fresh read-only
+copies, so no step downstream can change them and a caller's own arrays are never touched), or,
+for a large FITS file, the file itself, read window by window (``fits.py``). Consumers read what
+they need: ``cutout`` (a stamp's window), ``window`` (any rows and columns), ``preview`` (a
+subsampled view for display); ``data``/``mask``/``variance`` hold the whole plane, read on first
+use and kept.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import cached_property
+from typing import NamedTuple, Protocol
 
 import numpy as np
+from astropy.nddata import Cutout2D
 
-__all__ = ["SkyImage"]
+__all__ = ["SkyImage", "PixelWindow", "PixelSource", "ArrayPixels", "ImageCutout"]
+
+WHOLE = (slice(None), slice(None))
+#: Pixels per read when a preview is subsampled from a file.
+PREVIEW_BLOCK_PIXELS = 2 ** 22
+
+
+class PixelWindow(NamedTuple):
+    """Pixels of some rows and columns of an image plane."""
+
+    data: np.ndarray  # float32, the image's units
+    mask: np.ndarray | None  # bool, True = unusable
+    variance: np.ndarray | None  # float32, data units squared
+
+
+class PixelSource(Protocol):
+    """Where a ``SkyImage``'s pixels come from: its shape, and the pixels of any window."""
+
+    shape: tuple[int, int]
+
+    def read(self, rows: slice, cols: slice) -> PixelWindow:
+        """Pixels of ``rows`` x ``cols`` (slices, steps allowed)."""
 
 
 def _frozen(array, dtype):
@@ -22,14 +51,64 @@ def _frozen(array, dtype):
     return out
 
 
+class ArrayPixels:
+    """Pixels held in memory, as read-only copies of the arrays given."""
+
+    def __init__(self, data, mask=None, variance=None):
+        self.data = _frozen(data, np.float32)
+        if self.data.ndim != 2:
+            raise ValueError(f"SkyImage data must be 2-D (ny, nx), got shape {self.data.shape}")
+        self.mask = _frozen(mask, bool)
+        self.variance = _frozen(variance, np.float32)
+        for name, plane in (("mask", self.mask), ("variance", self.variance)):
+            if plane is not None and plane.shape != self.data.shape:
+                raise ValueError(f"{name} shape {plane.shape} differs from the image's "
+                                 f"{self.data.shape}")
+        self.shape = self.data.shape
+
+    def read(self, rows: slice, cols: slice) -> PixelWindow:
+        return PixelWindow(*(None if a is None else a[rows, cols]
+                             for a in (self.data, self.mask, self.variance)))
+
+
 @dataclass(frozen=True)
+class ImageCutout:
+    """A square window of an image, padded where it runs off the image.
+
+    ``data`` and ``variance`` are NaN and ``mask`` is True off the image; ``in_image`` says
+    which pixels lie on it. ``wcs`` is the window's WCS and ``position`` the cut's centre
+    ``(x, y)`` in window pixels (``Cutout2D.input_position_cutout``).
+    """
+
+    data: np.ndarray
+    mask: np.ndarray | None
+    variance: np.ndarray | None
+    in_image: np.ndarray
+    wcs: object
+    position: tuple[float, float]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.data.shape
+
+
+def _padded(cut: Cutout2D, window, fill, dtype):
+    out = np.full(cut.shape, fill, dtype=dtype)
+    out[cut.slices_cutout] = window
+    return out
+
+
 class SkyImage:
     """An image plane with its calibration, pixel scale, WCS, mask and variance.
+
+    Give either ``data`` (with optional ``mask`` and ``variance`` arrays, copied) or ``pixels``
+    (a ``PixelSource``). Read-only.
 
     Attributes
     ----------
     data : ndarray (ny, nx), float32
         nJy per pixel when ``calibrated``; otherwise the file's values (see ``calibration``).
+        The whole plane: read from the source on first use and kept.
     pixel_scale : float or None
         Arcsec per pixel (WCS, keyword or user); None when unknown.
     wcs : astropy.wcs.WCS or None
@@ -50,33 +129,28 @@ class SkyImage:
         FITS HDU index the plane came from; -1 for non-FITS images.
     plane : int
         Index of the plane in a cube (0 for 2-D images).
+    pixels : PixelSource
+        Where the pixels come from.
     """
 
-    data: np.ndarray
-    pixel_scale: float | None
-    wcs: object = None
-    mask: np.ndarray | None = None
-    variance: np.ndarray | None = None
-    calibrated: bool = False
-    calibration: str = "uncalibrated"
-    flags: int = 0
-    source: str = ""
-    hdu: int = -1
-    plane: int = 0
+    def __init__(self, data=None, pixel_scale: float | None = None, wcs=None, mask=None,
+                 variance=None, calibrated: bool = False, calibration: str = "uncalibrated",
+                 flags: int = 0, source: str = "", hdu: int = -1, plane: int = 0, *,
+                 pixels: PixelSource | None = None):
+        if (data is None) == (pixels is None):
+            raise ValueError("a SkyImage needs either data arrays or a pixel source")
+        values = dict(pixels=pixels or ArrayPixels(data, mask, variance),
+                      pixel_scale=pixel_scale, wcs=wcs, calibrated=calibrated,
+                      calibration=calibration, flags=flags, source=source, hdu=hdu, plane=plane)
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
 
-    def __post_init__(self):
-        data = _frozen(self.data, np.float32)
-        if data.ndim != 2:
-            raise ValueError(f"SkyImage data must be 2-D (ny, nx), got shape {data.shape}")
-        object.__setattr__(self, "data", data)
-        mask = _frozen(self.mask, bool)
-        variance = _frozen(self.variance, np.float32)
-        for name, plane in (("mask", mask), ("variance", variance)):
-            if plane is not None and plane.shape != data.shape:
-                raise ValueError(f"{name} shape {plane.shape} differs from the image's "
-                                 f"{data.shape}")
-        object.__setattr__(self, "mask", mask)
-        object.__setattr__(self, "variance", variance)
+    def __setattr__(self, name, value):
+        raise AttributeError(f"SkyImage is read-only (cannot set {name})")
+
+    def __repr__(self) -> str:
+        ny, nx = self.shape
+        return f"SkyImage({nx}x{ny}, source={self.source!r}, hdu={self.hdu}, plane={self.plane})"
 
     @classmethod
     def from_array(cls, data, pixel_scale=None, *, calibrated=True, **kwargs) -> SkyImage:
@@ -87,7 +161,63 @@ class SkyImage:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self.data.shape
+        return tuple(self.pixels.shape)
+
+    @cached_property
+    def _whole(self) -> PixelWindow:
+        return self.pixels.read(*WHOLE)
+
+    @property
+    def data(self) -> np.ndarray:
+        return self._whole.data
+
+    @property
+    def mask(self) -> np.ndarray | None:
+        return self._whole.mask
+
+    @property
+    def variance(self) -> np.ndarray | None:
+        return self._whole.variance
+
+    def window(self, rows: slice, cols: slice) -> PixelWindow:
+        """Pixels of ``rows`` x ``cols``, read only there (unless the whole plane is held)."""
+        if "_whole" in self.__dict__ or isinstance(self.pixels, ArrayPixels):
+            return PixelWindow(*(None if a is None else a[rows, cols] for a in self._whole))
+        return self.pixels.read(rows, cols)
+
+    def cutout(self, x: float, y: float, side: int) -> ImageCutout:
+        """The ``side`` x ``side`` window centred on 0-based pixel (x, y), padded off the image.
+
+        Its geometry (slices, WCS, centre) is ``Cutout2D``'s in ``mode="partial"``, worked out on
+        a zero-strided stand-in of the image's shape, so that only the window's pixels are read.
+        """
+        stand_in = np.broadcast_to(np.float32(0.0), self.shape)
+        cut = Cutout2D(stand_in, (x, y), side, wcs=self.wcs, mode="partial", fill_value=np.nan)
+        window = self.window(*cut.slices_original)
+        return ImageCutout(
+            data=_padded(cut, window.data, np.nan, np.float32),
+            mask=None if window.mask is None else _padded(cut, window.mask, True, bool),
+            variance=(None if window.variance is None
+                      else _padded(cut, window.variance, np.nan, np.float32)),
+            in_image=_padded(cut, True, False, bool), wcs=cut.wcs,
+            position=tuple(cut.input_position_cutout))
+
+    def preview_step(self, max_side: int) -> int:
+        """Subsampling step that brings the image's longer side to at most ``max_side``."""
+        return max(1, math.ceil(max(self.shape) / max_side))
+
+    def preview(self, max_side: int) -> np.ndarray:
+        """Every ``preview_step(max_side)``-th pixel of ``data`` along each axis (for display),
+        read in blocks of whole rows (strided file reads go pixel by pixel) of about
+        ``PREVIEW_BLOCK_PIXELS``, so the whole plane is never held."""
+        step = self.preview_step(max_side)
+        if "_whole" in self.__dict__ or isinstance(self.pixels, ArrayPixels):
+            return self.data[::step, ::step]
+        ny, nx = self.shape
+        rows = max(1, PREVIEW_BLOCK_PIXELS // (nx * step)) * step
+        # Copies, not views: a view would keep its whole block alive.
+        return np.concatenate([self.window(slice(y0, min(y0 + rows, ny)), WHOLE[1]).data[
+            ::step, ::step].copy() for y0 in range(0, ny, rows)])
 
     def pixel_to_sky(self, x: float, y: float) -> tuple[float, float]:
         """(RA, Dec) in degrees of 0-based pixel (x, y); NaNs without a WCS."""

@@ -182,9 +182,10 @@ class ViewerState(HasCallbacks):
         ra, dec = image.pixel_to_sky(float(ix), float(iy))
         if math.isfinite(ra):
             parts.append(f"RA={ra:.6f}° Dec={dec:+.6f}°")
-        value = float(image.data[iy, ix])
+        pixel = image.window(slice(iy, iy + 1), slice(ix, ix + 1))
+        value = float(pixel.data[0, 0])
         unit = "nJy" if image.calibrated else "(uncalibrated)"
         parts.append(f"value={value:.4g} {unit}")
-        if image.mask is not None and image.mask[iy, ix]:
+        if pixel.mask is not None and pixel.mask[0, 0]:
             parts.append("masked")
         return "   ".join(parts)
