@@ -2,6 +2,8 @@
 
 ``read_image`` is the one entry point for a file; it returns a ``SkyImage`` in nJy per pixel
 (or flagged as uncalibrated), raising ``ImageReadError``/``InputError`` with a one-line message.
+A large FITS image is not read then: its ``SkyImage`` reads the windows asked of it (``fits.py``),
+and what must be read whole is bounded by ``memory.whole_read_limit``.
 The several band images a multi-band property model reads are gathered by
 ``galaxy_inspector.physical_properties.bands.read_bands``.
 """
@@ -14,7 +16,13 @@ from galaxy_inspector.errors import ImageReadError
 from galaxy_inspector.io.calibration import Calibration, calibration_from_header
 from galaxy_inspector.io.fits import fits_band_names, read_fits
 from galaxy_inspector.io.image import SkyImage
-from galaxy_inspector.io.inputs import IMAGE_SUFFIXES, Target, expand_inputs, is_image_path
+from galaxy_inspector.io.inputs import (
+    IMAGE_SUFFIXES,
+    Target,
+    expand_inputs,
+    file_problem,
+    is_image_path,
+)
 from galaxy_inspector.io.raster import is_raster_path, read_raster, read_raster_rgb
 
 __all__ = ["read_image", "read_fits", "read_raster", "read_raster_rgb", "is_raster_path",
@@ -29,8 +37,9 @@ def read_image(path, hdu=None, plane: int = 0, pixel_scale: float | None = None,
     ``pixel_scale`` (arcsec/px) and ``zero_point`` (AB) are used only where the file has none.
     """
     p = Path(path)
-    if not p.is_file():
-        raise ImageReadError(f"{path}: no such file")
+    problem = file_problem(p)
+    if problem:
+        raise ImageReadError(problem)
     if p.stat().st_size == 0:
         raise ImageReadError(f"{p.name} is empty (0 bytes)")
     if is_raster_path(p):

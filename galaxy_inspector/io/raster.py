@@ -8,6 +8,9 @@ flagged measurement. Two views of the same file:
 * ``read_raster_rgb`` (property models whose card says ``kind = "display"``): the R, G, B
   channels kept separately at their 0-255 values, as the bundle was trained on them.
 
+A 16-bit grey PNG keeps its 65536 levels (scaled to 0-255, as floats): Pillow's own conversion
+to RGB would clip every value above 255 to white.
+
 Rows are flipped so that ``y`` grows upwards as in FITS (north up for SkyServer cutouts); the
 property training reader (``training.properties.byo.read_stamp``) flips them the same way.
 Without ``pixel_scale`` the SDSS scale 0.396″/px is assumed and flagged.
@@ -19,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from galaxy_inspector.errors import ImageReadError
+from galaxy_inspector.errors import ImageReadError, first_line
 from galaxy_inspector.flags import Flag
 from galaxy_inspector.io.image import SkyImage
 
@@ -33,6 +36,8 @@ SDSS_PIXEL_SCALE = 0.396
 #: Names of the channels ``read_raster_rgb`` returns, in order (a display bundle's bands).
 RGB_BANDS = ("R", "G", "B")
 _DISPLAY_NOTE = "display image (JPEG/PNG, non-linear stretch): no flux calibration"
+#: Pillow modes of 16-bit grey PNGs (``I`` in older Pillow versions), whose levels are 0-65535.
+_DEEP_GREY_MODES = ("I;16", "I;16B", "I;16L", "I")
 
 
 def is_raster_path(path) -> bool:
@@ -48,9 +53,13 @@ def _rgb_pixels(path) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img.load()
-            rgb = np.asarray(img.convert("RGB"), dtype=np.float32)
+            if img.mode in _DEEP_GREY_MODES:
+                grey = np.asarray(img, dtype=np.float32) * np.float32(255.0 / 65535.0)
+                rgb = np.repeat(grey[..., None], 3, axis=2)
+            else:
+                rgb = np.asarray(img.convert("RGB"), dtype=np.float32)
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
-        raise ImageReadError(f"cannot read {label} as an image ({exc})") from None
+        raise ImageReadError(f"cannot read {label} as an image ({first_line(exc)})") from None
     return np.flipud(rgb)
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from galaxy_inspector.errors import user_message
+from galaxy_inspector.errors import isolate_failures
 from galaxy_inspector.models.bundle import is_demo
 from galaxy_inspector.physical_properties.stamps import PropertyInput
 from galaxy_inspector.posterior import summary_keys
@@ -48,6 +48,8 @@ def _property_problem(row: PropertyInput, model) -> str:
     """Why ``model`` cannot predict ``row`` ("" when it can)."""
     if row.stamp is None:
         return row.error or "no stamp"
+    if not np.isfinite(row.stamp).all():  # refused before batching: it would fail the batch
+        return "its stamp is not finite once calibrated (a wrong calibration or sky noise?)"
     if model.needs_redshift and not (row.redshift is not None and math.isfinite(row.redshift)):
         return f"needs a redshift: {row.redshift_note or 'none given for this object'}"
     missing = [c for c in model.photometry_columns
@@ -70,24 +72,28 @@ def measure_properties(rows: list[PropertyInput], model, n_samples: int | None =
     nan_summary = dict.fromkeys((k for n in names for k in summary_keys(n)), math.nan)
     problems = [_property_problem(r, model) for r in rows]
     good = [i for i, p in enumerate(problems) if not p]
-    results = {}
-    if good:
+
+    def predict(indices):
         z = np.array([rows[i].redshift if rows[i].redshift is not None else math.nan
-                      for i in good])
-        phot = {c: np.array([rows[i].photometry[c.lower()] for i in good])
+                      for i in indices])
+        phot = {c: np.array([rows[i].photometry[c.lower()] for i in indices])
                 for c in model.photometry_columns} or None
-        try:
-            pred = model.predict(np.stack([rows[i].stamp for i in good]),
-                                 redshift=z if model.needs_redshift else None, photometry=phot,
-                                 n_samples=int(n_samples or DEFAULT_PROPERTY_SAMPLES),
-                                 seed=seed)
-        except Exception as exc:  # a batch the model refuses must not lose the morphology
-            for i in good:
-                problems[i] = f"prediction failed: {user_message(exc)}"
+        pred = model.predict(np.stack([rows[i].stamp for i in indices]),
+                             redshift=z if model.needs_redshift else None, photometry=phot,
+                             n_samples=int(n_samples or DEFAULT_PROPERTY_SAMPLES), seed=seed)
+        columns = pred.catalogue_columns()
+        return [({n: float(v[k]) for n, v in columns.items()}, pred.samples[k])
+                for k in range(len(indices))]
+
+    # A batch the model refuses is predicted row by row: only the rows it refuses alone fail,
+    # and a failure never loses the morphology.
+    results = {}
+    for i, result in zip(good, isolate_failures(predict, good, lambda i, message: message),
+                         strict=True):
+        if isinstance(result, str):
+            problems[i] = f"prediction failed: {result}"
         else:
-            columns = pred.catalogue_columns()
-            for k, i in enumerate(good):
-                results[i] = ({n: float(v[k]) for n, v in columns.items()}, pred.samples[k])
+            results[i] = result
     out = []
     for i in range(len(rows)):
         summary, samples = results.get(i, (dict(nan_summary), None))
