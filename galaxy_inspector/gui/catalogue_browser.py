@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from galaxy_inspector.catalogue import export_catalogue, read_catalogue
+from galaxy_inspector.catalogue import export_catalogue, export_note, read_catalogue
 from galaxy_inspector.errors import user_message
 from galaxy_inspector.gui.file_filters import EXPORT_FILTER
 from galaxy_inspector.gui.image_view import SkyImageView
@@ -279,7 +279,8 @@ class CatalogueBrowser(QMainWindow):
             self.status.setText(f"<span style='color:#b00020'>Export failed: "
                                 f"{user_message(exc)}</span>")
             return
-        self.status.setText(f"{n} rows written to {path}")
+        note = export_note(path)
+        self.status.setText(f"{n} rows written to {path}{f' ({note})' if note else ''}")
 
     def closeEvent(self, event):  # noqa: N802 (Qt naming)
         if self.worker is not None:

@@ -13,7 +13,7 @@ __all__ = ["IMAGE_FILTER", "TABLE_FILTER", "CATALOGUE_FILTER", "CATALOGUE_SUFFIX
 CATALOGUE_SUFFIXES = (".h5", ".hdf5")
 #: Titles of astropy's table formats in the dialogs (a format without one shows its name).
 FORMAT_TITLES = {"ascii.csv": "CSV", "ascii.ecsv": "ECSV", "fits": "FITS table",
-                 "votable": "VOTable"}
+                 "votable": "VOTable", "hdf5": "HDF5 table"}
 ALL_FILES = "All files (*)"
 
 
