@@ -3,7 +3,9 @@
 Exit status: 0 all inputs succeeded; 2 the run finished but some inputs failed (each has an
 error row) or some rows lack a property model's prediction (reason in ``property_error``, e.g.
 no redshift); 1 it could not run (bad option, unreadable model, unwritable output), with a
-one-line message and no traceback; 130 interrupted (finish with ``--resume``).
+one-line message and no traceback (an INPUT given on the command line that does not exist is
+one of these; a missing path inside a table gets an error row); 130 interrupted (finish with
+``--resume``).
 
 ``--model`` may be repeated: one morphology bundle plus physical-property bundles (or property
 bundles alone); each bundle's card says which it is.
@@ -15,13 +17,15 @@ window and ``galaxy_inspector.gui.app.screenshot(out, files) -> int`` saves one.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shlex
+import signal
 import sys
 import time
 
 from galaxy_inspector import __version__
-from galaxy_inspector.errors import GalaxyInspectorError
+from galaxy_inspector.errors import GalaxyInspectorError, printable
 from galaxy_inspector.progress import RateEstimate, bar, batch_line
 
 __all__ = ["main", "build_parser"]
@@ -42,7 +46,9 @@ examples:
   galaxy-inspector --batch cutouts/ --out met.h5 --model bundles/sdss-metallicity
         property model only (colour JPEG cutouts for a model trained on JPEGs)
   galaxy-inspector --batch cutouts/ --out cat.h5 --resume       finish a killed/interrupted run
-  galaxy-inspector --export cat.h5 cat.fits       catalogue to FITS (.fits .csv .ecsv .vot)
+  galaxy-inspector --batch cutouts/ --out cat.h5 --resume --retry-errors
+        also measure the inputs of error rows again (after fixing them)
+  galaxy-inspector --export cat.h5 cat.fits       catalogue to FITS (.fits .csv .ecsv .vot .h5)
   python -c "from astropy.table import Table; print(Table.read('cat.h5', path='galaxies'))"
 
 images: FITS (.fits .fit .fits.gz .fz; cubes, HSC IMAGE/MASK/VARIANCE, SDSS nanomaggies,
@@ -69,8 +75,8 @@ def _positive_float(text):
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive and finite")
     return value
 
 
@@ -92,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--screenshot", metavar="OUT.png",
                       help="open the app with FILEs, predict, save a screenshot and exit")
     mode.add_argument("--export", nargs=2, metavar=("CAT.h5", "OUT"),
-                      help="write a catalogue's galaxies to FITS, CSV, ECSV or VOTable")
+                      help="write a catalogue's galaxies to FITS, CSV, ECSV, VOTable or HDF5, "
+                           "with units and provenance")
     b = p.add_argument_group("batch options")
     b.add_argument("--out", metavar="CAT.h5", help="the HDF5 catalogue to write")
     b.add_argument("--model", metavar="PATH|NAME", action="append",
@@ -105,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="store all posterior samples in /posterior_samples")
     b.add_argument("--resume", action="store_true",
                    help="complete an existing catalogue: skip inputs it already holds")
+    b.add_argument("--retry-errors", action="store_true",
+                   help="with --resume: measure the inputs of error rows again (their new rows "
+                        "replace the old ones)")
     b.add_argument("--overwrite", action="store_true", help="replace an existing catalogue")
     b.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), metavar="N",
                    help="processes reading and cutting images while the model runs "
@@ -168,11 +178,14 @@ def _run_batch(args, argv) -> int:
         raise _Usage("--batch needs --out CATALOGUE.h5")
     options = BatchOptions(model=args.model, n_samples=args.samples,
                            save_samples=args.save_samples, resume=args.resume,
+                           retry_errors=args.retry_errors,
                            overwrite=args.overwrite, workers=args.workers,
                            pixel_scale=args.pixel_scale, zero_point=args.zero_point,
                            hdu=args.hdu, plane=args.plane, detect=args.detect,
                            seed=args.seed, redshift_column=args.redshift_column,
-                           command_line=shlex.join(["galaxy-inspector", *argv]))
+                           command_line=printable(shlex.join(["galaxy-inspector", *argv])))
+    if hasattr(signal, "SIGXFSZ"):  # a file-size limit is then an error we report, not a kill
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     bar = None
     if sys.stderr.isatty() and not args.quiet:
         from galaxy_inspector.io import expand_inputs
@@ -184,22 +197,30 @@ def _run_batch(args, argv) -> int:
         if bar:
             bar.close()
     if not args.quiet:
-        partial = f" ({result.partial} without some property columns)" if result.partial else ""
+        out = printable(args.out)  # one line, whatever the name holds
+        partial = f" ({result.partial} without some model's columns)" if result.partial else ""
         print(f"{result.done} done{partial}, {result.failed} failed, {result.skipped} skipped "
-              f"in {result.elapsed:.1f} s ({result.rate:.1f} galaxies/s) -> {args.out}",
+              f"in {result.elapsed:.1f} s ({result.rate:.1f} galaxies/s) -> {out}",
               file=sys.stderr)
         if result.failed:
             print(f"failed inputs have status=error and a reason in the 'error' column of "
-                  f"{args.out}", file=sys.stderr)
+                  f"{out}", file=sys.stderr)
         if result.partial:
-            print(f"rows without some property predictions say why in the 'property_error' "
-                  f"column of {args.out}", file=sys.stderr)
+            print(f"rows without some model's predictions say why in the 'property_error' "
+                  f"column (property models) or the 'error' column (morphology) of {out}",
+                  file=sys.stderr)
         for note in result.notes:
-            print(note, file=sys.stderr)
+            print(printable(note), file=sys.stderr)
     return 2 if result.failed or result.partial else 0
 
 
 def _gui(entry: str, *args) -> int:
+    from galaxy_inspector.gui_requirements import gui_start_problem
+
+    problem = gui_start_problem()
+    if problem:
+        print(f"galaxy-inspector: error: {problem}", file=sys.stderr)
+        return 1
     try:
         from galaxy_inspector.gui import app
     except ImportError as exc:
@@ -216,17 +237,19 @@ def main(argv=None) -> int:
         if args.batch:
             return _run_batch(args, argv)
         if args.export:
-            from galaxy_inspector.catalogue import export_catalogue
+            from galaxy_inspector.catalogue import export_catalogue, export_note
 
             n = export_catalogue(*args.export)
             if not args.quiet:
-                print(f"{n} rows -> {args.export[1]}", file=sys.stderr)
+                note = export_note(args.export[1])
+                print(f"{n} rows -> {args.export[1]}{f' ({note})' if note else ''}",
+                      file=sys.stderr)
             return 0
         if args.screenshot:
             return _gui("screenshot", args.screenshot, args.files)
         return _gui("main", args.files)
     except (GalaxyInspectorError, _Usage) as exc:
-        print(f"galaxy-inspector: error: {exc}", file=sys.stderr)
+        print(f"galaxy-inspector: error: {printable(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\ngalaxy-inspector: interrupted; rows written so far are kept, add --resume "

@@ -16,7 +16,9 @@ Typical use::
 A ``Measurement`` holds the posterior samples in physical units, their summary (KDE mode in
 log/logit space, median, mean, HPD intervals: ``posterior.summarize``), the spatial
 transformer's zoom and the box it read in source pixels, the signal-to-noise ratio, the
-qualitative label (``labels``) and the quality ``flags``.
+qualitative label (``labels``) and the quality ``flags``. A stamp the engine will not answer for
+(no galaxy in it, or a display image the morphology model was not made for) gives a
+``Measurement`` whose ``error`` says why, with no posterior.
 
 Physical-property bundles (card ``task = "properties"``, ``physical_properties.model.
 PropertyModel``) run beside the morphology model on the same position::
@@ -33,6 +35,7 @@ holds NaNs and the reason in ``error``, and the morphology is unaffected.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -52,10 +55,17 @@ from galaxy_inspector.preprocessing import NOMINAL_SKY_SIGMA_NJY, Stamp, make_st
 
 __all__ = ["DEFAULT_MODEL", "Measurement", "StampSpec", "load_model", "load_models", "stamp_for",
            "measure_stamps", "bare_measurements", "analyse_position", "analyse_sky_position",
-           "LOW_SNR"]
+           "LOW_SNR", "NO_GALAXY_SNR", "DISPLAY_REFUSAL"]
 
 DEFAULT_MODEL = "morphology-hsc-g"
 LOW_SNR = 10.0
+#: Below this S/N within 2 R_e the stamp holds no galaxy the model can see: a 3-sigma aperture
+#: flux is the usual detection limit, and below it the posterior describes the noise.
+NO_GALAXY_SNR = 3.0
+#: Why a morphology model not trained on display images refuses them: on SkyServer-style colour
+#: JPEGs the shipped model's 95 % intervals held the true B/T about a third of the time.
+DISPLAY_REFUSAL = ("morphology from display (JPEG/PNG) images is not calibrated; measure a FITS "
+                   "cutout of the same galaxy")
 
 
 @dataclass
@@ -79,13 +89,17 @@ class Measurement:
     snr : float
         Flux within 2 R_e (posterior median, at least 2 pixels) over the sky noise in it.
     label : str
-        Qualitative label (GaMPEN §6.4) from the posterior modes, or "".
+        Qualitative label (GaMPEN §6.4) from the posterior modes, or "" (always "" on rows
+        flagged ``labels.UNLABELLED_FLAGS``).
     flags : int
         ``galaxy_inspector.flags.Flag`` bits.
     crop : ndarray or None
         The arsinh-scaled crop the CNN read (for display), when asked for.
     properties : dict
         Bundle name -> ``PropertyMeasurement`` of each active property model (empty without).
+    error : str
+        Why there is no morphology posterior ("" when there is one); the engine then gives
+        empty ``names`` and ``summary`` and no ``samples``.
     """
 
     stamp: Stamp
@@ -100,6 +114,7 @@ class Measurement:
     flags: int
     crop: np.ndarray | None = None
     properties: dict = field(default_factory=dict)
+    error: str = ""
 
 
 def load_models(names=None, device: str | None = None):
@@ -218,7 +233,22 @@ def measure_stamps(stamps: list[Stamp], model, n_samples: int | None = None, see
     ``k = sky sigma / the training maximum`` before the network and its flux samples are
     multiplied by ``k``: where sky noise dominates, an image and its noise scaled together
     hold the same shape information. Such rows stay flagged OUTSIDE_TRAINING.
+
+    Two kinds of stamp get a ``Measurement`` with an ``error`` instead of a posterior: a stamp
+    of a display image (flag NONLINEAR_IMAGE) unless the model's card says ``input.kind``
+    "display" (``DISPLAY_REFUSAL``; the network does not run), and a stamp whose S/N within
+    2 R_e is below ``NO_GALAXY_SNR`` ("no galaxy detected").
     """
+    refused = [bool(s.flags & Flag.NONLINEAR_IMAGE)
+               and model.bundle.card["input"].get("kind") != "display" for s in stamps]
+    measured = iter(_posteriors([s for s, no in zip(stamps, refused, strict=True) if not no],
+                                model, n_samples, seed, return_crops))
+    return [bare_measurements([s], error=DISPLAY_REFUSAL)[0] if no else next(measured)
+            for s, no in zip(stamps, refused, strict=True)]
+
+
+def _posteriors(stamps: list[Stamp], model, n_samples, seed, return_crops) -> list[Measurement]:
+    """``measure_stamps`` of stamps the model accepts."""
     if not stamps:
         return []
     data = np.stack([s.data for s in stamps])
@@ -246,22 +276,29 @@ def measure_stamps(stamps: list[Stamp], model, n_samples: int | None = None, see
     for i, stamp in enumerate(stamps):
         row = {k: float(v[i]) for k, v in summary.items()}
         label = qualitative_label(row.get("bt_mode", math.nan), row.get("re_arcsec_mode", math.nan),
-                                  thresholds)
+                                  thresholds, int(flags[i]))
         scale = float(pred.stn_scale[i])
-        out.append(Measurement(
+        m = Measurement(
             stamp=stamp, names=names, units=list(pred.units), samples=pred.samples[i],
             summary=row, stn_scale=scale, crop_box=stamp.source_box(scale * model.stamp_size),
             snr=float(snr[i]), label=label, flags=int(flags[i]),
-            crop=pred.crops[i] if return_crops else None))
+            crop=pred.crops[i] if return_crops else None)
+        if not snr[i] >= NO_GALAXY_SNR:  # NaN too: a flat stamp without sky noise
+            value = f"{snr[i]:.1f}" if math.isfinite(snr[i]) else "undefined (a flat stamp)"
+            m = dataclasses.replace(m, names=[], units=[], samples=np.empty((0, 0), np.float32),
+                                    summary={}, error=f"no galaxy detected: S/N {value} "
+                                                      "within 2 R_e")
+        out.append(m)
     return out
 
 
-def bare_measurements(stamps: list[Stamp]) -> list[Measurement]:
-    """Measurements without a morphology posterior (a property-only run): the stamps' position,
-    calibration and flags, NaN for everything the morphology model would have given."""
+def bare_measurements(stamps: list[Stamp], error: str = "") -> list[Measurement]:
+    """Measurements without a morphology posterior (a property-only run, or a stamp refused
+    for ``error``): the stamps' position, calibration and flags, NaN for everything the
+    morphology model would have given."""
     return [Measurement(stamp=s, names=[], units=[], samples=np.empty((0, 0), np.float32),
                         summary={}, stn_scale=math.nan, crop_box=s.box, snr=math.nan, label="",
-                        flags=int(s.flags)) for s in stamps]
+                        flags=int(s.flags), error=error) for s in stamps]
 
 
 def analyse_position(image: SkyImage, x: float, y: float, model, n_samples: int | None = None,

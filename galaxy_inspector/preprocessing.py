@@ -19,6 +19,7 @@ otherwise the stamp is refused with a message. Images with a celestial WCS come 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,14 +30,21 @@ from astropy.wcs import WCS
 from galaxy_inspector.errors import InputError
 from galaxy_inspector.flags import Flag
 from galaxy_inspector.io.image import SkyImage
+from galaxy_inspector.io.memory import format_bytes, whole_read_limit
 
-__all__ = ["Stamp", "make_stamp", "check_position", "detect_galaxies", "NOMINAL_SKY_SIGMA_NJY"]
+__all__ = ["Stamp", "make_stamp", "check_position", "detect_galaxies", "central_galaxy",
+           "CENTRE_RADIUS_ARCSEC", "NOMINAL_SKY_SIGMA_NJY"]
 
 MIN_IMAGE_SIDE = 8  # pixels
 MIN_DATA_FRACTION = 0.05  # of the stamp footprint that must hold real pixels
 MASKED_FLAG_FRACTION = 0.01
 SAME_SCALE_TOLERANCE = 1e-3  # relative; below it no resampling is done
 PAD = 6  # source pixels beyond the footprint for the resampling kernels
+#: Largest cut (pixels per side) one stamp may read from its image: in float64 a 4096² cut is
+#: 134 MB, copied a few times while a stamp is made. An image whose pixels are far finer than
+#: the model's (HST's 0.03″ against 0.168″ needs 1,030 px; a CDELT of 3e-7 deg, 28,000) is
+#: refused instead of taking gigabytes.
+MAX_CUT_SIDE = 4096
 FLUX_CHECK_RADIUS = 0.4  # aperture radius for the flux check, in stamp sides
 FLUX_CHECK_TOLERANCE = 0.03  # relative, plus 5 sigma of the noise in the aperture
 #: Sky noise per pixel (nJy) an uncalibrated image is scaled to: HSC-Wide g at 0.168″/px.
@@ -45,6 +53,9 @@ NOMINAL_SKY_SIGMA_NJY = 2.0
 #: ``mad_std``'s 1.482602 would move the sky noise by 1.5e-6 relative, and with it the scaled
 #: pixels of uncalibrated images and so their per-galaxy seeded posterior draws.
 MAD_TO_SIGMA = 1.4826
+#: Bytes per searched pixel ``detect_galaxies`` holds at its peak (float64 copies, smoothed
+#: image, segmentation maps, deblending): 44 measured on a 2000x2000 field, rounded up.
+DETECT_BYTES_PER_PIXEL = 48
 
 
 @dataclass(frozen=True)
@@ -108,12 +119,6 @@ def _tan_wcs(ra, dec, scale, crpix_x, crpix_y) -> WCS:
     return w
 
 
-def _place(cut: Cutout2D, plane, fill, dtype):
-    out = np.full(cut.shape, fill, dtype=dtype)
-    out[cut.slices_cutout] = plane[cut.slices_original]
-    return out
-
-
 def _aperture_flux(data, x, y, radius) -> float:
     from photutils.aperture import CircularAperture, aperture_photometry
 
@@ -170,19 +175,22 @@ def make_stamp(image: SkyImage, x: float, y: float, stamp_size: int, pixel_scale
     footprint = stamp_size * ratio
     # sqrt(2): a rotated WCS makes the stamp's corners reach further out.
     side = int(math.ceil(footprint * math.sqrt(2.0))) + 2 * PAD
-    cut = Cutout2D(image.data, (x, y), side, wcs=image.wcs, mode="partial",
-                   fill_value=np.nan, copy=True)
+    if side > MAX_CUT_SIDE:
+        raise InputError(f"the image's pixel scale {source_scale:.2g}″ is {ratio:.0f}x finer "
+                         f"than the model's {pixel_scale:g}″ (one stamp would need a "
+                         f"{side}x{side}-pixel cut); rebin the image by {math.ceil(ratio):d} or "
+                         "check its WCS pixel scale")
+    cut = image.cutout(x, y, side)  # reads only this window of a large file
     data = cut.data.astype(np.float64)
-    in_image = _place(cut, np.ones(image.shape, bool), False, bool)
+    in_image = cut.in_image
     bad = ~np.isfinite(data)
-    if image.mask is not None:
-        bad |= _place(cut, image.mask, True, bool)
+    if cut.mask is not None:
+        bad |= cut.mask
     variance = None
-    if image.variance is not None:
-        variance = _place(cut, image.variance, np.nan, np.float64)
+    if cut.variance is not None:
+        variance = cut.variance.astype(np.float64)
         bad |= ~(variance > 0)
-    # Not to_cutout_position(): it is off for partial cutouts that run off the low edges.
-    xc, yc = cut.input_position_cutout
+    xc, yc = cut.position
     yy, xx = np.indices(cut.shape)
     half = footprint / 2.0
     in_footprint = (np.abs(xx - xc) <= half) & (np.abs(yy - yc) <= half)
@@ -273,21 +281,37 @@ def _check_resampled(stamp, filled, xc, yc, centre, source_scale, pixel_scale, n
                          f"{after:.4g}; the image may hold artefacts")
 
 
-def detect_galaxies(image: SkyImage, n_sigma: float = 3.0, min_area_arcsec2: float = 2.0):
+def _check_detectable(shape, region) -> None:
+    """Refuse, before reading it, a region too large to search for sources in memory."""
+    ny, nx = (len(range(*s.indices(n))) for s, n in zip(region, shape, strict=True))
+    needed, limit = nx * ny * DETECT_BYTES_PER_PIXEL, whole_read_limit()
+    if needed > limit:
+        raise InputError(f"searching {nx}x{ny} pixels for sources would need "
+                         f"{format_bytes(needed)} of memory, more than the "
+                         f"{format_bytes(limit)} allowed; give a table of positions (x/y or "
+                         "ra/dec columns) instead of --detect, or a smaller cutout")
+
+
+def detect_galaxies(image: SkyImage, n_sigma: float = 3.0, min_area_arcsec2: float = 2.0,
+                    region: tuple[slice, slice] = (slice(None), slice(None))):
     """Positions of sources in a field image: segmentation with deblending (photutils).
 
     The image is smoothed by a Gaussian of 1 pixel, thresholded at ``n_sigma`` times its noise
     with at least ``min_area_arcsec2`` of connected pixels, and blends are split by
-    ``deblend_sources``. Returns a list of ``(x, y, flags)`` (0-based pixels; ``Flag.BLENDED``
-    for pieces of a split blend), brightest first.
+    ``deblend_sources``. ``region`` (row and column slices) limits the search, and the pixels
+    read, to part of the image. Returns a list of ``(x, y, flags)`` (0-based pixels of the
+    whole image; ``Flag.BLENDED`` for pieces of a split blend), brightest first.
     """
     from photutils.segmentation import SourceCatalog, deblend_sources, detect_sources
+    from photutils.utils.exceptions import NoDetectionsWarning
     from scipy.ndimage import gaussian_filter
 
-    data = np.asarray(image.data, dtype=np.float64)
+    _check_detectable(image.shape, region)
+    window = image.window(*region)
+    data = np.asarray(window.data, dtype=np.float64)
     bad = ~np.isfinite(data)
-    if image.mask is not None:
-        bad |= image.mask
+    if window.mask is not None:
+        bad |= window.mask
     if bad.all():
         raise InputError("the image has no usable pixels (all masked or NaN)")
     _, sky, _ = sigma_clipped_stats(data[~bad], sigma=3.0, maxiters=5)
@@ -296,7 +320,9 @@ def detect_galaxies(image: SkyImage, n_sigma: float = 3.0, min_area_arcsec2: flo
     scale = image.pixel_scale or 0.2
     n_pixels = max(10, int(round(min_area_arcsec2 / scale ** 2)))
     threshold = n_sigma * noise if noise > 0 else np.nanmax(smoothed) / 2
-    segments = detect_sources(smoothed, threshold, n_pixels, mask=bad)
+    with warnings.catch_warnings():  # finding nothing is an answer here, not a problem
+        warnings.simplefilter("ignore", NoDetectionsWarning)
+        segments = detect_sources(smoothed, threshold, n_pixels, mask=bad)
     if segments is None:
         return []
     try:
@@ -312,12 +338,55 @@ def detect_galaxies(image: SkyImage, n_sigma: float = 3.0, min_area_arcsec2: flo
     # photutils 3 renamed xcentroid to x_centroid.
     x_name, y_name = (("x_centroid", "y_centroid") if hasattr(catalog, "x_centroid")
                       else ("xcentroid", "ycentroid"))
+    y0, x0 = (s.indices(n)[0] for s, n in zip(region, image.shape, strict=True))
     found = []
     for src in catalog:
-        x, y = float(getattr(src, x_name)), float(getattr(src, y_name))
+        x, y = float(getattr(src, x_name)) + x0, float(getattr(src, y_name)) + y0
         if not (math.isfinite(x) and math.isfinite(y)):
             continue
         flag = int(Flag.BLENDED) if children[parent_of[src.label]] > 1 else 0
         found.append((float(src.segment_flux), x, y, flag))
     found.sort(key=lambda item: -item[0])
     return [(x, y, flag) for _, x, y, flag in found]
+
+
+#: How far (arcsec) from the image centre the galaxy of an input without a position may lie.
+#: Such an input is a cutout made around its galaxy: cutout services centre on a catalogue
+#: position, and a galaxy's light centroid lies within about 1 arcsec of it (astrometry,
+#: asymmetric light, centroids of deblended pieces); 3 arcsec allows for that, while a source
+#: further out is a neighbour, not the cutout's target (HSC field galaxies at i < 24 are about
+#: 8 arcsec apart on average).
+CENTRE_RADIUS_ARCSEC = 3.0
+#: How far beyond that radius the search box reaches, so that the whole segment of a galaxy
+#: centred within the radius is found (its centroid unbiased) without reading a huge image.
+CENTRE_SEARCH_MARGIN_ARCSEC = 10.0
+
+
+def central_galaxy(image: SkyImage, pixel_scale: float | None = None,
+                   radius_arcsec: float = CENTRE_RADIUS_ARCSEC) -> tuple[float, float, int]:
+    """``(x, y, flags)`` of the source nearest the image centre (``detect_galaxies``): where an
+    input without a position is measured, at that source's own centroid.
+
+    ``pixel_scale`` (arcsec/px) stands in for an image without one. Raises ``InputError`` when
+    no source lies within ``radius_arcsec`` of the centre, saying how many lie further out.
+    """
+    scale = image.pixel_scale or pixel_scale or 0.2
+    ny, nx = image.shape
+    cx, cy = (nx - 1) / 2.0, (ny - 1) / 2.0
+    half = int(math.ceil((radius_arcsec + CENTRE_SEARCH_MARGIN_ARCSEC) / scale))
+    region = (slice(max(0, int(cy) - half), int(cy) + half + 2),
+              slice(max(0, int(cx) - half), int(cx) + half + 2))
+    found = detect_galaxies(image, region=region)
+    distances = [math.hypot(x - cx, y - cy) * scale for x, y, _ in found]
+    advice = "use --detect to measure every source in the image"
+    if not found:
+        raise InputError(f"no source detected within {radius_arcsec:.1f} arcsec of the image "
+                         f"centre; {advice}")
+    nearest = int(np.argmin(distances))
+    if distances[nearest] > radius_arcsec:
+        reach = radius_arcsec + CENTRE_SEARCH_MARGIN_ARCSEC
+        sources = "1 source" if len(found) == 1 else f"{len(found)} sources"
+        raise InputError(f"no source within {radius_arcsec:.1f} arcsec of the image centre (the "
+                         f"nearest of {sources} within {reach:.0f} arcsec lies "
+                         f"{distances[nearest]:.1f} arcsec away); {advice}")
+    return found[nearest]

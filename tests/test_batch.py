@@ -24,13 +24,21 @@ def _options(bundle, **kw):
     return BatchOptions(model=bundle, n_samples=16, **kw)
 
 
+def test_missing_inputs_are_refused_before_anything_is_written(tmp_path, bundle):
+    out = tmp_path / "cat.h5"
+    with pytest.raises(InputError, match=r"no such file or folder: .*a\.fits \(and 1 more\)"):
+        run_batch([tmp_path / "a.fits", tmp_path, tmp_path / "b"], out, _options(bundle))
+    assert not out.exists()
+
+
 def test_mixed_inputs_each_get_one_row_with_aligned_samples(tmp_path, bundle, write_galaxies):
     write_galaxies(tmp_path / "in", 3)
     (tmp_path / "in" / "empty.fits").write_bytes(b"")
     (tmp_path / "in" / "sub").mkdir()
     fits.PrimaryHDU(np.full((40, 40), np.nan)).writeto(tmp_path / "in" / "sub" / "nan.fits")
+    (tmp_path / "targets.csv").write_text("path,id\nmissing.fits,missing.fits\n")
     out = tmp_path / "cat.h5"
-    result = run_batch([tmp_path / "in", tmp_path / "missing.fits"], out,
+    result = run_batch([tmp_path / "in", tmp_path / "targets.csv"], out,
                        _options(bundle, save_samples=True))
     assert (result.done, result.failed, result.skipped, result.inputs) == (3, 3, 0, 6)
     table = read_catalogue(out)
@@ -127,3 +135,64 @@ def test_plane_option_picks_the_band_of_a_cube(tmp_path, bundle, write_galaxies)
     (row,) = read_catalogue(tmp_path / "cat.h5")
     assert row["status"] == "ok" and "plane 1 of a cube" in row["calibration"]
     assert row["snr"] > 50  # the galaxy, not the empty plane 0
+
+
+def _nj_image(path, offsets_arcsec=(), n=160, seed=4):
+    """A FITS image in nJy of exponential galaxies shifted by ``offsets_arcsec`` from its
+    centre (0.168″/px assumed: no WCS), with sky noise of 2 nJy."""
+    image = galsim.ImageF(n, n, scale=0.168)
+    for dx, dy in offsets_arcsec:
+        galsim.Exponential(half_light_radius=0.6, flux=3e4).shift(dx, dy).drawImage(
+            image, add_to_image=True)
+    data = image.array + np.random.default_rng(seed).normal(0, 2.0, image.array.shape)
+    fits.PrimaryHDU(data.astype(np.float32), fits.Header({"BUNIT": "nJy"})).writeto(path)
+    return path
+
+
+def test_an_input_without_a_position_is_its_central_source_never_empty_sky(
+        tmp_path, bundle, sample_paths):
+    _nj_image(tmp_path / "offset.fits", [(1.0, -0.5), (9.0, 9.0)])
+    _nj_image(tmp_path / "noise.fits")
+    (tmp_path / "t.csv").write_text("path,id,x,y\nnoise.fits,noise-at-centre,79.5,79.5\n")
+    out = tmp_path / "cat.h5"
+    result = run_batch([tmp_path / "offset.fits", tmp_path / "noise.fits",
+                        sample_paths["field_3gal.fits"], tmp_path / "t.csv"], out,
+                       _options(bundle, save_samples=True))
+    assert (result.done, result.failed) == (1, 3)
+    rows = {r["id"]: r for r in read_catalogue(out)}
+    galaxy = rows["offset.fits"]  # measured at its own centroid, not at the image centre
+    assert galaxy["status"] == "ok" and galaxy["error"] == ""
+    assert (galaxy["x"], galaxy["y"]) == pytest.approx((79.5 + 1.0 / 0.168, 79.5 - 0.5 / 0.168),
+                                                       abs=0.25)
+    advice = "; use --detect to measure every source in the image"
+    assert rows["noise.fits"]["error"] == ("no source detected within 3.0 arcsec of the "
+                                           f"image centre{advice}")
+    assert rows["field_3gal.fits"]["error"] == (
+        "no source within 3.0 arcsec of the image centre (the nearest of 3 sources within "
+        f"13 arcsec lies 6.5 arcsec away){advice}")
+    # A position given is measured there, but empty sky is not a galaxy.
+    at_centre = rows["noise-at-centre"]
+    assert at_centre["status"] == "error" and at_centre["x"] == 79.5
+    assert at_centre["error"].startswith("no galaxy detected: S/N ")
+    assert at_centre["error"].endswith(" within 2 R_e") and at_centre["snr"] < 3
+    assert np.isnan(at_centre["bt_median"]) and at_centre["label"] == ""
+    with h5py.File(out) as f:
+        samples = f["posterior_samples"][:]
+    ok = np.array([r["status"] == "ok" for r in read_catalogue(out)])
+    assert np.isfinite(samples[ok]).all() and np.isnan(samples[~ok]).all()
+
+
+def test_rows_flagged_outside_training_keep_the_posterior_but_lose_the_label(
+        tmp_path, tiny_bundle_factory, write_galaxies):
+    (path,) = write_galaxies(tmp_path / "in", 1)
+    always = {"re_small_arcsec": 1000.0}  # a label for every row the flags allow one
+    labelled = tiny_bundle_factory(tmp_path / "labelled", labels=always)
+    strict = tiny_bundle_factory(tmp_path / "strict", labels=always,
+                                 training_ranges={"re_arcsec": [100.0, 200.0]})
+    for folder, name in ((labelled, "labelled.h5"), (strict, "strict.h5")):
+        run_batch([path], tmp_path / name, _options(str(folder)))
+    (plain,) = read_catalogue(tmp_path / "labelled.h5")
+    (flagged,) = read_catalogue(tmp_path / "strict.h5")
+    assert plain["label"] == "R_e < 1000″" and not plain["flags"] & Flag.OUTSIDE_TRAINING
+    assert flagged["flags"] & Flag.OUTSIDE_TRAINING and flagged["label"] == ""
+    assert flagged["status"] == "ok" and np.isfinite(flagged["bt_median"])

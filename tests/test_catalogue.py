@@ -1,4 +1,5 @@
-"""The HDF5 catalogue: astropy reads it with units, resume cuts half-written rows, exports."""
+"""The HDF5 catalogue: astropy reads it with units, resume cuts half-written rows, exports.
+Crash safety, the lock and resume checks: ``test_catalogue_crash.py``."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from astropy.table import Table
 
 from galaxy_inspector.catalogue import CatalogueWriter, export_catalogue, read_catalogue
 from galaxy_inspector.catalogue.rows import empty_rows, set_text
+from galaxy_inspector.catalogue.schema import key_digest
 from galaxy_inspector.errors import InputError
 
 PARAMS = ["bt", "re_arcsec", "flux_njy"]
@@ -22,6 +24,7 @@ def _rows(writer, keys, status="ok"):
     rows = empty_rows(writer.dtype, len(keys))
     for i, key in enumerate(keys):
         set_text(rows, i, "input_key", key)
+        set_text(rows, i, "input_key_sha256", key_digest(key))
         set_text(rows, i, "id", f"id-{key}")
         set_text(rows, i, "status", status)
         rows["re_arcsec_median"][i] = 1.5 + i
@@ -33,6 +36,7 @@ def test_rows_and_samples_are_readable_by_astropy_with_units(tmp_path):
     writer = CatalogueWriter.create(path, PARAMS, 4, ATTRS)
     writer.append(_rows(writer, ["a", "b"]), np.ones((2, 4, 3), np.float32))
     writer.append(_rows(writer, ["c"]), np.full((1, 4, 3), 2.0, np.float32))
+    writer.checkpoint()
     table = Table.read(path, path="galaxies")
     assert len(table) == 3 and str(table["re_arcsec_median"].unit) == "arcsec"
     assert list(table["id"]) == ["id-a", "id-b", "id-c"]
@@ -43,6 +47,7 @@ def test_rows_and_samples_are_readable_by_astropy_with_units(tmp_path):
         assert f["posterior_samples"].shape == (3, 4, 3)
         assert f["posterior_samples"][2].max() == 2.0 and f["posterior_samples"].compression
         assert f.attrs["flag_EDGE"].startswith("1:") and not f.attrs["complete"]
+    writer.close()
 
 
 def test_long_text_is_cut_without_breaking_utf8(tmp_path):
@@ -52,22 +57,26 @@ def test_long_text_is_cut_without_breaking_utf8(tmp_path):
     assert rows["label"][0].decode("utf-8") == "é" * 32
 
 
-def test_resume_cuts_half_written_rows_and_returns_done_keys(tmp_path):
+def test_resume_cuts_the_half_written_rows_of_files_appended_in_place(tmp_path):
+    """Versions before the journal appended in place: a kill between resize and write left
+    blank rows at the end, which resume still cuts off."""
     path = tmp_path / "c.h5"
     writer = CatalogueWriter.create(path, PARAMS, 4, ATTRS)
     writer.append(_rows(writer, ["a", "b"]), np.zeros((2, 4, 3), np.float32))
-    with h5py.File(path, "a") as f:  # what a kill between resize and write leaves
+    writer.finish({})
+    with h5py.File(path, "a") as f:  # what a kill between resize and write left
         f["galaxies"].resize((4,))
         f["posterior_samples"].resize(3, axis=0)
-    _, done = CatalogueWriter.resume(path, ATTRS)
-    assert done == {"a", "b"}
+    writer, done = CatalogueWriter.resume(path, ATTRS)
+    assert len(done) == 2 and "a" in done and "b" in done and "c" not in done
+    writer.finish({})
     with h5py.File(path) as f:
         assert len(f["galaxies"]) == 2 and len(f["posterior_samples"]) == 2
 
 
 def test_resume_refuses_another_model_or_samples_setting(tmp_path):
     path = tmp_path / "c.h5"
-    CatalogueWriter.create(path, PARAMS, 4, ATTRS)
+    CatalogueWriter.create(path, PARAMS, 4, ATTRS).close()
     with pytest.raises(InputError, match="same model"):
         CatalogueWriter.resume(path, {**ATTRS, "model_sha256": "other"})
     with pytest.raises(InputError, match="save-samples"):
@@ -79,6 +88,7 @@ def test_export_formats_round_trip(tmp_path, suffix):
     path = tmp_path / "c.h5"
     writer = CatalogueWriter.create(path, PARAMS, None, ATTRS)
     writer.append(_rows(writer, ["a", "b"]))
+    writer.finish({})
     out = tmp_path / f"out{suffix}"
     assert export_catalogue(path, out) == 2
     fmt = {".csv": "ascii.csv", ".vot": "votable", ".ecsv": "ascii.ecsv"}.get(suffix)
@@ -89,20 +99,23 @@ def test_export_formats_round_trip(tmp_path, suffix):
 
 def test_export_to_unknown_format_is_refused(tmp_path):
     path = tmp_path / "c.h5"
-    CatalogueWriter.create(path, PARAMS, None, ATTRS)
+    CatalogueWriter.create(path, PARAMS, None, ATTRS).close()
     with pytest.raises(InputError, match="use one of"):
         export_catalogue(path, tmp_path / "x.xlsx")
 
 
 @pytest.mark.slow
-def test_append_waits_for_a_reader_in_another_process(tmp_path):
+def test_writing_goes_on_while_a_reader_in_another_process_holds_the_file(tmp_path):
     path = tmp_path / "c.h5"
     writer = CatalogueWriter.create(path, PARAMS, None, ATTRS)
     reader = subprocess.Popen(
         [sys.executable, "-c", f"import h5py, time; f = h5py.File({str(path)!r}, 'r'); "
-                               "print('open', flush=True); time.sleep(0.5)"],
-        stdout=subprocess.PIPE)
+                               "print('open', flush=True); time.sleep(0.5); "
+                               "print(len(f['galaxies']), flush=True)"],
+        stdout=subprocess.PIPE, text=True)
     reader.stdout.readline()
-    writer.append(_rows(writer, ["a"]))  # would fail with "unable to lock file" at once
+    writer.append(_rows(writer, ["a"]))  # in place, h5py would refuse: "unable to lock file"
+    writer.finish({})
+    assert reader.stdout.readline().strip() == "0"  # the reader keeps the checkpoint it opened
     reader.wait()
     assert len(read_catalogue(path)) == 1

@@ -68,6 +68,7 @@ def test_exit_0_when_all_succeed_2_when_some_fail_and_export(tmp_path, capsys, i
     assert main(["--batch", *map(str, images), "--out", str(out), "--model", bundle,
                  "--samples", "8", "--workers", "1"]) == 0
     assert "2 done, 0 failed" in capsys.readouterr().err
+    (tmp_path / "gone.fits").write_bytes(b"")
     assert main(["--batch", str(images[0]), str(tmp_path / "gone.fits"), "--out", str(out),
                  "--model", bundle, "--samples", "8", "--overwrite", "--quiet",
                  "--workers", "1"]) == 2
@@ -75,6 +76,15 @@ def test_exit_0_when_all_succeed_2_when_some_fail_and_export(tmp_path, capsys, i
     assert main(["--export", str(out), str(tmp_path / "c.csv")]) == 0
     assert "gone.fits" in (tmp_path / "c.csv").read_text()
     assert list(read_catalogue(out)["status"]) == ["ok", "error"]
+
+
+def test_input_missing_on_the_command_line_exits_1_before_writing(tmp_path, capsys, images,
+                                                                   bundle):
+    out = tmp_path / "c.h5"
+    assert main(["--batch", str(images[0]), str(tmp_path / "gone.fits"), "--out", str(out),
+                 "--model", bundle]) == 1
+    assert f"no such file or folder: {tmp_path / 'gone.fits'};" in _one_line_error(capsys)
+    assert not out.exists()
 
 
 def test_progress_bar_counts_inputs_against_the_total():
@@ -89,7 +99,8 @@ def test_console_script_never_shows_a_traceback(tmp_path):
                              str(tmp_path / "missing.h5"), str(tmp_path / "o.csv")],
                             capture_output=True, text=True)
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert result.stderr.startswith("galaxy-inspector: error: cannot read catalogue")
+    assert result.stderr == (f"galaxy-inspector: error: no catalogue at {tmp_path / 'missing.h5'}: "
+                             "no such file\n")
 
 
 def test_gui_and_screenshot_are_handed_to_the_gui_module(monkeypatch):

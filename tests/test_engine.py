@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from galaxy_inspector.engine import (
+    DISPLAY_REFUSAL,
     analyse_position,
     analyse_sky_position,
     load_model,
@@ -69,16 +70,62 @@ def test_analyse_position_returns_the_crop_and_sky_positions_need_a_wcs(model):
         analyse_sky_position(image, 150.0, 2.0, model)
 
 
-def test_noise_only_stamp_is_low_snr_and_narrow_training_range_flags(
-        tmp_path, model, tiny_bundle_factory):
-    noise = SkyImage.from_array(np.random.default_rng(1).normal(0, 2.0, (140, 140)), 0.168)
-    (m,) = measure_stamps([stamp_for(noise, 70, 70, model)], model, n_samples=20)
-    assert m.flags & Flag.LOW_SNR and m.snr < 10
-    strict = load_model(tiny_bundle_factory(tmp_path / "strict",
+#: Card label thresholds under which every galaxy earns a label ("R_e < 1000″") unless its
+#: flags forbid one, so a missing label shows the rule, not the untrained model's whim.
+ALWAYS_LABELLED = {"re_small_arcsec": 1000.0}
+
+
+def test_snr_below_3_is_no_galaxy_and_below_10_a_flagged_posterior_without_label(
+        tmp_path, tiny_bundle_factory):
+    labelled = load_model(tiny_bundle_factory(tmp_path / "labelled", labels=ALWAYS_LABELLED))
+    stamps = [stamp_for(SkyImage.from_array(_galaxy_image(flux=flux), 0.168), 74.5, 74.5,
+                        labelled) for flux in (0.0, 100.0, 200.0, 400.0, 800.0, 3e4)]
+    bands = set()
+    for m in measure_stamps(stamps, labelled, n_samples=20):
+        if m.snr < 3:  # not a measurement: the reason instead of a posterior
+            bands.add("none")
+            assert m.error == f"no galaxy detected: S/N {m.snr:.1f} within 2 R_e"
+            assert m.samples.size == 0 and m.summary == {} and m.label == ""
+            assert m.flags & Flag.LOW_SNR
+        elif m.snr < 10:  # a posterior, flagged, with no claim in words
+            bands.add("low")
+            assert not m.error and m.samples.shape == (20, 3) and m.flags & Flag.LOW_SNR
+            assert m.label == ""
+        else:
+            bands.add("ok")
+            assert not m.error and not m.flags & Flag.LOW_SNR and m.label == "R_e < 1000″"
+    assert bands == {"none", "low", "ok"}
+
+
+def test_outside_training_range_flags_and_drops_the_label(tmp_path, tiny_bundle_factory):
+    strict = load_model(tiny_bundle_factory(tmp_path / "strict", labels=ALWAYS_LABELLED,
                                             training_ranges={"re_arcsec": [100.0, 200.0]}))
     galaxy = SkyImage.from_array(_galaxy_image(flux=1e5), 0.168)
     (m,) = measure_stamps([stamp_for(galaxy, 74.5, 74.5, strict)], strict, n_samples=20)
     assert m.flags & Flag.OUTSIDE_TRAINING and not m.flags & Flag.LOW_SNR
+    assert m.label == "" and np.isfinite(m.summary["bt_median"])  # the posterior stays
+
+
+def test_display_images_are_refused_unless_the_model_was_made_for_them(
+        tmp_path, model, tiny_bundle_factory):
+    jpeg_like = SkyImage.from_array(_galaxy_image(flux=1e5), 0.396, calibrated=False,
+                                    flags=int(Flag.NONLINEAR_IMAGE))
+    (m,) = measure_stamps([stamp_for(jpeg_like, 74.5, 74.5, model)], model, n_samples=20)
+    assert m.error == DISPLAY_REFUSAL and m.samples.size == 0 and m.label == ""
+    assert m.flags & Flag.NONLINEAR_IMAGE
+    card_input = {**model.bundle.card["input"], "kind": "display"}
+    display = load_model(tiny_bundle_factory(tmp_path / "display", input=card_input,
+                                             labels=ALWAYS_LABELLED))
+    (m,) = measure_stamps([stamp_for(jpeg_like, 74.5, 74.5, display)], display, n_samples=20)
+    assert not m.error and m.samples.shape == (20, 3)
+    assert m.label == ""  # a display image's non-linear stretch: numbers, but no claims
+
+
+@pytest.mark.parametrize("flag", [Flag.LOW_SNR, Flag.NONLINEAR_IMAGE, Flag.OUTSIDE_TRAINING])
+def test_flags_that_forbid_a_label(flag):
+    assert qualitative_label(0.95, 0.5) == "highly bulge-dominated; R_e < 1″"
+    assert qualitative_label(0.95, 0.5, flags=flag | Flag.EDGE) == ""
+    assert qualitative_label(0.95, 0.5, flags=Flag.EDGE | Flag.BLENDED) != ""
 
 
 def test_stamps_noisier_than_training_are_scaled_into_range_and_flux_scaled_back(

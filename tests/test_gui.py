@@ -7,6 +7,7 @@ import pytest
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 
+from galaxy_inspector.engine import DISPLAY_REFUSAL
 from galaxy_inspector.gui import settings as stored
 from galaxy_inspector.gui.app import take_screenshot
 from galaxy_inspector.gui.model_dialog import ModelDialog
@@ -73,6 +74,20 @@ def test_cube_opens_as_colour_composite_and_jpeg_as_display_image(
     assert window.state.band == 1 and window.image_view.image_item.image.ndim == 2
     _open(qtbot, window, str(sample_paths["sdss_gri.jpg"]))
     assert len(window.state.images) == 1
+
+
+def test_clicking_a_jpeg_shows_why_there_is_no_morphology_instead_of_a_posterior(
+        qtbot, make_main_window, sample_paths, wait_for_analysis):
+    window = make_main_window()
+    _open(qtbot, window, str(sample_paths["sdss_gri.jpg"]))
+    window.image_view.click_at(63.5, 63.5)
+    m = wait_for_analysis(window).measurement
+    panel = window.posterior
+    assert m.error == DISPLAY_REFUSAL and m.label == ""
+    assert f"Not measured: {DISPLAY_REFUSAL}" in panel.heading.text()
+    assert "Label:" not in panel.heading.text() and "STN scale" not in panel.crop_caption.text()
+    assert panel.table.rowCount() == 0 and not panel.figure.axes
+    assert "NONLINEAR_IMAGE" in panel.flags_text.text()
 
 
 def test_unreadable_file_gives_a_readable_message(qtbot, make_main_window, tmp_path):

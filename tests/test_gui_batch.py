@@ -42,8 +42,9 @@ def test_batch_dialog_writes_catalogue_without_blocking_gui(
     dialog = window.open_batch_dialog()
     assert isinstance(dialog, BatchDialog)
     out = tmp_path / "cat.h5"
+    (tmp_path / "empty.fits").write_bytes(b"")
     dialog.add_inputs([sample_paths["field_xy.csv"], sample_paths["plain_njy.fits"],
-                       str(tmp_path / "missing.fits")])
+                       str(tmp_path / "empty.fits")])
     dialog.output_edit.setText(str(out))
     dialog.samples.setValue(64)
     # Garbage left by earlier tests (windows, figures) would otherwise be collected during the
@@ -56,7 +57,7 @@ def test_batch_dialog_writes_catalogue_without_blocking_gui(
     assert probe.worst < 0.1, f"GUI thread blocked for {probe.worst * 1000:.0f} ms"
     assert result.done == 4 and result.failed == 1 and not result.cancelled
     assert "Finished" in dialog.progress_label.text()
-    assert dialog.errors.count() == 1 and "missing.fits" in dialog.errors.item(0).text()
+    assert dialog.errors.count() == 1 and "empty.fits" in dialog.errors.item(0).text()
     table = read_catalogue(out)
     assert len(table) == 5 and np.isfinite(table["bt_lo68"][table["status"] == "ok"]).all()
 
@@ -112,3 +113,15 @@ def test_batch_without_inputs_says_what_to_do(qtbot, gui_settings):
     dialog.start()
     assert "Add at least one input" in dialog.progress_label.text()
     assert dialog.worker is None
+
+
+def test_batch_with_a_missing_input_is_refused_before_writing(qtbot, gui_settings, tmp_path):
+    dialog = BatchDialog("")
+    qtbot.addWidget(dialog)
+    out = tmp_path / "cat.h5"
+    dialog.add_inputs([str(tmp_path / "missing.fits")])
+    dialog.output_edit.setText(str(out))
+    dialog.start()
+    qtbot.waitUntil(lambda: dialog.worker is None, timeout=60_000)
+    assert "could not run: no such file or folder" in dialog.progress_label.text()
+    assert not out.exists()

@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pytest
 
+from galaxy_inspector.engine import DISPLAY_REFUSAL
 from galaxy_inspector.gui.model_dialog import ModelDialog
 from galaxy_inspector.gui.property_section import SECTION_TITLE
 from galaxy_inspector.viewer.model_cards import DEMO_LABEL
@@ -132,7 +133,10 @@ def test_image_that_cannot_feed_a_model_shows_the_reason(
     assert prediction.error
     block = window.posterior.properties.blocks["tiny-mstar-demo"]
     assert block.reason.isVisible() and prediction.error.split(":")[0] in block.reason.text()
-    assert window.posterior.table.rowCount() == 3  # the morphology is unaffected
+    # The morphology model refuses display images: its reason replaces the posterior.
+    assert analysis.measurement.error == DISPLAY_REFUSAL
+    assert window.posterior.table.rowCount() == 0
+    assert DISPLAY_REFUSAL in window.posterior.heading.text()
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ from astropy.wcs import WCS
 from galaxy_inspector.errors import InputError
 from galaxy_inspector.flags import Flag
 from galaxy_inspector.io import SkyImage
-from galaxy_inspector.preprocessing import detect_galaxies, make_stamp
+from galaxy_inspector.preprocessing import central_galaxy, detect_galaxies, make_stamp
 
 MODEL_SCALE, SIZE = 0.168, 128
 GALAXY = galsim.Convolve(galsim.Sersic(1.0, half_light_radius=1.2, flux=5e4)
@@ -154,3 +154,38 @@ def test_detection_finds_separate_galaxies_and_flags_a_split_blend():
                                atol=0.5)
     blended = [flag & Flag.BLENDED for _, _, flag in found]
     assert sum(bool(b) for b in blended) == 2
+
+
+def _field(offsets_arcsec, scale=0.168, n=200, seed=3):
+    """An n x n nJy image of exponential galaxies shifted by ``offsets_arcsec`` from its
+    centre, with noise of 2 nJy."""
+    image = galsim.ImageF(n, n, scale=scale)
+    for dx, dy, flux in offsets_arcsec:
+        galsim.Exponential(half_light_radius=0.6, flux=flux).shift(dx, dy).drawImage(
+            image, add_to_image=True)
+    data = image.array + np.random.default_rng(seed).normal(0, 2.0, (n, n))
+    return SkyImage.from_array(data, scale)
+
+
+def test_central_galaxy_is_the_source_nearest_the_centre_measured_at_its_centroid():
+    # A brighter neighbour 10″ out, and a galaxy 1.4″ from the centre: that one is the target.
+    image = _field([(1.2, -0.7, 3e4), (8.0, 6.0, 1e5)])
+    x, y, flags = central_galaxy(image)
+    centre = (200 - 1) / 2
+    assert (x, y) == pytest.approx((centre + 1.2 / 0.168, centre - 0.7 / 0.168), abs=0.25)
+    assert flags == 0
+    # The radius is a promise: outside it, the nearest source is a neighbour, not the target.
+    with pytest.raises(InputError, match=r"no source within 1\.0 arcsec of the image centre "
+                                         r"\(the nearest of 2 sources within 11 arcsec lies "
+                                         r"1\.4 arcsec away\); use --detect"):
+        central_galaxy(image, radius_arcsec=1.0)
+
+
+def test_no_central_galaxy_in_pure_noise_or_between_the_galaxies_of_a_field():
+    with pytest.raises(InputError, match=r"^no source detected within 3\.0 arcsec of the image "
+                                         r"centre; use --detect to measure every source"):
+        central_galaxy(_field([]))
+    field = _field([(-6.0, 2.0, 3e4), (5.0, 4.0, 3e4), (0.5, -7.0, 3e4)])
+    with pytest.raises(InputError, match=r"the nearest of 3 sources within 13 arcsec lies "
+                                         r"6\.3 arcsec away"):
+        central_galaxy(field)

@@ -5,8 +5,9 @@ Where things live
     ``schema``: dataset names, columns (name, type, unit, description), flag meanings, the
     keys provenance travels under in exports. ``rows``: how a row is built from the engine's
     measurements (for ``--batch`` and the GUI's one-galaxy export) and the provenance of the
-    models. ``writer``: the crash-safe appender. ``reader``: the table, and any row back as an
-    engine ``Measurement``. ``export``: FITS, CSV, ECSV and VOTable.
+    models. ``writer``: the crash-safe writer, with its ``journal`` and one-writer ``lock``.
+    ``reader``: the table, and any row back as an engine ``Measurement``. ``export``: FITS,
+    CSV, ECSV, VOTable and HDF5 tables with units and provenance in each format's own place.
 
 Layout
     ``/galaxies``: a chunked, resizable compound dataset (one row per object) that
@@ -29,15 +30,26 @@ Layout
     line, creation time, ``flag_<NAME>`` descriptions of the ``flags`` bits, and ``complete``.
 
 Crash safety
-    ``CatalogueWriter.append`` opens the file, appends one chunk of rows, and closes it, so
-    between chunks (nearly all of the time) the file on disk is closed and consistent. Samples
-    are written before the rows they belong to; a kill inside an append can at worst leave rows
-    with an empty ``status`` at the end, which ``CatalogueWriter.resume`` cuts off.
+    ``CatalogueWriter.append`` commits each chunk of rows to an fsync'd, checksummed journal
+    (``CAT.h5.journal``, ``journal``) before the rows count as written; checkpoints fold the
+    journal into a new copy of the file that atomically replaces ``CAT.h5`` (at the latest
+    when the run finishes or is cancelled). So ``CAT.h5`` is always a complete earlier
+    checkpoint that opens, and ``CatalogueWriter.resume`` (``--resume``) recovers every
+    committed row from whatever a kill or a full disk left. ``CAT.h5.lock`` (``lock``) keeps a
+    second writer out. Readers see the last checkpoint; ``read_catalogue`` says in
+    ``meta["PENDING"]`` how many rows are not folded in yet.
 """
 
-from galaxy_inspector.catalogue.export import EXPORT_FORMATS, export_catalogue
+from galaxy_inspector.catalogue.export import (
+    EXPORT_FORMATS,
+    export_catalogue,
+    export_note,
+    measurement_table,
+    write_table,
+)
 from galaxy_inspector.catalogue.reader import (
     failed_rows,
+    pending_rows,
     property_errors,
     read_catalogue,
     redshift_of,
@@ -56,6 +68,8 @@ from galaxy_inspector.catalogue.schema import META_KEYS, catalogue_dtype
 from galaxy_inspector.catalogue.writer import CatalogueWriter
 
 __all__ = ["CatalogueWriter", "catalogue_dtype", "read_catalogue", "export_catalogue",
-           "failed_rows", "property_errors", "redshift_of", "stored_measurement",
+           "failed_rows", "pending_rows", "property_errors", "redshift_of",
+           "stored_measurement",
            "RowBuilder", "RowOrigin", "RowBlock", "single_row",
-           "Provenance", "provenance", "DEMO_WARNING", "EXPORT_FORMATS", "META_KEYS"]
+           "Provenance", "provenance", "DEMO_WARNING", "EXPORT_FORMATS", "META_KEYS",
+           "write_table", "measurement_table", "export_note"]

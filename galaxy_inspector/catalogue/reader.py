@@ -6,6 +6,7 @@ What the GUI's catalogue browser calls, and what a script calls::
     from galaxy_inspector.catalogue import read_catalogue, stored_measurement
 
     table = read_catalogue("cat.h5")           # astropy Table, text as str
+    table.meta.get("PENDING")                  # rows a running or killed batch has not folded
     m = stored_measurement("cat.h5", 0)        # engine Measurement of row 0
     m.samples, m.summary["bt_median"], m.properties["metallicity-model"].error
 """
@@ -16,26 +17,29 @@ import json
 import math
 import re
 from contextlib import contextmanager
+from pathlib import Path
 
 import h5py
 import numpy as np
 
+from galaxy_inspector.catalogue.journal import journal_path, pending_records
+from galaxy_inspector.catalogue.lock import lock_holder
 from galaxy_inspector.catalogue.schema import (
     GALAXIES,
     META,
-    META_KEYS,
     PROPERTY_SAMPLES,
     SAMPLES,
     plain_values,
+    table_meta,
 )
 from galaxy_inspector.engine import Measurement
-from galaxy_inspector.errors import InputError
+from galaxy_inspector.errors import InputError, first_line
 from galaxy_inspector.physical_properties.measure import PropertyMeasurement
 from galaxy_inspector.posterior import summary_keys
 from galaxy_inspector.preprocessing import Stamp
 
 __all__ = ["read_catalogue", "failed_rows", "property_errors", "redshift_of",
-           "stored_measurement"]
+           "stored_measurement", "pending_rows"]
 
 
 def read_catalogue(path):
@@ -51,7 +55,12 @@ def read_catalogue(path):
     astropy.table.Table
         One row per object, text columns as str, units and descriptions on the columns, and
         the provenance (model names and SHA-256, demo warning, command line, creation time) in
-        ``meta`` under the keys of ``schema.META_KEYS``.
+        ``meta`` under the keys of ``schema.META_KEYS``, with the flag meanings as
+        ``flag_<NAME>`` (``schema.table_meta``): what every export carries. The rows are
+        those of the file's last checkpoint (``catalogue.writer``): while a batch runs, or
+        after one was killed, rows committed to its journal but not yet folded in are not
+        among them, and ``meta["PENDING"]`` says how many and what to do (wait, or
+        ``--resume``).
 
     Raises
     ------
@@ -60,15 +69,34 @@ def read_catalogue(path):
     """
     from astropy.table import Table
 
+    with _open(path) as f:
+        meta = table_meta(f.attrs)
     try:
-        table = Table.read(path, path=GALAXIES, character_as_bytes=False)
+        table = Table.read(path, path=GALAXIES, format="hdf5", character_as_bytes=False)
     except (OSError, KeyError, ValueError) as exc:
-        raise InputError(f"cannot read catalogue {path}: {exc}") from None
-    with h5py.File(path, "r") as f:
-        for attr, key in META_KEYS.items():
-            if attr in f.attrs:
-                table.meta[key] = str(f.attrs[attr])
+        raise InputError(f"cannot read catalogue {path}: {first_line(exc)}") from None
+    table.meta.update(meta)
+    n_pending = pending_rows(path)
+    if n_pending:
+        holder = lock_holder(path)
+        table.meta["PENDING"] = (
+            f"{n_pending} more rows are in {journal_path(path).name}, not yet in this file: "
+            + (f"a batch is writing it ({holder})" if holder
+               else "finish the interrupted run with --resume"))
     return table
+
+
+def pending_rows(path) -> int:
+    """How many rows the journal of the catalogue ``path`` holds beyond its last checkpoint
+    (a running batch's, or a killed one's that ``--resume`` folds in); 0 for a finished one."""
+    try:
+        with h5py.File(path, "r") as f:
+            catalogue_id = str(f.attrs.get("catalogue_id", ""))
+            n_rows = len(f[GALAXIES]) if GALAXIES in f else 0
+        with open(journal_path(path), "rb") as journal:
+            return sum(r.n_rows for r in pending_records(journal, catalogue_id, n_rows))
+    except OSError:
+        return 0
 
 
 def failed_rows(path) -> list[tuple[str, str]]:
@@ -178,12 +206,18 @@ def stored_measurement(path, index: int) -> Measurement:
         samples=samples, summary=_summary(row, names), stn_scale=row["stn_scale"],
         crop_box=tuple(row[k] for k in ("crop_x0", "crop_y0", "crop_x1", "crop_y1")),
         snr=row["snr"], label=row["label"], flags=row["flags"], crop=None,
-        properties=properties)
+        properties=properties, error=row["error"])
 
 
 @contextmanager
 def _open(path):
     """The catalogue open for reading; ``InputError`` when it is not one."""
+    if not Path(path).is_file():
+        raise InputError(f"no catalogue at {path}: "
+                         f"{'it is a folder' if Path(path).is_dir() else 'no such file'}")
+    if not h5py.is_hdf5(path):
+        raise InputError(f"{path} is not a catalogue: catalogues are the HDF5 files --batch "
+                         "writes")
     try:
         f = h5py.File(path, "r")
     except OSError as exc:

@@ -15,7 +15,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from galaxy_inspector.catalogue.schema import catalogue_dtype, fit_text, plain_values
+from galaxy_inspector.catalogue.schema import (
+    catalogue_dtype,
+    fit_text,
+    key_digest,
+    plain_values,
+)
 from galaxy_inspector.models.bundle import is_demo, model_info
 
 __all__ = ["RowOrigin", "RowBlock", "RowBuilder", "single_row", "empty_rows", "set_text",
@@ -93,7 +98,9 @@ class RowBuilder:
 
     ``parameters`` are the morphology parameters (empty in a property-only run, where a row no
     property model predicted is an error row), ``property_parameters`` the property targets
-    with sample datasets; ``n_samples`` None means no sample blocks.
+    with sample datasets; ``n_samples`` None means no sample blocks. A measurement with an
+    ``error`` (no morphology posterior) is an error row too, unless a property model predicted
+    it: then the row is ok and ``error`` says why its morphology columns are NaN.
     """
 
     def __init__(self, dtype: np.dtype, parameters, n_samples: int | None,
@@ -115,7 +122,7 @@ class RowBuilder:
             self._fill_origin(rows, i, origin)
             if m is None:
                 continue
-            if samples is not None:
+            if samples is not None and not m.error:
                 samples[i] = m.samples[:self.n_samples]
             for p in m.properties.values():
                 if p.error:
@@ -131,6 +138,8 @@ class RowBuilder:
         set_text(rows, i, "id", origin.id)
         set_text(rows, i, "source", origin.source)
         set_text(rows, i, "input_key", origin.input_key)
+        if "input_key_sha256" in rows.dtype.names:  # absent from files of older versions
+            set_text(rows, i, "input_key_sha256", key_digest(origin.input_key))
         rows["hdu"][i] = origin.hdu
         if "redshift" in rows.dtype.names and origin.redshift is not None:
             rows["redshift"][i] = origin.redshift
@@ -145,12 +154,12 @@ class RowBuilder:
         s = m.stamp
         errors = {name: p.error for name, p in m.properties.items() if p.error}
         predicted = [p for p in m.properties.values() if not p.error]
-        if not self.parameters and not predicted:  # property-only run, nothing predicted
-            set_text(rows, i, "error", "; ".join(f"{name}: {reason}"
-                                                 for name, reason in errors.items()))
-        else:
+        if (m.error or not self.parameters) and not predicted:  # no model measured anything
+            set_text(rows, i, "error", m.error or "; ".join(f"{name}: {reason}"
+                                                            for name, reason in errors.items()))
+        else:  # ok; the morphology's reason, if it gave none, says why its columns are NaN
             set_text(rows, i, "status", "ok")
-            set_text(rows, i, "error", "")
+            set_text(rows, i, "error", m.error)
         if errors and "property_error" in rows.dtype.names:  # none: no model has columns
             set_text(rows, i, "property_error",
                      property_error_text(errors, rows.dtype["property_error"].itemsize))

@@ -5,14 +5,18 @@ under in exported tables. Writer, row builder and reader all take the layout fro
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
+from galaxy_inspector.errors import printable
 from galaxy_inspector.flags import FLAG_DESCRIPTIONS
 from galaxy_inspector.posterior import SUMMARY_STATS
 
 __all__ = ["GALAXIES", "SAMPLES", "PROPERTY_SAMPLES", "META", "STAT_DESCRIPTIONS",
-           "PARAMETER_UNITS", "META_KEYS", "columns", "catalogue_dtype", "meta_lines",
-           "flag_attributes", "fit_text", "plain_values"]
+           "PARAMETER_UNITS", "META_KEYS", "table_meta", "columns", "catalogue_dtype",
+           "meta_lines", "flag_attributes", "fit_text", "plain_values",
+           "key_digest"]
 
 GALAXIES = "galaxies"
 SAMPLES = "posterior_samples"
@@ -38,7 +42,8 @@ _LEADING = [
     ("ra", "f8", "deg", "stamp centre right ascension (NaN without WCS)"),
     ("dec", "f8", "deg", "stamp centre declination (NaN without WCS)"),
     ("status", "S8", "", "ok or error"),
-    ("error", "S240", "", "why the object could not be measured (empty when ok)"),
+    ("error", "S240", "", "why the object could not be measured; on an ok row, why its "
+                          "morphology columns are empty (else empty)"),
     ("stn_scale", "f4", "", "spatial-transformer zoom: the CNN read stn_scale x stamp size"),
     ("label", "S64", "", "qualitative label (GaMPEN 6.4) or empty"),
     ("flags", "i4", "", "quality bitmask, see the file attributes flag_*"),
@@ -52,7 +57,8 @@ _TRAILING = [
     ("crop_x1", "f4", "pix", "region the CNN read: upper x, source pixels"),
     ("crop_y1", "f4", "pix", "region the CNN read: upper y, source pixels"),
     ("calibration", "S160", "", "how pixel values were converted to nJy"),
-    ("input_key", "S440", "", "stable key of the input object (used by --resume)"),
+    ("input_key", "S440", "", "stable key of the input object, cut to fit (for reading)"),
+    ("input_key_sha256", "S64", "", "SHA-256 of the exact input key (what --resume matches)"),
 ]
 _PROPERTY_COLUMNS = [
     ("redshift", "f8", "", "redshift of the object from the input table (NaN: none given)"),
@@ -65,6 +71,15 @@ _PROPERTY_COLUMNS = [
 META_KEYS = {"app_version": "APPVERS", "model_name": "MODEL", "model_sha256": "MODELSHA",
              "model_names": "MODELS", "demo_models": "DEMOMODS", "demo_warning": "DEMOWARN",
              "created": "CREATED", "command_line": "CMDLINE"}
+
+
+def table_meta(attrs) -> dict:
+    """The ``meta`` an exported table carries, from catalogue root attributes: the provenance
+    under the keys of ``META_KEYS`` and the flag meanings as ``flag_<NAME>`` = "<bit>: <meaning>"
+    (the attributes' own names and wording)."""
+    meta = {key: str(attrs[attr]) for attr, key in META_KEYS.items() if attr in attrs}
+    meta.update({name: str(text) for name, text in attrs.items() if name.startswith("flag_")})
+    return meta
 
 
 def columns(parameters, property_parameters=(), units=None, notes=None) -> list[tuple]:
@@ -109,9 +124,16 @@ def flag_attributes() -> dict:
 
 def fit_text(value, width: int) -> bytes:
     """UTF-8 bytes of ``value`` cut to ``width`` (a text column's size) without splitting a
-    character."""
-    raw = str(value).encode("utf-8")[:width]
+    character; control characters and the undecodable bytes of a file name are written as
+    backslash escapes (``errors.printable``), so every text cell is one line of UTF-8."""
+    raw = printable(str(value)).encode("utf-8")[:width]
     return raw.decode("utf-8", errors="ignore").encode("utf-8")
+
+
+def key_digest(key: str) -> str:
+    """The SHA-256 hex digest of an input key: exact for any length, and for file names that
+    are not valid UTF-8 (their bytes, as the file system gave them)."""
+    return hashlib.sha256(key.encode("utf-8", errors="surrogateescape")).hexdigest()
 
 
 def plain_values(row: np.void) -> dict:

@@ -1,12 +1,14 @@
 """The posterior panel: corner plot, summary table, label, flags in words, the crop the network
 saw, the physical-property predictions, and exports. It shows what the engine measured; it
-computes nothing itself.
+computes nothing itself: a measurement the engine refused (``Measurement.error``) shows the
+reason instead of a posterior.
 """
 
 from __future__ import annotations
 
 import html
 import math
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +31,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from galaxy_inspector.catalogue import EXPORT_FORMATS, RowOrigin, single_row
+from galaxy_inspector import __version__
+from galaxy_inspector.catalogue import RowOrigin, measurement_table, single_row, write_table
+from galaxy_inspector.catalogue.schema import flag_attributes
+from galaxy_inspector.errors import GalaxyInspectorError, first_line, user_message
 from galaxy_inspector.flags import FLAG_DESCRIPTIONS, Flag
 from galaxy_inspector.gui.file_filters import FIGURE_FILTER, ROW_FILTER
 from galaxy_inspector.gui.property_section import PropertySection
@@ -37,7 +42,7 @@ from galaxy_inspector.posterior import LEVEL_SUFFIXES, LEVELS
 from galaxy_inspector.viewer.corner_plot import draw_corner
 from galaxy_inspector.viewer.wording import format_value, parameter_label
 
-__all__ = ["PosteriorPanel", "measurement_row"]
+__all__ = ["PosteriorPanel", "measurement_row", "measurement_attrs"]
 
 
 def measurement_row(analysis) -> dict:
@@ -55,6 +60,19 @@ def measurement_row(analysis) -> dict:
         row["property_models"] = ", ".join(properties)
         row["demo_models"] = ", ".join(name for name, p in properties.items() if p.demo)
     return row
+
+
+def measurement_attrs(analysis) -> dict:
+    """What a catalogue's root attributes would say about the galaxy's row (its export's
+    provenance): app version, time, the models (the morphology model with its SHA-256) and the
+    meaning of each flag bit."""
+    properties = analysis.measurement.properties
+    return {"app_version": __version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "model_name": analysis.model_name, "model_sha256": analysis.model_sha256,
+            "model_names": ", ".join([analysis.model_name, *properties]),
+            "demo_models": ", ".join(name for name, p in properties.items() if p.demo),
+            **flag_attributes()}
 
 
 class PosteriorPanel(QWidget):
@@ -154,9 +172,12 @@ class PosteriorPanel(QWidget):
             return
         m = analysis.measurement
         self._show_heading(analysis)
-        labels = [parameter_label(n, u) for n, u in zip(m.names, m.units, strict=True)]
-        draw_corner(self.figure, m.samples, m.names, labels, m.summary,
-                    [n in analysis.log_parameters for n in m.names])
+        if m.error:
+            self.figure.clear()
+        else:
+            labels = [parameter_label(n, u) for n, u in zip(m.names, m.units, strict=True)]
+            draw_corner(self.figure, m.samples, m.names, labels, m.summary,
+                        [n in analysis.log_parameters for n in m.names])
         self.canvas.draw_idle()
         self._show_table(m)
         self._show_flags(m)
@@ -170,11 +191,15 @@ class PosteriorPanel(QWidget):
         where = f"x={s.x:.1f}, y={s.y:.1f} (0-based)"
         if math.isfinite(s.ra):
             where += f", RA={s.ra:.6f}°, Dec={s.dec:+.6f}°"
-        label = html.escape(m.label) if m.label else "no qualitative label"
+        if m.error:
+            verdict = f"<span style='color:#b00020'>Not measured: {html.escape(m.error)}</span>"
+        else:
+            label = html.escape(m.label) if m.label else "no qualitative label"
+            verdict = (f"Label: <b>{label}</b> &nbsp; S/N within 2 R_e: "
+                       f"{format_value(m.snr)}")
         self.heading.setText(
             f"<b>{html.escape(Path(analysis.source).name)}</b> — {where}<br>"
-            f"Label: <b>{label}</b> &nbsp; S/N within 2 R_e: {format_value(m.snr)} &nbsp; "
-            f"model: {html.escape(analysis.model_name)}")
+            f"{verdict} &nbsp; model: {html.escape(analysis.model_name)}")
 
     def _show_table(self, m) -> None:
         self.table.setRowCount(len(m.names))
@@ -202,7 +227,8 @@ class PosteriorPanel(QWidget):
         self.crop_view.setVisible(m.crop is not None)
         if m.crop is None:
             self.crop_item.clear()
-            self.crop_caption.setText(f"STN scale {m.stn_scale:.2f} (cyan box in the image); "
+            self.crop_caption.setText("" if not math.isfinite(m.stn_scale) else
+                                      f"STN scale {m.stn_scale:.2f} (cyan box in the image); "
                                       "the crop itself is not stored in catalogues.")
             return
         crop = np.asarray(m.crop, dtype=np.float32)
@@ -221,15 +247,11 @@ class PosteriorPanel(QWidget):
         self.figure.savefig(path, dpi=150)
 
     def export_row(self, path: str) -> None:
-        """Save the galaxy's row; the format follows the suffix (.csv, .ecsv, .fits, .vot)."""
-        from astropy.table import Table
-
-        fmt = EXPORT_FORMATS.get(Path(path).suffix.lower())
-        if fmt is None:
-            raise ValueError(f"cannot export to {Path(path).name}: use one of "
-                             f"{', '.join(EXPORT_FORMATS)}")
-        row = measurement_row(self.analysis)
-        Table(rows=[row], names=list(row)).write(path, format=fmt, overwrite=True)
+        """Save the galaxy's row as a one-row table, with units, descriptions and provenance
+        like a catalogue export; the format follows the suffix (a key of EXPORT_FORMATS)."""
+        table = measurement_table(measurement_row(self.analysis), self.analysis.measurement,
+                                  measurement_attrs(self.analysis))
+        write_table(table, path)
 
     def _ask_export_figure(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Export posterior figure",
@@ -248,5 +270,7 @@ class PosteriorPanel(QWidget):
 
         try:
             func(path)
-        except (OSError, ValueError) as exc:
-            QMessageBox.warning(self, "Export failed", f"Could not write {path}:\n{exc}")
+        except (OSError, ValueError) as exc:  # ours (one line already), or matplotlib's
+            message = (user_message(exc) if isinstance(exc, GalaxyInspectorError)
+                       else f"cannot write {path}: {first_line(exc)}")
+            QMessageBox.warning(self, "Export failed", message)

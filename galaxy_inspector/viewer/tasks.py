@@ -31,8 +31,8 @@ MAX_PLANES = 16  # more planes than this is a spectral cube, not a set of band i
 #: Extension modules the engine imports lazily. Importing one holds the GIL for up to a second,
 #: which would freeze the GUI if it happened first in a worker thread during a click or batch.
 ENGINE_MODULES = ("torch", "galaxy_inspector.models.morphology", "scipy.ndimage", "reproject",
-                  "photutils.aperture", "astropy.table", "PIL.Image", "safetensors.numpy",
-                  "galaxy_inspector.physical_properties.model", "lightgbm")
+                  "photutils.aperture", "photutils.segmentation", "astropy.table", "PIL.Image",
+                  "safetensors.numpy", "galaxy_inspector.physical_properties.model", "lightgbm")
 
 
 def preload_engine_modules() -> None:
@@ -71,6 +71,7 @@ class GalaxyAnalysis:
     log_parameters: tuple
     redshift: float | None = None
     hdu: int = -1
+    model_sha256: str = ""
 
     @property
     def properties(self) -> dict:
@@ -163,7 +164,7 @@ class ModelCache:
         measurement.properties.update(failed)
         logs = tuple(o.name for o in model.outputs if o.transform == "log10")
         return GalaxyAnalysis(measurement, image.source, model.bundle.name, logs, redshift,
-                              image.hdu)
+                              image.hdu, model.bundle.sha256)
 
 
 def batch_task(inputs: list, out: str, options, report, should_stop):
@@ -196,4 +197,4 @@ def catalogue_galaxy_task(models: ModelCache, catalogue: str, index: int, row: d
     measurement = dataclasses.replace(stored, stamp=stamp_for(image, row["x"], row["y"], model))
     logs = tuple(o.name for o in model.outputs if o.transform == "log10")
     return planes, GalaxyAnalysis(measurement, image.source, model.bundle.name, logs, redshift,
-                                  image.hdu)
+                                  image.hdu, model.bundle.sha256)
