@@ -43,7 +43,6 @@ import dataclasses
 import functools
 import math
 import operator
-import os
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -70,7 +69,7 @@ from galaxy_inspector.engine import (
 )
 from galaxy_inspector.errors import InputError, isolate_failures, user_message
 from galaxy_inspector.io import Target, expand_inputs, read_image
-from galaxy_inspector.parallel import ordered_map
+from galaxy_inspector.parallel import ordered_map, usable_cores
 from galaxy_inspector.physical_properties.measure import (
     DEFAULT_PROPERTY_SAMPLES,
     measure_properties,
@@ -477,13 +476,11 @@ def _bounded_workers(options: BatchOptions) -> tuple[BatchOptions, list]:
     """``options`` with ``workers`` at most what the machine holds (its usable cores, and its
     available memory at ``WORKER_MEMORY_BYTES`` each), and a note when that lowered it: more
     processes than cores only add memory (64 workers on 2 cores took 6.4 GB), not speed."""
-    import psutil
+    from galaxy_inspector.io.memory import available_memory, format_bytes
 
-    from galaxy_inspector.io.memory import format_bytes
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    available = psutil.virtual_memory().available
-    limit = max(1, min(cores or 1, available // WORKER_MEMORY_BYTES))
+    cores = usable_cores()
+    available = available_memory()
+    limit = max(1, min(cores, available // WORKER_MEMORY_BYTES))
     if options.workers <= limit:
         return options, []
     note = (f"note: --workers {options.workers} lowered to {limit}: this machine has {cores} "
@@ -496,5 +493,4 @@ def _configure_threads(workers: int) -> None:
     """Leave the reading processes their cores: torch gets the rest (at least one)."""
     import torch
 
-    cores = os.cpu_count() or 1
-    torch.set_num_threads(max(1, cores - (workers if workers > 1 else 0)))
+    torch.set_num_threads(max(1, usable_cores() - (workers if workers > 1 else 0)))

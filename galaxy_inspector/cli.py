@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import shlex
 import signal
 import sys
@@ -26,6 +25,7 @@ import time
 
 from galaxy_inspector import __version__
 from galaxy_inspector.errors import GalaxyInspectorError, printable
+from galaxy_inspector.parallel import usable_cores
 from galaxy_inspector.progress import RateEstimate, bar, batch_line
 
 __all__ = ["main", "build_parser"]
@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --resume: measure the inputs of error rows again (their new rows "
                         "replace the old ones)")
     b.add_argument("--overwrite", action="store_true", help="replace an existing catalogue")
-    b.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), metavar="N",
+    b.add_argument("--workers", type=int, default=min(2, usable_cores()), metavar="N",
                    help="processes reading and cutting images while the model runs "
                         "(default: 2, or 1 on a single core)")
     b.add_argument("--pixel-scale", type=_positive_float, metavar="ARCSEC",

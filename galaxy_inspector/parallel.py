@@ -24,7 +24,15 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 
-__all__ = ["ordered_map", "exit_with_parent", "death_reason"]
+__all__ = ["ordered_map", "exit_with_parent", "death_reason", "usable_cores"]
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the system has one, as under
+    taskset or a container's cpuset), at least 1."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
 
 #: Tries of an item in a process of its own before it is given up as the one killing workers.
 ALONE_TRIES = 2

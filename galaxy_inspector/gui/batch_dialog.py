@@ -38,6 +38,7 @@ from galaxy_inspector.gui.file_filters import (
 )
 from galaxy_inspector.gui.run_buttons import RunButtons
 from galaxy_inspector.gui.workers import Worker, start_worker
+from galaxy_inspector.parallel import usable_cores
 from galaxy_inspector.progress import RateEstimate, batch_line
 from galaxy_inspector.viewer.model_cards import bundle_display_name
 from galaxy_inspector.viewer.tasks import batch_task
@@ -119,7 +120,7 @@ class BatchDialog(QDialog):
         self.overwrite = QCheckBox("overwrite an existing catalogue")
         self.detect = QCheckBox("detect every galaxy in each image (instead of the centre)")
         self.workers_box = QSpinBox()
-        self.workers_box.setRange(1, os.cpu_count() or 1)
+        self.workers_box.setRange(1, usable_cores())
         self.pixel_scale = QDoubleSpinBox()
         self.pixel_scale.setRange(0.0, 10.0)
         self.pixel_scale.setDecimals(4)

@@ -13,16 +13,20 @@ from __future__ import annotations
 
 import psutil
 
-__all__ = ["WHOLE_READ_MAX_BYTES", "whole_read_limit", "format_bytes"]
+__all__ = ["WHOLE_READ_MAX_BYTES", "available_memory", "whole_read_limit", "format_bytes"]
 
 WHOLE_READ_MAX_BYTES = 2 ** 30
 AVAILABLE_MEMORY_SHARE = 0.25
 
 
+def available_memory() -> int:
+    """Bytes of memory the system can give processes now without swapping."""
+    return int(psutil.virtual_memory().available)
+
+
 def whole_read_limit() -> int:
     """Bytes a whole-image read may take on this machine now."""
-    available = psutil.virtual_memory().available
-    return int(min(WHOLE_READ_MAX_BYTES, AVAILABLE_MEMORY_SHARE * available))
+    return int(min(WHOLE_READ_MAX_BYTES, AVAILABLE_MEMORY_SHARE * available_memory()))
 
 
 def format_bytes(n: float) -> str:
