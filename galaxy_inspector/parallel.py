@@ -23,6 +23,7 @@ import signal
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 
 __all__ = ["ordered_map", "exit_with_parent", "death_reason", "usable_cores"]
 
@@ -47,8 +48,14 @@ def ordered_map(function: Callable, items: Iterable, workers: int,
     window: deque = deque()  # (item, future), in input order
     try:
         for item in items:
-            with _sigint_blocked():  # the pool starts its workers in submit
-                window.append((item, pool.submit(function, item)))
+            try:
+                with _sigint_blocked():  # the pool starts its workers in submit
+                    future = pool.submit(function, item)
+            except BrokenProcessPool:  # a worker died before this item's turn came
+                pool = _resettle(window, pool, function, workers, died)
+                with _sigint_blocked():
+                    future = pool.submit(function, item)
+            window.append((item, future))
             if len(window) >= 2 * workers:
                 result, pool = _first_result(window, pool, function, workers, died)
                 yield result
@@ -60,25 +67,29 @@ def ordered_map(function: Callable, items: Iterable, workers: int,
 
 
 def _first_result(window: deque, pool, function, workers: int, died):
-    """The result of the first item of ``window`` (removed from it) and the pool to go on with:
-    after a worker died, the items the broken pool held are computed alone and a new pool
-    replaces it."""
-    from concurrent.futures.process import BrokenProcessPool
-
-    item, future = window.popleft()
+    """The result of the first item of ``window`` (removed from it) and the pool to go on with
+    (a new one where a worker died: see ``_resettle``)."""
+    item, future = window[0]
     try:
-        return future.result(), pool
+        result = future.result()
     except BrokenProcessPool:
-        pass
+        pool = _resettle(window, pool, function, workers, died)
+        result = window[0][1].result()
+    window.popleft()
+    return result, pool
+
+
+def _resettle(window: deque, pool, function, workers: int, died):
+    """After a worker of ``pool`` died: every item of ``window`` gets a finished future (its
+    result where the broken pool had computed it, else computed alone) and a new pool is
+    returned to go on with."""
     pool.shutdown(wait=False, cancel_futures=True)
-    stranded = [(item, future)] + list(window)
-    window.clear()
-    results = [f.result() if _succeeded(f) else _alone(function, i, died) for i, f in stranded]
-    for (i, _), result in zip(stranded[1:], results[1:], strict=True):
+    for k, (item, future) in enumerate(window):
         done = Future()
-        done.set_result(result)
-        window.append((i, done))
-    return results[0], _pool(workers)
+        done.set_result(future.result() if _succeeded(future)
+                        else _alone(function, item, died))
+        window[k] = (item, done)
+    return _pool(workers)
 
 
 def _succeeded(future: Future) -> bool:
