@@ -48,7 +48,14 @@ examples:
   galaxy-inspector --batch cutouts/ --out cat.h5 --resume       finish a killed/interrupted run
   galaxy-inspector --batch cutouts/ --out cat.h5 --resume --retry-errors
         also measure the inputs of error rows again (after fixing them)
+  galaxy-inspector --batch cutouts/ --out cat.h5 --cluster local:8
+        on a Dask cluster: local:N worker processes, tcp://HOST:PORT or a scheduler file
+        (dask scheduler / dask worker), or slurm|pbs|sge|lsf|htcondor (dask-jobqueue from
+        ~/.config/dask/jobqueue.yaml, --cluster-jobs N); rows come in completion order
   galaxy-inspector --export cat.h5 cat.fits       catalogue to FITS (.fits .csv .ecsv .vot .h5)
+  galaxy-inspector --export cat.h5 cat.reg        DS9 regions: circles of R_e with id, label,
+        B/T; sky coordinates where rows have ra/dec, else image pixels (1-based, as DS9)
+  galaxy-inspector --export cat.h5 --samp         send it to TOPCAT/Aladin/DS9 over SAMP
   python -c "from astropy.table import Table; print(Table.read('cat.h5', path='galaxies'))"
 
 images: FITS (.fits .fit .fits.gz .fz; cubes, HSC IMAGE/MASK/VARIANCE, SDSS nanomaggies,
@@ -97,9 +104,16 @@ def build_parser() -> argparse.ArgumentParser:
                       help="measure the inputs headless into the HDF5 catalogue --out")
     mode.add_argument("--screenshot", metavar="OUT.png",
                       help="open the app with FILEs, predict, save a screenshot and exit")
-    mode.add_argument("--export", nargs=2, metavar=("CAT.h5", "OUT"),
+    mode.add_argument("--export", nargs="+", metavar=("CAT.h5", "OUT"),
                       help="write a catalogue's galaxies to FITS, CSV, ECSV, VOTable or HDF5, "
-                           "with units and provenance")
+                           "with units and provenance, or to DS9 regions (OUT.reg); with "
+                           "--samp instead of OUT: send it to the running SAMP hub")
+    p.add_argument("--samp", action="store_true",
+                   help="with --export CAT.h5: send the catalogue as a VOTable to the SAMP "
+                        "clients (TOPCAT, Aladin, DS9) and exit; 1 when no hub is running")
+    p.add_argument("--region-shape", choices=("circle", "box"), default="circle",
+                   help="with --export CAT.h5 OUT.reg: circles of radius R_e (default) or "
+                        "the boxes the spatial transformer cropped")
     b = p.add_argument_group("batch options")
     b.add_argument("--out", metavar="CAT.h5", help="the HDF5 catalogue to write")
     b.add_argument("--model", metavar="PATH|NAME", action="append",
@@ -133,6 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--redshift-column", metavar="NAME",
                    help="table column with each object's redshift, for property models that "
                         "need one (default: 'z' or 'redshift')")
+    b.add_argument("--cluster", metavar="ADDRESS",
+                   help="measure on a Dask cluster: local:N, tcp://HOST:PORT, a scheduler "
+                        "file, or slurm|pbs|sge|lsf|htcondor (dask-jobqueue); needs pip "
+                        "install 'galaxy-inspector[cluster]'")
+    b.add_argument("--cluster-jobs", type=int, default=1, metavar="N",
+                   help="with --cluster slurm|pbs|...: batch jobs to start (default 1)")
     b.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     b.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.add_argument("--version", action="version", version=f"galaxy-inspector {__version__}")
@@ -183,6 +203,7 @@ def _run_batch(args, argv) -> int:
                            pixel_scale=args.pixel_scale, zero_point=args.zero_point,
                            hdu=args.hdu, plane=args.plane, detect=args.detect,
                            seed=args.seed, redshift_column=args.redshift_column,
+                           cluster=args.cluster, cluster_jobs=args.cluster_jobs,
                            command_line=printable(shlex.join(["galaxy-inspector", *argv])))
     if hasattr(signal, "SIGXFSZ"):  # a file-size limit is then an error we report, not a kill
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
@@ -191,8 +212,19 @@ def _run_batch(args, argv) -> int:
         from galaxy_inspector.io import expand_inputs
 
         bar = _ProgressBar(sys.stderr, sum(1 for _ in expand_inputs(args.files)))
+
+    dashboard_shown = False
+
+    def progress(p) -> None:
+        nonlocal dashboard_shown
+        if p.dashboard and not args.quiet and not dashboard_shown:  # reported before any row
+            print(f"Dask dashboard: {p.dashboard}", file=sys.stderr)
+            dashboard_shown = True
+        if bar:
+            bar(p)
+
     try:
-        result = run_batch(args.files, args.out, options, progress=bar)
+        result = run_batch(args.files, args.out, options, progress=progress)
     finally:
         if bar:
             bar.close()
@@ -212,6 +244,26 @@ def _run_batch(args, argv) -> int:
         for note in result.notes:
             print(printable(note), file=sys.stderr)
     return 2 if result.failed or result.partial else 0
+
+
+def _export(args) -> int:
+    """``--export CAT.h5 OUT`` (a table or DS9 regions) or ``--export CAT.h5 --samp``."""
+    if len(args.export) != (1 if args.samp else 2):
+        raise _Usage("use --export CAT.h5 OUT (a table or .reg file) or --export CAT.h5 --samp")
+    if args.samp:
+        from galaxy_inspector.interop.samp import delivery_line, send_catalogue_to_hub
+
+        deliveries = send_catalogue_to_hub(args.export[0])
+        print(printable(delivery_line(args.export[0], deliveries)), file=sys.stderr)
+        return 0 if any(d.accepted for d in deliveries) else 1
+    from galaxy_inspector.catalogue import export_catalogue, export_note
+
+    n = export_catalogue(*args.export, region_shape=args.region_shape)
+    if not args.quiet:
+        note = export_note(args.export[1])
+        what = "regions" if args.export[1].lower().endswith(".reg") else "rows"
+        print(f"{n} {what} -> {args.export[1]}{f' ({note})' if note else ''}", file=sys.stderr)
+    return 0
 
 
 def _gui(entry: str, *args) -> int:
@@ -237,14 +289,7 @@ def main(argv=None) -> int:
         if args.batch:
             return _run_batch(args, argv)
         if args.export:
-            from galaxy_inspector.catalogue import export_catalogue, export_note
-
-            n = export_catalogue(*args.export)
-            if not args.quiet:
-                note = export_note(args.export[1])
-                print(f"{n} rows -> {args.export[1]}{f' ({note})' if note else ''}",
-                      file=sys.stderr)
-            return 0
+            return _export(args)
         if args.screenshot:
             return _gui("screenshot", args.screenshot, args.files)
         return _gui("main", args.files)

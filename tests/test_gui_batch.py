@@ -125,3 +125,26 @@ def test_batch_with_a_missing_input_is_refused_before_writing(qtbot, gui_setting
     qtbot.waitUntil(lambda: dialog.worker is None, timeout=60_000)
     assert "could not run: no such file or folder" in dialog.progress_label.text()
     assert not out.exists()
+
+
+def test_run_on_a_dask_cluster_reaches_the_options(qtbot, gui_settings, tmp_path, sample_paths):
+    dialog = BatchDialog("")
+    qtbot.addWidget(dialog)
+    assert dialog.options().cluster is None and not dialog.cluster_address.isEnabled()
+    dialog.run_on_cluster.setChecked(True)
+    assert dialog.cluster_address.isEnabled() and not dialog.workers_box.isEnabled()
+    dialog.add_inputs([sample_paths["plain_njy.fits"]])
+    out = tmp_path / "cat.h5"
+    dialog.output_edit.setText(str(out))
+    dialog.start()
+    assert "Give the Dask cluster's address" in dialog.progress_label.text()
+    dialog.cluster_address.setText(" tcp://node7:8786 ")
+    assert dialog.options().cluster == "tcp://node7:8786"
+    dialog.cluster_address.setText("nowhere")
+    dialog.start()
+    qtbot.waitUntil(lambda: dialog.worker is None, timeout=60_000)
+    text = dialog.progress_label.text()
+    assert "could not run: --cluster 'nowhere' is not a cluster address" in text
+    assert "\n" not in text and not out.exists()
+    dialog.run_here.setChecked(True)
+    assert dialog.options().cluster is None

@@ -15,6 +15,7 @@ ellipticity of a few per cent. Sub-pixel to 1.5-pixel centring offsets.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import time
 from dataclasses import dataclass
@@ -133,16 +134,52 @@ def _simulate_chunk(args):
 
 
 def simulate(path, n: int, seed: int, workers: int = 0, config=SimulationConfig(),
-             progress: Progress | None = None) -> None:
+             progress: Progress | None = None, cluster: str | None = None) -> None:
     """Simulate ``n`` galaxies into the HDF5 file ``path``; deterministic in ``seed``.
 
-    The result does not depend on ``workers``: each chunk of galaxies has its own seed.
+    The file does not depend on ``workers`` or on ``cluster`` (a Dask cluster's address, as
+    ``galaxy-inspector --batch --cluster`` takes it: ``galaxy_inspector.cluster``): each chunk
+    of galaxies has its own seed, and chunks are written in order.
     """
     if not 0.0 <= config.broad_psf_fraction <= 1.0:
         raise ValueError(f"broad PSF fraction must be within 0-1, got {config.broad_psf_fraction}")
-    workers = workers or mp.cpu_count()
-    size = config.stamp_size
     jobs = [(seed, s, min(s + config.chunk, n), config) for s in range(0, n, config.chunk)]
+    with _chunks(jobs, workers, cluster) as chunks:  # a cluster that cannot be reached: no file
+        _write(path, n, seed, config, chunks, progress)
+
+
+@contextlib.contextmanager
+def _chunks(jobs: list, workers: int, cluster: str | None):
+    """``_simulate_chunk`` of each job, in order, from ``workers`` local processes (0: all
+    cores) or from the tasks of a Dask cluster."""
+    if cluster is None:
+        with mp.get_context("spawn").Pool(workers or mp.cpu_count()) as pool:
+            yield pool.imap(_simulate_chunk, jobs)
+        return
+    from galaxy_inspector.cluster import open_client, stream
+
+    with open_client(cluster) as client:
+        yield _in_order(stream(client, _simulate_chunk, jobs, failed=_chunk_failed))
+
+
+def _chunk_failed(job, reason: str):
+    raise ValueError(f"simulating galaxies {job[1]}-{job[2] - 1}: the Dask task {reason}")
+
+
+def _in_order(chunks):
+    """Chunks ``(start, images, table)`` that arrive in any order, yielded by ``start``."""
+    waiting, expected = {}, 0
+    for chunk in chunks:
+        waiting[chunk[0]] = chunk
+        while expected in waiting:
+            chunk = waiting.pop(expected)
+            expected += len(chunk[1])
+            yield chunk
+
+
+def _write(path, n: int, seed: int, config: SimulationConfig, chunks,
+           progress: Progress | None) -> None:
+    size = config.stamp_size
     t0 = time.time()
     with h5py.File(path, "w") as f:
         f.attrs.update(pixel_scale=config.pixel_scale, stamp_size=size, seed=seed, n=n,
@@ -153,12 +190,11 @@ def simulate(path, n: int, seed: int, workers: int = 0, config=SimulationConfig(
                                   chunks=(16, size, size), compression="lzf")
         columns = {c: f.create_dataset(c, (n,), dtype="f8") for c in PARAM_COLUMNS}
         done = 0
-        with mp.get_context("spawn").Pool(workers) as pool:
-            for start, imgs, table in pool.imap_unordered(_simulate_chunk, jobs):
-                images[start:start + len(imgs)] = imgs
-                for c, values in table.items():
-                    columns[c][start:start + len(imgs)] = values
-                done += len(imgs)
-                if progress:
-                    progress.update(done, n, stage="simulate", elapsed=time.time() - t0)
+        for start, imgs, table in chunks:
+            images[start:start + len(imgs)] = imgs
+            for c, values in table.items():
+                columns[c][start:start + len(imgs)] = values
+            done += len(imgs)
+            if progress:
+                progress.update(done, n, stage="simulate", elapsed=time.time() - t0)
         f.attrs["complete"] = True

@@ -2,6 +2,7 @@
 
 It runs ``galaxy_inspector.batch.run_batch`` (what ``--batch`` runs) in a background worker and
 shows its progress; cancelling stops between work units and leaves a file ``Resume`` finishes.
+"Run on" picks this computer (reading processes) or a Dask cluster (``--cluster``'s address).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from PySide6.QtWidgets import (
     QListWidget,
     QProgressBar,
     QPushButton,
+    QRadioButton,
     QSpinBox,
     QVBoxLayout,
 )
@@ -121,6 +123,21 @@ class BatchDialog(QDialog):
         self.detect = QCheckBox("detect every galaxy in each image (instead of the centre)")
         self.workers_box = QSpinBox()
         self.workers_box.setRange(1, usable_cores())
+        self.run_here = QRadioButton("this computer")
+        self.run_on_cluster = QRadioButton("a Dask cluster at")
+        self.run_here.setChecked(True)
+        self.cluster_address = QLineEdit(stored.get("batch_cluster", "", self.settings))
+        self.cluster_address.setPlaceholderText("local:4, tcp://host:8786, scheduler.json, slurm")
+        self.cluster_address.setToolTip(
+            "local:N worker processes here; tcp://HOST:PORT or a scheduler file of a running "
+            "Dask scheduler; slurm, pbs, sge, lsf or htcondor for dask-jobqueue (configured in "
+            "~/.config/dask/jobqueue.yaml). Workers must see the inputs and models at the same "
+            "paths.")
+        self.run_on_cluster.toggled.connect(self._cluster_chosen)
+        self._cluster_chosen(False)
+        run_on = QHBoxLayout()
+        for widget in (self.run_here, self.run_on_cluster, self.cluster_address):
+            run_on.addWidget(widget)
         self.pixel_scale = QDoubleSpinBox()
         self.pixel_scale.setRange(0.0, 10.0)
         self.pixel_scale.setDecimals(4)
@@ -139,6 +156,7 @@ class BatchDialog(QDialog):
         form.addRow("", self.resume)
         form.addRow("", self.overwrite)
         form.addRow("", self.detect)
+        form.addRow("Run on", run_on)
         form.addRow("Reading processes", self.workers_box)
         form.addRow("Pixel scale (″/px) if missing", self.pixel_scale)
         form.addRow("AB zero point if missing", self.zero_point)
@@ -212,14 +230,25 @@ class BatchDialog(QDialog):
             overwrite=self.overwrite.isChecked(), workers=self.workers_box.value(),
             pixel_scale=self.pixel_scale.value() or None,
             zero_point=self.zero_point.value() or None, detect=self.detect.isChecked(),
+            cluster=self.cluster_address.text().strip() if self.run_on_cluster.isChecked()
+            else None,
             command_line="galaxy-inspector GUI batch dialog")
+
+    def _cluster_chosen(self, on_cluster: bool) -> None:
+        self.cluster_address.setEnabled(on_cluster)
+        self.workers_box.setEnabled(not on_cluster)  # the cluster's workers read the images
 
     def start(self) -> None:
         inputs, out = self.input_paths(), self.output_edit.text().strip()
         if not inputs or not out:
             self._say("Add at least one input and choose an output file.", error=True)
             return
+        if self.run_on_cluster.isChecked() and not self.cluster_address.text().strip():
+            self._say("Give the Dask cluster's address (e.g. local:4 or tcp://host:8786), or "
+                      "run on this computer.", error=True)
+            return
         self.settings.setValue("batch_output", out)
+        self.settings.setValue("batch_cluster", self.cluster_address.text().strip())
         self.errors.clear()
         self.result = None
         self.total = 0
@@ -253,6 +282,10 @@ class BatchDialog(QDialog):
             self.total = item
             self.progress_bar.setRange(0, max(item, 1))
             self._say(f"{item} inputs to measure…")
+            return
+        if item.dashboard and not item.inputs:  # reported once the cluster is up
+            self._say(f"{self.total} inputs to measure on the Dask cluster (dashboard: "
+                      f"{item.dashboard})…")
             return
         self.estimate.observe(item.inputs, item.elapsed)
         self.progress_bar.setValue(item.inputs + item.skipped)

@@ -11,7 +11,6 @@ posterior becomes a mixture over views, which averages away orientation-dependen
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,8 +20,11 @@ from galaxy_inspector.errors import InputError
 from galaxy_inspector.models.loaded import LoadedModel
 from galaxy_inspector.models.morphology_network import sample_ldl
 from galaxy_inspector.models.symmetry import dihedral_views
+from galaxy_inspector.posterior import UNBOUNDED, ModeTransform
+from galaxy_inspector.seeding import galaxy_seed
 
-__all__ = ["MorphologyModel", "MorphologyPrediction", "pick_device", "spread_factors"]
+__all__ = ["MorphologyModel", "MorphologyPrediction", "CallSizes", "call_sizes", "pick_device",
+           "spread_factors"]
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -44,6 +46,56 @@ def spread_factors(table: dict, level: np.ndarray) -> np.ndarray:
     level = np.asarray(level, dtype=np.float64).reshape(-1)
     knots = np.asarray(table["flux_knots"], dtype=np.float64)
     return np.stack([np.interp(level, knots, row) for row in table["factors"]], axis=1)
+
+
+#: Head rows per call on the CPU. The head's tensors are about 1 kB per row each; at 16,000
+#: rows (32 galaxies of 500 samples) every temporary was a fresh 16 MB mapping whose page
+#: faults took more time than the arithmetic; at 4,096 the allocator reuses them.
+CPU_HEAD_ROWS = 4096
+#: Stamps, and stamp views (orientations), per trunk pass on the CPU: the batches catalogues
+#: were always made with (the CNN's float32 sums depend on the batch, so rows stay equal).
+CPU_TRUNK_STAMPS = 64
+CPU_TRUNK_VIEWS = 256
+#: Share of the GPU's free memory one call may take (the rest: PyTorch's cache, other work),
+#: half of it for the trunk and half for the head.
+GPU_MEMORY_SHARE = 0.5
+#: Bytes one stamp pixel takes in the trunk at its peak, and one head row per input feature:
+#: upper bounds from the float32 tensors alive at once (arsinh planes, STN crop, the largest
+#: CNN activations; features, dropout draws and masks, hidden activations), about twice them.
+TRUNK_BYTES_PER_PIXEL = 160
+HEAD_BYTES_PER_FEATURE = 40
+#: Most stamps per trunk pass on a GPU, whatever its memory (beyond it nothing gets faster).
+GPU_MAX_TRUNK_STAMPS = 4096
+
+
+@dataclass(frozen=True)
+class CallSizes:
+    """How much one call of the network takes: ``galaxies`` stamps per trunk pass (with all
+    their views) and ``head_rows`` MC-dropout passes per head call."""
+
+    galaxies: int
+    head_rows: int
+
+
+def call_sizes(device_type: str, free_bytes: int | None, stamp_pixels: int, views: int,
+               features: int, batch_size: int | None = None) -> CallSizes:
+    """Call sizes on a device: fixed ones on the CPU (``CPU_TRUNK_STAMPS`` and
+    ``CPU_TRUNK_VIEWS``, ``CPU_HEAD_ROWS``); on a GPU as many as fit in ``GPU_MEMORY_SHARE`` of
+    its ``free_bytes`` (``torch.cuda.mem_get_info``).
+
+    ``stamp_pixels``: pixels of one stamp; ``views``: orientations the trunk reads of each;
+    ``features``: the head's input width; ``batch_size`` caps the stamps per trunk pass.
+    """
+    if device_type != "cuda" or free_bytes is None:
+        galaxies, head_rows = min(CPU_TRUNK_STAMPS, CPU_TRUNK_VIEWS // views), CPU_HEAD_ROWS
+    else:
+        budget = GPU_MEMORY_SHARE * free_bytes / 2
+        galaxies = min(GPU_MAX_TRUNK_STAMPS,
+                       int(budget // (TRUNK_BYTES_PER_PIXEL * stamp_pixels * views)))
+        head_rows = max(CPU_HEAD_ROWS, int(budget // (HEAD_BYTES_PER_FEATURE * features)))
+    if batch_size is not None:
+        galaxies = min(galaxies, batch_size)
+    return CallSizes(max(1, galaxies), head_rows)
 
 
 @dataclass
@@ -89,19 +141,29 @@ class MorphologyModel(LoadedModel):
         self.orientations = int(posterior.get("orientations", 1))
 
     def mode_transforms(self) -> dict:
-        """``{name: (forward, inverse)}``: find each KDE mode in the network's working space.
+        """``{name: posterior.ModeTransform}``: find each KDE mode in the network's working
+        space, where posteriors are smooth (logit B/T, log radius and flux, as trained).
 
-        Posteriors are smooth there (logit B/T, log radius and flux, as trained), and the
-        censoring of B/T at its bounds carries over to the mode.
+        A logit output is bounded there by its clip, where its samples censored to 0 and 1
+        sit: the density is reflected at it, so a posterior piled at a bound has its mode on
+        the bound (exactly 0 or 1 once mapped back), not inside.
         """
-        return {o.name: (o.forward, o.inverse) for o in self.outputs}
+        out = {}
+        for o in self.outputs:
+            bounds = UNBOUNDED
+            if o.transform == "logit":
+                bounds = tuple(sorted(float(o.forward(v)) for v in (0.0, 1.0)))
+            out[o.name] = ModeTransform(o.forward, o.inverse, bounds)
+        return out
 
     def predict(self, stamps, n_samples: int | None = None, seed: int = 0,
-                return_crops: bool = False, batch_size: int = 64) -> MorphologyPrediction:
+                return_crops: bool = False,
+                batch_size: int | None = None) -> MorphologyPrediction:
         """Posterior samples for stamps of shape ``(N, H, W)`` (or one ``(H, W)``) in nJy/pixel.
 
         Stamps must already be on the model's grid (``pixel_scale``, ``stamp_size``), centred on
         the galaxy, with no NaNs: ``galaxy_inspector.preprocessing`` prepares them.
+        ``batch_size`` caps the stamps per trunk pass (default: ``call_sizes`` for the device).
         """
         x = np.ascontiguousarray(stamps, dtype=np.float32)
         if x.ndim == 2:
@@ -115,33 +177,46 @@ class MorphologyModel(LoadedModel):
         n_samples = int(n_samples or self.default_samples)
         if n_samples < 1:
             raise InputError("the number of posterior samples must be at least 1")
-        n_params = len(self.outputs)
-        samples = np.empty((len(x), n_samples, n_params), dtype=np.float32)
+        samples = np.empty((len(x), n_samples, len(self.outputs)), dtype=np.float32)
         scales = np.empty(len(x), dtype=np.float32)
         crops = [] if return_crops else None
-        # Head rows (and trunk views) per call are capped so memory is flat in the number of
-        # samples.
-        per_call = max(1, min(batch_size, 32768 // n_samples, 256 // self.orientations))
+        free = torch.cuda.mem_get_info(self.device)[0] if self.device.type == "cuda" else None
+        sizes = call_sizes(self.device.type, free, size * size, self.orientations,
+                           self.network.head_hidden.in_features, batch_size)
+        per_head_call = max(1, sizes.head_rows // n_samples)  # galaxies
         with torch.inference_mode():
-            for start in range(0, len(x), per_call):
-                chunk = x[start:start + per_call]
-                xb = torch.from_numpy(chunk).to(self.device).unsqueeze(1)
-                rows, s, crop = self.head_inputs(xb, n_samples)
-                u1, u2, eps = self._draws(chunk, seed, n_samples,
-                                          self.network.head_hidden.in_features, n_params)
-                out = self.network.head(rows, dropout=self.dropout, sample=True,
-                                        uniforms=(u1, u2))
-                draw = sample_ldl(out, n_params, scale=self._row_spread(out, n_samples), eps=eps)
-                draw = draw.reshape(len(xb), n_samples, n_params).cpu().numpy()
-                draw = self.affine[:, 0] + self.affine[:, 1] * draw
-                for j, spec in enumerate(self.outputs):
-                    samples[start:start + len(xb), :, j] = spec.inverse(draw[..., j])
-                scales[start:start + len(xb)] = s.cpu().numpy()
+            for start in range(0, len(x), sizes.galaxies):
+                chunk = x[start:start + sizes.galaxies]
+                features, s, crop = self._trunk(
+                    torch.from_numpy(chunk).to(self.device).unsqueeze(1))
+                for first in range(0, len(chunk), per_head_call):
+                    part = slice(first, first + per_head_call)
+                    where = slice(start + first, start + first + len(chunk[part]))
+                    samples[where] = self._sample(features[:, part], chunk[part], n_samples,
+                                                  seed)
+                scales[start:start + len(chunk)] = s.cpu().numpy()
                 if return_crops:
                     crops.append(crop[:, 0].cpu().numpy())
         return MorphologyPrediction(
             names=self.names, units=[o.unit for o in self.outputs], samples=samples,
             stn_scale=scales, crops=np.concatenate(crops) if return_crops else None)
+
+    def _sample(self, features: torch.Tensor, stamps: np.ndarray, n_samples: int,
+                seed: int) -> np.ndarray:
+        """``(N, n_samples, P)`` posterior samples in physical units from trunk ``features``
+        ``(views, N, F)`` of ``stamps``: MC-dropout head passes and Gaussian draws."""
+        n_params = len(self.outputs)
+        rows = self._head_rows(features, n_samples)
+        u1, u2, eps = self._draws(stamps, seed, n_samples,
+                                  self.network.head_hidden.in_features, n_params)
+        out = self.network.head(rows, dropout=self.dropout, sample=True, uniforms=(u1, u2))
+        draw = sample_ldl(out, n_params, scale=self._row_spread(out, n_samples), eps=eps)
+        draw = draw.reshape(len(stamps), n_samples, n_params).cpu().numpy()
+        draw = self.affine[:, 0] + self.affine[:, 1] * draw
+        samples = np.empty(draw.shape, dtype=np.float32)
+        for j, spec in enumerate(self.outputs):
+            samples[..., j] = spec.inverse(draw[..., j])
+        return samples
 
     def brightness(self, out: torch.Tensor | np.ndarray, n_samples: int) -> np.ndarray:
         """Each galaxy's predicted log flux in working space, affine-corrected: shape (N,).
@@ -176,11 +251,23 @@ class MorphologyModel(LoadedModel):
         Returns the rows (galaxy-major, sample ``j`` reading orientation ``j % orientations``),
         the STN scale averaged over the orientations, and the crop of the stamp as given.
         """
+        features, s, crop = self._trunk(x)
+        return self._head_rows(features, n_samples), s, crop
+
+    def _trunk(self, x: torch.Tensor):
+        """Trunk features ``(views, N, F)`` of the dihedral views of ``x`` (N, 1, H, W), the
+        STN scale averaged over the views, and the crop of the stamp as given."""
         n, views = len(x), self.orientations
         h, s, crop = self.network.trunk(dihedral_views(x, views))
-        pick = torch.arange(n_samples, device=h.device) % views
-        rows = h.reshape(views, n, -1)[pick].transpose(0, 1).reshape(n * n_samples, -1)
-        return rows, s.reshape(views, n).mean(0), crop[:n]
+        return h.reshape(views, n, -1), s.reshape(views, n).mean(0), crop[:n]
+
+    @staticmethod
+    def _head_rows(features: torch.Tensor, n_samples: int) -> torch.Tensor:
+        """``n_samples`` head rows per galaxy from ``_trunk`` features, galaxy-major, sample
+        ``j`` reading orientation ``j % views``."""
+        views, n = features.shape[:2]
+        pick = torch.arange(n_samples, device=features.device) % views
+        return features[pick].transpose(0, 1).reshape(n * n_samples, -1)
 
     def _draws(self, stamps: np.ndarray, seed: int, n_samples: int, hidden: int, n_params: int):
         """Dropout uniforms and Gaussian draws, seeded per galaxy by ``seed`` and its pixels.
@@ -190,8 +277,7 @@ class MorphologyModel(LoadedModel):
         """
         u1, u2, eps = [], [], []
         for stamp in stamps:
-            key = (int(seed) * 1_000_003 + zlib.crc32(stamp.tobytes())) % (2 ** 63)
-            g = torch.Generator().manual_seed(key)
+            g = torch.Generator().manual_seed(galaxy_seed(seed, stamp))
             u1.append(torch.rand(n_samples, hidden, generator=g))
             u2.append(torch.rand(n_samples, hidden, generator=g))
             eps.append(torch.randn(n_samples, n_params, generator=g))

@@ -37,6 +37,7 @@ from galaxy_inspector.physical_properties.predict import (
     network_passes,
 )
 from galaxy_inspector.physical_properties.scaling import LUMINOSITY_STATISTICS
+from galaxy_inspector.seeding import galaxy_seeds
 
 __all__ = ["PropertyModel", "booster_from_tensor", "booster_to_tensor", "gbm_feature_count"]
 
@@ -145,6 +146,9 @@ class PropertyModel(LoadedModel):
             Catalogue magnitudes named in ``photometry_columns``.
         n_samples : int
             Draws from each galaxy's predictive distribution.
+        seed : int
+            The run's seed; each galaxy's draws are seeded by it and the galaxy's stamp
+            (``seeding.galaxy_seeds``, as training's evaluation seeds them too).
         """
         x = self._check(stamps)
         n = len(x)
@@ -163,11 +167,12 @@ class PropertyModel(LoadedModel):
         if n_samples < 1:
             raise InputError("the number of samples must be at least 1")
         passes = network_passes(self.network, x, self.preprocessing)
+        seeds = galaxy_seeds(seed, x)  # each galaxy's draws independent of its batch
         if self.method == "cnn":
             return gaussian_prediction(passes, self.outputs, self.uncertainty.get("sigma_scale"),
-                                       n_samples, seed)
+                                       n_samples, seeds)
         features, _, _ = build_gbm_features(x, passes.scaled, passes.scaling_value,
                                             passes.features, redshift, photometry,
                                             self.gbm_spec)
         return gbm_prediction(self._boosters, self.outputs, features,
-                              self.uncertainty.get("conformal_offsets", {}), n_samples, seed)
+                              self.uncertainty.get("conformal_offsets", {}), n_samples, seeds)

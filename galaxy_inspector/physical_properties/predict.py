@@ -141,17 +141,31 @@ def _units(outputs) -> list[str]:
     return [o.unit for o in outputs]
 
 
+def _per_galaxy_draws(seed, n: int, draw) -> np.ndarray:
+    """``draw(generator, count)`` for ``n`` galaxies: with one seed per galaxy (a sequence, as
+    the app passes) each galaxy has its own generator, so its draws do not depend on the
+    galaxies beside it; one int seeds a single generator for them all (training's evaluation
+    of a whole set)."""
+    if np.ndim(seed) == 0:
+        return draw(np.random.default_rng(seed), n)
+    if len(seed) != n:
+        raise ValueError(f"{len(seed)} seeds for {n} galaxies")
+    return np.concatenate([draw(np.random.default_rng(s), 1) for s in seed]
+                          or [draw(np.random.default_rng(0), 0)])
+
+
 def gaussian_prediction(passes: NetworkPasses, outputs, sigma_scale, n_samples: int,
-                        seed: int) -> PropertyPrediction:
+                        seed) -> PropertyPrediction:
     """Wu & Boada: ``n_samples`` draws per galaxy from the TTA Gaussian of ``passes`` with its
     sigma times ``sigma_scale`` (one factor per output, fitted on validation data; None: 1),
-    mapped back to physical units by ``outputs`` (``OutputSpec``s, one per network target)."""
+    mapped back to physical units by ``outputs`` (``OutputSpec``s, one per network target).
+    ``seed``: an int, or one per galaxy (``_per_galaxy_draws``)."""
     mu, sigma = passes.gaussian()
     if sigma_scale is not None:
         sigma = sigma * np.asarray(sigma_scale)
-    rng = np.random.default_rng(seed)
-    draws = mu[:, None, :] + sigma[:, None, :] * rng.standard_normal(
-        (len(mu), n_samples, mu.shape[1]))
+    normal = _per_galaxy_draws(seed, len(mu), lambda rng, k: rng.standard_normal(
+        (k, n_samples, mu.shape[1])))
+    draws = mu[:, None, :] + sigma[:, None, :] * normal
     samples = np.empty(draws.shape, dtype=np.float32)
     point = np.empty(mu.shape)
     for j, spec in enumerate(outputs):
@@ -228,20 +242,22 @@ def build_gbm_features(raw, scaled, scaling_value, cnn_feats, redshift, photomet
 
 
 def gbm_prediction(boosters: dict, outputs, features, offsets: dict, n_samples: int,
-                   seed: int) -> PropertyPrediction:
+                   seed) -> PropertyPrediction:
     """Dobbels: point and ``n_samples`` draws per galaxy from the LightGBM models.
 
     ``boosters`` maps ``gbm_tensor_name(target, model)`` to LightGBM boosters, ``offsets`` a
     target to its conformal offsets. Draws are uniform in probability between the outer
     quantiles and interpolated on the conformalised quantile grid, whose median is the point
-    model's prediction kept inside the 68 % interval.
+    model's prediction kept inside the 68 % interval. ``seed``: an int, or one per galaxy
+    (``_per_galaxy_draws``).
     """
     n = len(features)
     samples = np.empty((n, n_samples, len(outputs)), dtype=np.float32)
     point = np.empty((n, len(outputs)))
     levels = np.array(QUANTILE_LEVELS)
     grid_levels = np.concatenate([levels[:3], [0.5], levels[3:]])
-    u = np.random.default_rng(seed).uniform(levels[0], levels[-1], size=(n, n_samples))
+    u = _per_galaxy_draws(seed, n, lambda rng, k: rng.uniform(levels[0], levels[-1],
+                                                              size=(k, n_samples)))
     for j, spec in enumerate(outputs):
         point[:, j] = boosters[gbm_tensor_name(spec.name, "point")].predict(features)
         q = np.stack([boosters[gbm_tensor_name(spec.name, f"q{lv}")].predict(features)

@@ -37,6 +37,8 @@ from galaxy_inspector.physical_properties.predict import (
     photometry_features,
 )
 from galaxy_inspector.physical_properties.scaling import rebin_stamps
+from galaxy_inspector.seeding import galaxy_seeds
+from training.distributed import world_size
 from training.progress import Progress
 from training.properties import evaluate as ev
 from training.properties import gbm
@@ -150,7 +152,7 @@ def _card_common(data: LabelledSet, opts: PipelineOptions, method, pre, specs, h
         "training": {"data": {k: v for k, v in data.info.items()},
                      "n": {p: int(np.sum(data.split == i)) for p, i in
                            (("train", 0), ("val", 1), ("test", 2))},
-                     "seed": opts.seed},
+                     "seed": opts.seed, "world_size": world_size()},
         "package_version": galaxy_inspector.__version__,
     }
 
@@ -200,7 +202,8 @@ def run_cnn_pipeline(data: LabelledSet, opts: PipelineOptions,
     sigma_scale = [round(float(v), 4) for v in calibrate_sigma_scale(mu_val, sig_val, y["val"])]
     test = parts["test"]
     passes = network_passes(model, test.images, pre)
-    prediction = gaussian_prediction(passes, specs, sigma_scale, opts.n_samples, opts.seed)
+    prediction = gaussian_prediction(passes, specs, sigma_scale, opts.n_samples,
+                                     galaxy_seeds(opts.seed, test.images))  # as the app
     metrics, coverage, point, point_no_tta = {}, {}, {}, {}
     for j, s in enumerate(specs):
         point[s.name] = prediction.point[:, j]
@@ -405,7 +408,8 @@ def run_gbm_pipeline(data: LabelledSet, opts: PipelineOptions,
         errors[s.name] = err
     tensors.update({k: booster_to_tensor(b) for k, b in boosters.items()})
     test = parts["test"]
-    prediction = gbm_prediction(boosters, specs, x["test"], offsets, opts.n_samples, opts.seed)
+    prediction = gbm_prediction(boosters, specs, x["test"], offsets, opts.n_samples,
+                                galaxy_seeds(opts.seed, test.images))  # seeded as the app
     results, coverage, points = {}, {}, {}
     for j, s in enumerate(specs):
         truth, err, pred = test.targets[s.name], errors[s.name]["test"], prediction.point[:, j]
