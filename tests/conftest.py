@@ -23,6 +23,9 @@ train_property_bundle
     (isolated) through the bring-your-own-labels command on 16x16 g, r, i nJy images.
 tiny_cnn_args
     Command-line options that make ``galaxy-inspector-train properties`` train a tiny CNN.
+labelled_table
+    ``write(root, target="log_mstar", n=14)`` -> the labelled table (and gri images) the
+    bundles of ``train_property_bundle`` are trained on.
 simulated_set
     ``simulate_once(simulate, config, n, seed)`` -> HDF5 file written (isolated) by a training
     simulator.
@@ -232,6 +235,34 @@ def tiny_cnn_args() -> list[str]:
             "--hidden", "8", "--threads", "1"]
 
 
+def _write_labelled_table(root, target: str = "log_mstar", n: int = 14):
+    """``root/train.csv`` labelling ``n`` gri 16x16 nJy images (columns g, r, i,
+    ``target``, ``target``_err, z): an elliptical blob, brighter towards i, with noise."""
+    from astropy.io import fits
+
+    root.mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[:16, :16] - 7.5
+    blob = np.exp(-0.5 * (xx ** 2 / 9 + yy ** 2 / 4))
+    rng = np.random.default_rng(0)
+    rows = [f"g,r,i,{target},{target}_err,z"]
+    for k in range(n):
+        for band, colour in zip("gri", (1.0, 1.6, 2.2), strict=True):
+            plane = (40.0 + 10 * k) * colour * blob + rng.normal(0, 2.0, blob.shape)
+            header = fits.Header({"BUNIT": "nJy", "PIXSCALE": 0.168, "FILTER": band})
+            fits.PrimaryHDU(plane.astype(np.float32), header).writeto(
+                root / f"{band}{k}.fits", overwrite=True)
+        rows.append(f"g{k}.fits,r{k}.fits,i{k}.fits,{9 + 0.1 * k},0.1,{0.05 + 0.01 * k}")
+    (root / "train.csv").write_text("\n".join(rows) + "\n")
+    return root / "train.csv"
+
+
+@pytest.fixture(scope="session")
+def labelled_table():
+    """``write(root, target="log_mstar", n=14)`` -> a table for ``galaxy-inspector-train
+    properties`` (columns g, r, i, ``target``, ``target``_err, z) and its images in ``root``."""
+    return _write_labelled_table
+
+
 @pytest.fixture(scope="session")
 def train_property_bundle(tiny_cnn_args, run_isolated):
     """Trains in seconds: the planes are an elliptical blob, brighter towards i, with noise."""
@@ -240,23 +271,9 @@ def train_property_bundle(tiny_cnn_args, run_isolated):
         """Bundle ``name`` of ``method`` predicting ``target`` (with a redshift input if asked,
         marked as a demo bundle if asked), trained on ``n`` images at 0.168"/px (the scale of
         ``cube_gri.fits``) written into ``root``; returns its folder."""
-        from astropy.io import fits
-
         from training.cli import main as train_properties
 
-        root.mkdir(parents=True, exist_ok=True)
-        yy, xx = np.mgrid[:16, :16] - 7.5
-        blob = np.exp(-0.5 * (xx ** 2 / 9 + yy ** 2 / 4))
-        rng = np.random.default_rng(0)
-        rows = [f"g,r,i,{target},{target}_err,z"]
-        for k in range(n):
-            for band, colour in zip("gri", (1.0, 1.6, 2.2), strict=True):
-                plane = (40.0 + 10 * k) * colour * blob + rng.normal(0, 2.0, blob.shape)
-                header = fits.Header({"BUNIT": "nJy", "PIXSCALE": 0.168, "FILTER": band})
-                fits.PrimaryHDU(plane.astype(np.float32), header).writeto(
-                    root / f"{band}{k}.fits", overwrite=True)
-            rows.append(f"g{k}.fits,r{k}.fits,i{k}.fits,{9 + 0.1 * k},0.1,{0.05 + 0.01 * k}")
-        (root / "train.csv").write_text("\n".join(rows) + "\n")
+        _write_labelled_table(root, target, n)
         out = root / name
         args = ["properties", "--table", str(root / "train.csv"), "--image-column", "g",
                 "--image-column", "r", "--image-column", "i", "--target", target,

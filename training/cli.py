@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
+from training import distributed
+from training.cli_help import OptionHelpFormatter
 from training.progress import Progress
 
 
@@ -12,7 +15,8 @@ def _simulate(args, progress):
     from training.simulate import SimulationConfig, simulate
 
     simulate(args.out, n=args.n, seed=args.seed, workers=args.workers, progress=progress,
-             config=SimulationConfig(broad_psf_fraction=args.broad_psf_fraction))
+             config=SimulationConfig(broad_psf_fraction=args.broad_psf_fraction),
+             cluster=args.cluster)
     progress.emit("done", out=args.out, n=args.n)
 
 
@@ -42,44 +46,61 @@ def _evaluate(args, progress):
 
 
 EPILOG = """\
-The morphology model is made in four steps (each resumable; see README, "Reproducing the
-shipped model", for the exact commands and seeds of the shipped bundle):
+The morphology model is made in four steps, each resumable (README, "Reproducing the shipped
+model", gives the exact commands and seeds of the shipped bundle):
 
-  galaxy-inspector-train simulate --n 36000 --seed 1 --out data/train.h5
-  galaxy-inspector-train simulate --n 4000 --seed 2 --out data/val.h5
-  galaxy-inspector-train simulate --n 4000 --seed 3 --out data/test.h5
-  galaxy-inspector-train train --train data/train.h5 --val data/val.h5 --out runs/morph
-  galaxy-inspector-train calibrate --bundle runs/morph/bundle --val data/val.h5
-  galaxy-inspector-train evaluate --bundle runs/morph/bundle --test data/test.h5
+  1. simulate: a training, a validation and a test set
+       galaxy-inspector-train simulate --n 36000 --seed 1 --out data/train.h5
+       galaxy-inspector-train simulate --n 4000 --seed 2 --out data/val.h5
+       galaxy-inspector-train simulate --n 4000 --seed 3 --out data/test.h5
+  2. train: the network, from its checkpoint when run again
+       galaxy-inspector-train train --train data/train.h5 --val data/val.h5 --out runs/morph
+  3. calibrate: its posteriors, on the validation set
+       galaxy-inspector-train calibrate --bundle runs/morph/bundle --val data/val.h5
+  4. evaluate: on the test set (writes the bundle's report/)
+       galaxy-inspector-train evaluate --bundle runs/morph/bundle --test data/test.h5
 
 then use it with: galaxy-inspector --batch IMAGES --model runs/morph/bundle --out cat.h5
+
+A physical-property model is made in two steps (docs/properties.md):
+
+  1. properties-survey: a simulated labelled gri survey (or bring your own labelled table)
+  2. properties: a bundle trained on the table or the survey
+
+and properties-demo trains the shipped demo bundles with their full reports.
 Add --json before the sub-command for machine-readable progress (JSON lines).
-Property models: see the properties, properties-survey and properties-demo sub-commands.
 """
-_DEFAULTS = argparse.ArgumentDefaultsHelpFormatter
+_DEFAULTS = OptionHelpFormatter  # each default said once, required options marked
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="galaxy-inspector-train",
-        description="Simulate training sets, train, calibrate and evaluate Galaxy Inspector "
-                    "models (also runs as 'python -m training').",
+        description="Simulate training sets, train, calibrate and evaluate Galaxy Inspector's "
+                    "morphology and physical-property models (also runs as 'python -m "
+                    "training').",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--json", action="store_true",
                         help="print machine-readable progress as JSON lines (used by the GUI)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sim = sub.add_parser("simulate", formatter_class=_DEFAULTS, help="draw a GalSim bulge+disk training set into HDF5")
+    sim = sub.add_parser("simulate", formatter_class=_DEFAULTS,
+                         help="draw a GalSim bulge+disk training set into HDF5")
     sim.add_argument("--n", type=int, required=True, help="number of galaxies")
     sim.add_argument("--seed", type=int, required=True, help="random seed (fixes the set)")
     sim.add_argument("--out", required=True, help="output HDF5 file")
     sim.add_argument("--workers", type=int, default=0, help="processes (default: all cores)")
+    sim.add_argument("--cluster", metavar="ADDRESS", default=None,
+                     help="simulate on a Dask cluster instead: local:N, tcp://HOST:PORT, a "
+                          "scheduler file, or slurm|pbs|sge|lsf|htcondor (the same file as a "
+                          "local run; pip install 'galaxy-inspector[cluster]')")
     sim.add_argument("--broad-psf-fraction", type=float, default=0.15,
                      help="share of PSFs with FWHM 1.1-1.6\" (the rest 0.6-1.1\", HSC-Wide g)")
     sim.set_defaults(func=_simulate)
 
-    tr = sub.add_parser("train", formatter_class=_DEFAULTS, help="train the morphology network (resumes from a checkpoint)")
+    tr = sub.add_parser("train", formatter_class=_DEFAULTS,
+                        help="train the morphology network (resumes from a checkpoint)")
     tr.add_argument("--train", required=True, nargs="+",
                     help="training set(s) (HDF5 from 'simulate'); several are concatenated")
     tr.add_argument("--val", required=True, help="validation set (HDF5 from 'simulate')")
@@ -105,10 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
                          "photometry")
     tr.add_argument("--stop-after-epochs", type=int, default=None,
                     help="stop after this many epochs in this run; run again to resume")
-    tr.set_defaults(func=_train)
+    tr.set_defaults(func=_train, data_parallel=True)
 
-    cal = sub.add_parser("calibrate", formatter_class=_DEFAULTS, help="fit dropout rate, spread factors and label "
-                         "thresholds on the validation set; updates the bundle's card")
+    cal = sub.add_parser("calibrate", formatter_class=_DEFAULTS,
+                         help="fit dropout rate, spread factors and label thresholds"
+                         " on the validation set; updates the bundle's card")
     cal.add_argument("--bundle", required=True, help="bundle folder (from 'train')")
     cal.add_argument("--val", required=True, help="validation set (HDF5)")
     cal.add_argument("--n", type=int, default=4000, help="validation galaxies to use")
@@ -118,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
                                          "(test-time augmentation)")
     cal.set_defaults(func=_calibrate)
 
-    ev = sub.add_parser("evaluate", formatter_class=_DEFAULTS, help="evaluate on a test set; writes <bundle>/report/")
+    ev = sub.add_parser("evaluate", formatter_class=_DEFAULTS,
+                        help="evaluate on a test set; writes <bundle>/report/")
     ev.add_argument("--bundle", required=True, help="calibrated bundle folder")
     ev.add_argument("--test", required=True, help="test set (HDF5), never used before")
     ev.add_argument("--samples", type=int, default=500, help="posterior samples per galaxy")
@@ -132,13 +155,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    code = _main(argv)
+    if distributed.launched():
+        distributed.exit_process(code)
+    return code
+
+
+def _main(argv) -> int:
     args = build_parser().parse_args(argv)
-    progress = Progress(json_lines=args.json)
+    # Under torchrun only rank 0 reports; the others train silently beside it.
+    progress = Progress(json_lines=args.json,
+                        stream=None if distributed.is_rank0() else open(os.devnull, "w"))
     try:
+        if distributed.world_size() > 1 and not getattr(args, "data_parallel", False):
+            raise ValueError(f"'{args.command}' runs in one process: start it without torchrun "
+                             "(only 'train' and 'properties' train on several)")
         args.func(args, progress)
     except (OSError, ValueError) as exc:
-        print(f"galaxy-inspector-train: error: {exc}", file=sys.stderr)
+        line = f"galaxy-inspector-train: error: {distributed.rank_label()}{exc}"
+        print(line, file=sys.stderr)
+        distributed.report_failure(line)
         return 1
+    except KeyboardInterrupt:
+        print(f"galaxy-inspector-train: {distributed.rank_label()}interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

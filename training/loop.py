@@ -7,10 +7,15 @@ epoch records (as JSON text, so the file holds only tensors and plain values and
 ``torch.load(weights_only=True)``, which runs no pickled code). It is written to a temporary
 file, flushed to disk and renamed over the old one, so a run killed while saving keeps the
 previous epoch's checkpoint.
+
+Under ``torchrun`` only rank 0 writes checkpoints (the loops call ``save_checkpoint`` there
+alone) and reads them: ``resume_checkpoint`` sends the file's bytes to the other ranks, so
+every rank resumes from the same states and the run folder need only be on rank 0's disk.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -20,6 +25,7 @@ from typing import NamedTuple
 import torch
 
 from galaxy_inspector.errors import first_line
+from training.distributed import Ranks
 
 __all__ = ["CHECKPOINT_NAME", "MAX_GRAD_NORM", "Resumed", "optimisation_step", "save_checkpoint",
            "resume_checkpoint"]
@@ -67,18 +73,25 @@ def save_checkpoint(path, model, optimizer, scheduler, epoch: int, elapsed: floa
     os.replace(tmp, path)
 
 
-def resume_checkpoint(path, model, optimizer, scheduler, map_location="cpu") -> Resumed | None:
+def resume_checkpoint(path, model, optimizer, scheduler, map_location="cpu",
+                      ranks: Ranks | None = None) -> Resumed | None:
     """Load the checkpoint at ``path`` into ``model``, ``optimizer`` and ``scheduler``.
 
     Returns ``None`` when there is no checkpoint. A file that is not a checkpoint of this
     network (damaged, from another version or from another configuration) raises
     ``ValueError`` naming it, rather than a run that silently starts over or crashes.
+    ``ranks``: the processes of a torchrun run, which all get rank 0's file.
     """
     path = Path(path)
-    if not path.exists():
+    contents = None
+    if ranks is None or ranks.is_rank0:
+        contents = path.read_bytes() if path.exists() else None
+    if ranks is not None:
+        contents = ranks.from_rank0(contents)
+    if contents is None:
         return None
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(io.BytesIO(contents), map_location=map_location, weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])

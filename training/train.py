@@ -4,6 +4,12 @@ Every epoch sees each stored shape once, in one of its 8 dihedral orientations, 
 and noise draw (``training.observe``). The epoch's permutation, orientations, conditions, noise
 and dropout masks are seeded from ``(seed, epoch)``, so a run resumed from its checkpoint makes
 the same model as an uninterrupted one.
+
+Under ``torchrun`` (``training.distributed``) every rank draws the same permutation, conditions
+and orientations, and observes and back-propagates its own part of each batch with its own
+noise and dropout draws; ``batch_size`` is the batch of all ranks together, so a run on N
+processes takes the same steps on the same galaxies, under the same learning-rate schedule, as
+one process. Rank 0 alone writes the checkpoints and the bundle.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from galaxy_inspector.models.memory_format import memory_format_for
 from galaxy_inspector.models.morphology import pick_device
 from galaxy_inspector.models.morphology_network import MorphologyNet, gaussian_nll_ldl
 from training.dataset import fit_output_specs, load_set, load_sets
+from training.distributed import Ranks, ranks
 from training.loop import CHECKPOINT_NAME, optimisation_step, resume_checkpoint, save_checkpoint
 from training.observe import CONDITION_RANGES, WIDE_SKY_SIGMA_NJY, draw_conditions, observe
 from training.progress import Progress
@@ -90,12 +97,20 @@ def train(train_path, val_path, out_dir, config: TrainConfig, resume: bool = Tru
     """Train, checkpointing each epoch into ``out_dir``; returns the exported bundle folder.
 
     ``stop_after`` ends this invocation after that many epochs (a session with a time limit);
-    it returns ``None`` then, and a later call with ``resume=True`` carries on.
+    it returns ``None`` then, and a later call with ``resume=True`` carries on. Under torchrun
+    the other ranks than 0 return ``None`` once rank 0 has written the bundle.
     """
-    progress = progress or Progress()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    device = pick_device(config.device)
+    with ranks(pick_device(config.device)) as processes:
+        return _train(processes, train_path, val_path, Path(out_dir), config, resume,
+                      progress or Progress(), stop_after)
+
+
+def _train(processes: Ranks, train_path, val_path, out_dir: Path, config: TrainConfig,
+           resume: bool, progress: Progress, stop_after: int | None) -> Path | None:
+    device = processes.device
+    processes.check_batch(config.batch_size)
+    if processes.is_rank0:
+        out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     train_set = load_sets(train_path, config.limit)
     val_set = load_set(val_path, 2000)
@@ -121,52 +136,65 @@ def train(train_path, val_path, out_dir, config: TrainConfig, resume: bool = Tru
     model = model.to(device, memory_format=memory_format_for(device))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)
-    steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
+    steps_per_epoch = processes.steps(len(train_set), config.batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch,
         pct_start=0.15)
     val_x, val_cond = fixed_observations(val_set, seed=config.seed + 1000)
     val_y = targets_for(val_set.table, val_cond, specs, np.arange(len(val_set)))
+    own = processes.shard(len(val_y))  # each rank evaluates its part of the validation set
+    val_x, val_y = val_x[own], val_y[own]
     start_epoch = 0
     ckpt_path = out_dir / CHECKPOINT_NAME
-    resumed = (resume_checkpoint(ckpt_path, model, optimizer, scheduler, device) if resume
-               else None)
+    resumed = (resume_checkpoint(ckpt_path, model, optimizer, scheduler, device, processes)
+               if resume else None)
     if resumed:
         start_epoch, elapsed, history = resumed
         progress.emit("resumed", epoch=start_epoch)
     progress.emit("start", n_train=len(train_set), epochs=config.epochs, device=str(device))
     last_epoch = config.epochs if stop_after is None else min(config.epochs,
                                                                 start_epoch + stop_after)
+    trained = processes.wrap(model)
     for epoch in range(start_epoch, last_epoch):
         t0 = time.time()
-        model.train()
+        trained.train()
         rng = np.random.default_rng([config.seed, epoch])
-        generator = torch.Generator().manual_seed(config.seed * 100003 + epoch)
-        torch.manual_seed(config.seed * 7919 + epoch)
+        generator = torch.Generator().manual_seed(processes.seed(config.seed * 100003 + epoch))
+        torch.manual_seed(processes.seed(config.seed * 7919 + epoch))
         order = rng.permutation(len(train_set))
         running = 0.0
         for step in range(steps_per_epoch):
             index = np.sort(order[step * config.batch_size:(step + 1) * config.batch_size])
+            # Every rank draws the whole batch's conditions, so their generators stay in step.
             conditions = draw_conditions(len(index), rng, config.noise)
-            x = observed_batch(train_set.images, index, conditions, rng, generator)
-            y = targets_for(train_set.table, conditions, specs, index)
-            loss = gaussian_nll_ldl(model(x.to(device)), y.to(device)).mean()
-            running += optimisation_step(loss, model, optimizer, scheduler)
+            own = processes.shard(len(index))
+            conditions = {name: values[own] for name, values in conditions.items()}
+            x = observed_batch(train_set.images, index[own], conditions, rng, generator)
+            y = targets_for(train_set.table, conditions, specs, index[own])
+            loss = processes.batch_loss(
+                gaussian_nll_ldl(trained(x.to(device)), y.to(device)).mean(), len(x), len(index))
+            running += optimisation_step(loss, trained, optimizer, scheduler)
             progress.update(step + 1, steps_per_epoch, stage=f"epoch {epoch + 1}/{config.epochs}",
                             loss=running / (step + 1))
-        val_loss, val_rmse = evaluate_loss(model, val_x, val_y, device)
+        processes.sync_buffers(model)
+        val_loss, val_rmse = evaluate_loss(model, val_x, val_y, device, processes)
         elapsed += time.time() - t0
-        history.append({"stage": stage, "epoch": epoch + 1, "train_loss": running / steps_per_epoch,
+        train_loss = float(processes.sum(running)) / (processes.world_size * steps_per_epoch)
+        history.append({"stage": stage, "epoch": epoch + 1, "train_loss": train_loss,
                         "val_loss": val_loss, "val_rmse_scaled": val_rmse,
                         "elapsed_s": elapsed})
         progress.emit("epoch", **history[-1])
-        save_checkpoint(ckpt_path, model, optimizer, scheduler, epoch + 1, elapsed, history)
+        if processes.is_rank0:
+            save_checkpoint(ckpt_path, model, optimizer, scheduler, epoch + 1, elapsed, history)
     if last_epoch < config.epochs:
         progress.emit("paused", epoch=last_epoch, checkpoint=str(ckpt_path))
         return None
-    bundle = export_bundle(model, hyper, specs, config, train_set, history, elapsed,
-                           out_dir / "bundle", train_path, previous)
-    progress.emit("bundle", path=str(bundle))
+    bundle = None
+    if processes.is_rank0:
+        bundle = export_bundle(model, hyper, specs, config, train_set, history, elapsed,
+                               out_dir / "bundle", train_path, previous, processes.world_size)
+        progress.emit("bundle", path=str(bundle))
+    processes.barrier()
     return bundle
 
 
@@ -196,16 +224,18 @@ def _warm_start(model: MorphologyNet, start) -> None:
 
 
 @torch.no_grad()
-def evaluate_loss(model, x, y, device, batch=256):
-    """Mean NLL and per-parameter RMSE of the mean (scaled units) on fixed observations."""
+def evaluate_loss(model, x, y, device, processes: Ranks | None = None, batch=256):
+    """Mean NLL and per-parameter RMSE of the mean (scaled units) on fixed observations; under
+    torchrun each rank passes its part of them and the sums are added over the ranks."""
     model.eval()
-    losses, sq = [], []
+    loss_sum, sq_sum = 0.0, torch.zeros(y.shape[1], dtype=torch.float64)
     for i in range(0, len(x), batch):
         out = model(x[i:i + batch].unsqueeze(1).to(device))
-        losses.append(gaussian_nll_ldl(out, y[i:i + batch].to(device)).cpu())
-        sq.append((out[:, :y.shape[1]].cpu() - y[i:i + batch]) ** 2)
-    rmse = torch.cat(sq).mean(0).sqrt().tolist()
-    return float(torch.cat(losses).mean()), [round(v, 4) for v in rmse]
+        loss_sum += float(gaussian_nll_ldl(out, y[i:i + batch].to(device)).double().sum())
+        sq_sum += ((out[:, :y.shape[1]].cpu() - y[i:i + batch]) ** 2).double().sum(0)
+    sums = [len(x), loss_sum, *sq_sum.tolist()]
+    n, loss_sum, *sq = processes.sum(sums) if processes else sums
+    return float(loss_sum / n), [round(math.sqrt(v / n), 4) for v in sq]
 
 
 def _as_text(paths):
@@ -218,8 +248,9 @@ def _as_plain(seed):
 
 
 def export_bundle(model, hyper, specs, config, train_set, history, elapsed, folder, train_path,
-                  previous_stages=()):
-    """Write the bundle: weights, and a card with the whole input/output contract."""
+                  previous_stages=(), world_size=1):
+    """Write the bundle: weights, and a card with the whole input/output contract
+    (``world_size``: how many torchrun processes trained it)."""
     model = model.cpu().eval()
     tensors = {k: v.detach().contiguous().numpy() for k, v in model.state_dict().items()}
     table = train_set.table
@@ -268,7 +299,7 @@ def export_bundle(model, hyper, specs, config, train_set, history, elapsed, fold
             "broad_psf_fraction": np.round(train_set.attrs["broad_psf_fraction"], 4).tolist(),
             "config": config.as_dict(), "previous_stages": list(previous_stages),
             "history": history, "time_s": round(elapsed, 1),
-            "device": str(pick_device(config.device)),
+            "device": str(pick_device(config.device)), "world_size": int(world_size),
         },
         "package_version": galaxy_inspector.__version__,
     }

@@ -15,6 +15,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from training.cli_help import OptionHelpFormatter
+from training.distributed import is_rank0
+
 __all__ = ["add_subcommands", "DEMO_NAMES"]
 
 DEMO_NAMES = {"wu-boada": "properties-wu-boada-sim", "dobbels": "properties-dobbels-sim"}
@@ -25,7 +28,8 @@ def _cnn_config(args):
 
     return CNNConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                      schedule=args.schedule, seed=args.seed, depth=args.depth,
-                     widths=list(args.widths), hidden=args.hidden, threads=args.threads or None)
+                     widths=list(args.widths), hidden=args.hidden, threads=args.threads or None,
+                     device=args.device)
 
 
 def _survey(args, progress):
@@ -42,6 +46,8 @@ def _run(data, method, opts, progress):
 
     run = run_cnn_pipeline if method == "cnn" else run_gbm_pipeline
     result = run(data, opts, progress)
+    if not is_rank0():  # under torchrun: the CNN is trained, rank 0 finishes the bundle
+        return
     if result is None:
         progress.emit("paused", message="run the same command again to continue")
     else:
@@ -91,7 +97,7 @@ def _demo(args, progress):
     from training.properties.pipelines import PipelineOptions
 
     name = DEMO_NAMES[args.pipeline]
-    out = Path(args.bundle or Path("resources/models") / name)
+    out = Path(args.bundle)
     if args.pipeline == "wu-boada":
         data = load_survey(args.survey, targets=("metallicity", "log_mstar", "ml_g"),
                            limit=args.limit)
@@ -108,34 +114,40 @@ def _demo(args, progress):
 
 
 def _add_cnn_options(p, epochs):
-    p.add_argument("--epochs", type=int, default=epochs)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--epochs", type=int, default=epochs, help="passes over the training set")
+    p.add_argument("--batch-size", type=int, default=64, help="galaxies per step")
     p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
-    p.add_argument("--schedule", choices=("one-cycle", "cosine"), default="one-cycle")
+    p.add_argument("--schedule", choices=("one-cycle", "cosine"), default="one-cycle",
+                   help="learning-rate schedule")
     p.add_argument("--depth", type=int, choices=(18, 34), default=18,
                    help="ResNet-18 (2-2-2-2 blocks) or ResNet-34 (3-4-6-3)")
     p.add_argument("--widths", type=int, nargs=4, default=[16, 32, 64, 128],
                    help="channels of the four stages")
     p.add_argument("--hidden", type=int, default=64, help="width of the feature layer")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=int, default=1,
+                   help="fixes the split, initial weights and data order")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's)")
+    p.add_argument("--device", default="cpu",
+                   help="cpu or cuda (under torchrun: each process on its own GPU)")
     p.add_argument("--stop-after-epochs", type=int, default=None,
                    help="stop each CNN after this many epochs in this run; run again to resume")
 
 
 def add_subcommands(sub) -> None:
     """Register ``properties-survey``, ``properties`` and ``properties-demo``."""
-    sv = sub.add_parser("properties-survey",
+    sv = sub.add_parser("properties-survey", formatter_class=OptionHelpFormatter,
                         help="simulate the labelled gri survey (synthetic M/L, mass, metallicity)")
     sv.add_argument("--n", type=int, required=True, help="galaxies (after r < 17.77 selection)")
-    sv.add_argument("--seed", type=int, required=True)
+    sv.add_argument("--seed", type=int, required=True, help="random seed (fixes the survey)")
     sv.add_argument("--out", required=True, help="HDF5 file (an interrupted run resumes)")
     sv.add_argument("--workers", type=int, default=0, help="processes (default: all cores)")
-    sv.add_argument("--stamp-size", type=int, default=64)
-    sv.add_argument("--chunk", type=int, default=200)
+    sv.add_argument("--stamp-size", type=int, default=64, help="side of each stamp in pixels")
+    sv.add_argument("--chunk", type=int, default=200,
+                    help="galaxies per work unit (each with its own seed, so a resumed run "
+                         "draws the same survey)")
     sv.set_defaults(func=_survey)
 
-    pr = sub.add_parser("properties", help="train a physical-property bundle from your "
+    pr = sub.add_parser("properties", formatter_class=OptionHelpFormatter, help="train a physical-property bundle from your "
                         "labelled table (or a simulated survey)")
     pr.add_argument("--table", help="CSV/ECSV/FITS table of image paths and labels")
     pr.add_argument("--survey", help="or: a survey HDF5 from properties-survey")
@@ -157,7 +169,8 @@ def add_subcommands(sub) -> None:
     pr.add_argument("--stamp-size", type=int, help="cut every image to its central N x N pixels")
     pr.add_argument("--drop-bad", action="store_true",
                     help="train without the rows that cannot be used (they are listed)")
-    pr.add_argument("--method", choices=("cnn", "cnn+gbm"), default="cnn")
+    pr.add_argument("--method", choices=("cnn", "cnn+gbm"), default="cnn",
+                    help="a CNN alone (Wu & Boada) or CNN features with LightGBM (Dobbels)")
     pr.add_argument("--all-bands", action="store_true",
                     help="with --survey and cnn+gbm: use gri, not only g (Dobbels used g)")
     pr.add_argument("--limit", type=int, help="with --survey: use only about N galaxies")
@@ -167,14 +180,17 @@ def add_subcommands(sub) -> None:
     pr.add_argument("--name", help="bundle name (default: the folder name)")
     pr.add_argument("--work-dir", help="checkpoints and report (default: OUT-work)")
     _add_cnn_options(pr, epochs=15)
-    pr.set_defaults(func=_properties)
+    pr.set_defaults(func=_properties, data_parallel=True)
 
-    dm = sub.add_parser("properties-demo", help="train a demo bundle with its full report on "
+    dm = sub.add_parser("properties-demo", formatter_class=OptionHelpFormatter, help="train a demo bundle with its full report on "
                         "the simulated survey")
-    dm.add_argument("pipeline", choices=sorted(DEMO_NAMES))
-    dm.add_argument("--survey", required=True)
+    dm.add_argument("pipeline", choices=sorted(DEMO_NAMES),
+                    help="which demo: wu-boada (CNN on gri) or dobbels (CNN+LightGBM on g)")
+    dm.add_argument("--survey", required=True, help="survey HDF5 from properties-survey")
     dm.add_argument("--work-dir", required=True, help="checkpoints and studies (resumable)")
-    dm.add_argument("--bundle", help="output bundle (default resources/models/<name>)")
+    dm.add_argument("--bundle", required=True,
+                    help="bundle folder to write (the shipped ones: resources/models/"
+                         f"{DEMO_NAMES['wu-boada']} and .../{DEMO_NAMES['dobbels']})")
     dm.add_argument("--resolutions", type=int, nargs="*", default=[32, 16, 8, 4, 1],
                     help="wu-boada: image sides of the resolution study")
     dm.add_argument("--limit", type=int, help="use only about N galaxies (tests)")
