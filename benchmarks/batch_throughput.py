@@ -23,10 +23,18 @@ from pathlib import Path
 import numpy as np
 
 
-def write_inputs(folder: Path, n: int, seed: int = 0) -> None:
+def write_inputs(folder: Path, n: int, seed: int = 0, side: int = 160,
+                 headers_from: Path | None = None) -> None:
+    """``n`` HSC-like cutouts of GalSim bulge+disk galaxies, ``side`` px at 0.168″/px, in
+    counts with FLUXMAG0 (zp 27), with MASK and VARIANCE planes. ``headers_from``: a FITS file
+    (an HSC coadd cutout of ``side`` px) whose HDUs' headers (WCS, mask planes) each copies."""
     import galsim
     from astropy.io import fits
 
+    templates = [None] * 4
+    if headers_from is not None:
+        with fits.open(headers_from) as hdul:
+            templates = [h.header.copy() for h in hdul]
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(n):
@@ -37,13 +45,15 @@ def write_inputs(folder: Path, n: int, seed: int = 0) -> None:
                                              flux=rng.uniform(0.0, 0.7))]).withFlux(
                 10 ** rng.uniform(3.5, 5.5)),
             galsim.Moffat(beta=3.0, fwhm=rng.uniform(0.6, 1.1)))
-        counts = gal.drawImage(nx=160, ny=160, scale=0.168).array / 10 ** (4.4 / 2.5)
+        counts = gal.drawImage(nx=side, ny=side, scale=0.168).array / 10 ** (4.4 / 2.5)
         counts += rng.normal(0, 0.05, counts.shape)
-        primary = fits.PrimaryHDU()
+        primary = fits.PrimaryHDU(header=templates[0])
         primary.header["FLUXMAG0"] = 10 ** (0.4 * 27.0)
-        fits.HDUList([primary, fits.ImageHDU(counts.astype(np.float32), name="IMAGE"),
-                      fits.ImageHDU(np.zeros(counts.shape, np.int32), name="MASK"),
-                      fits.ImageHDU(np.full(counts.shape, 0.0025, np.float32),
+        fits.HDUList([primary,
+                      fits.ImageHDU(counts.astype(np.float32), templates[1], name="IMAGE"),
+                      fits.ImageHDU(np.zeros(counts.shape, np.int32), templates[2],
+                                    name="MASK"),
+                      fits.ImageHDU(np.full(counts.shape, 0.0025, np.float32), templates[3],
                                     name="VARIANCE")]).writeto(folder / f"g{i:05d}.fits")
 
 

@@ -28,8 +28,10 @@ class Flag(enum.IntFlag):
 
 
 FLAG_DESCRIPTIONS = {
-    Flag.EDGE: "the stamp runs off the image edge; the missing part was filled with "
-               "background and noise",
+    Flag.EDGE: "some stamp pixels came less than half from the image (the stamp runs off its "
+               "edge, or a rotated frame leaves its corners empty) and were filled with "
+               "background and noise; a same-scale stamp overhanging by under a pixel is "
+               "moved onto the image instead",
     Flag.MASKED: "more than 1 % of the stamp's pixels were masked or not finite and were filled "
                  "with background and noise (see column masked_fraction)",
     Flag.FLUX_UNCALIBRATED: "no flux calibration: the image was scaled to a nominal sky noise, "

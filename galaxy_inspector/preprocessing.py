@@ -18,6 +18,7 @@ otherwise the stamp is refused with a message. Images with a celestial WCS come 
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from dataclasses import dataclass
@@ -46,6 +47,11 @@ PAD = 6  # source pixels beyond the footprint for the resampling kernels
 #: refused instead of taking gigabytes.
 MAX_CUT_SIDE = 4096
 FLUX_CHECK_RADIUS = 0.4  # aperture radius for the flux check, in stamp sides
+#: A stamp pixel less than this fraction of which came from the image is a filled pixel, and
+#: any filled pixel sets EDGE: half, the rule by which a pixel is on or off any grid (its
+#: centre), so a sub-pixel sliver along the border does not count while a noise-filled
+#: corner or strip does.
+EDGE_COVERAGE = 0.5
 FLUX_CHECK_TOLERANCE = 0.03  # relative, plus 5 sigma of the noise in the aperture
 #: Sky noise per pixel (nJy) an uncalibrated image is scaled to: HSC-Wide g at 0.168″/px.
 NOMINAL_SKY_SIGMA_NJY = 2.0
@@ -191,9 +197,9 @@ def make_stamp(image: SkyImage, x: float, y: float, stamp_size: int, pixel_scale
         variance = cut.variance.astype(np.float64)
         bad |= ~(variance > 0)
     xc, yc = cut.position
-    yy, xx = np.indices(cut.shape)
+    rows, cols = np.ogrid[:cut.shape[0], :cut.shape[1]]
     half = footprint / 2.0
-    in_footprint = (np.abs(xx - xc) <= half) & (np.abs(yy - yc) <= half)
+    in_footprint = (np.abs(cols - xc) <= half) & (np.abs(rows - yc) <= half)
     good = ~bad
     data_fraction = (in_footprint & good).sum() / max(1, in_footprint.sum())
     if data_fraction == 0:
@@ -201,31 +207,40 @@ def make_stamp(image: SkyImage, x: float, y: float, stamp_size: int, pixel_scale
     if data_fraction < MIN_DATA_FRACTION:
         raise InputError(f"only {data_fraction:.0%} of the stamp around x={x:.1f}, y={y:.1f} "
                          "holds usable pixels")
-    if (in_footprint & ~in_image).any():
-        flags |= Flag.EDGE
     inside = in_footprint & in_image
     masked_fraction = float((inside & bad).sum() / max(1, inside.sum()))
     if masked_fraction > MASKED_FLAG_FRACTION:
         flags |= Flag.MASKED
 
-    _, sky, clipped_std = sigma_clipped_stats(data[good], sigma=3.0, maxiters=5)
-    noise = math.sqrt(np.median(variance[good])) if variance is not None else clipped_std
-    rng = np.random.default_rng(seed)
-    filled = np.where(bad, sky + rng.normal(0.0, noise, data.shape), data)
+    noise = None
+    filled = data
+    if bad.any():  # else neither the background nor the noise is needed
+        _, sky, clipped_std = sigma_clipped_stats(data[good], sigma=3.0, maxiters=5)
+        noise = math.sqrt(np.median(variance[good])) if variance is not None else clipped_std
+        rng = np.random.default_rng(seed)
+        filled = np.where(bad, sky + rng.normal(0.0, noise, data.shape), data)
 
     ra, dec = image.pixel_to_sky(x, y)
     centre = (stamp_size - 1) / 2.0
     if abs(ratio - 1.0) < SAME_SCALE_TOLERANCE:
-        stamp = Cutout2D(filled, (xc, yc), stamp_size, mode="partial", fill_value=sky).data
+        # The cut is padded beyond the footprint, so a stamp always lies inside it.
+        position = _onto_image(in_image, xc, yc, stamp_size)
+        stamp = Cutout2D(filled, position, stamp_size, mode="strict").data
+        from_image = Cutout2D(in_image, position, stamp_size, mode="strict").data
     else:
-        stamp = _resample(filled, cut.wcs, xc, yc, ra, dec, source_scale, pixel_scale,
-                          stamp_size)
+        stamp, coverage = _resample(filled, in_image, cut.wcs, xc, yc, ra, dec, source_scale,
+                                    pixel_scale, stamp_size)
+        if noise is None:  # the noise the flux check allows for
+            noise = (math.sqrt(np.median(variance)) if variance is not None
+                     else sigma_clipped_stats(data, sigma=3.0, maxiters=5)[2])
         _check_resampled(stamp, filled, xc, yc, centre, source_scale, pixel_scale, noise,
                          stamp_size)
+        from_image = coverage >= EDGE_COVERAGE
+    if not from_image.all():
+        flags |= Flag.EDGE
     stamp = np.asarray(stamp, dtype=np.float64)
 
-    yy, xx = np.indices(stamp.shape)
-    outskirts = np.hypot(yy - centre, xx - centre) > FLUX_CHECK_RADIUS * stamp_size
+    outskirts = _outskirts(stamp_size)
     # 8-bit display images can have a sky so flat that its MAD is 0: fall back to the std.
     sky_sigma = (MAD_TO_SIGMA * float(median_absolute_deviation(stamp[outskirts]))
                  or float(np.std(stamp[outskirts])))
@@ -245,7 +260,10 @@ def make_stamp(image: SkyImage, x: float, y: float, stamp_size: int, pixel_scale
                  calibration=calibration)
 
 
-def _resample(filled, cut_wcs, xc, yc, ra, dec, source_scale, pixel_scale, stamp_size):
+def _resample(filled, in_image, cut_wcs, xc, yc, ra, dec, source_scale, pixel_scale,
+              stamp_size) -> tuple[np.ndarray, np.ndarray]:
+    """The cut ``filled`` on the model's grid, and the fraction of each stamp pixel that came
+    from the image (``in_image`` resampled the same way, in the same call)."""
     from reproject import reproject_adaptive, reproject_interp
 
     centre = (stamp_size - 1) / 2.0
@@ -256,11 +274,46 @@ def _resample(filled, cut_wcs, xc, yc, ra, dec, source_scale, pixel_scale, stamp
     out_wcs = _tan_wcs(ra, dec, pixel_scale, centre, centre)
     shape = (stamp_size, stamp_size)
     ratio = pixel_scale / source_scale
-    if ratio < 1.0:
-        return reproject_interp((filled, cut_wcs), out_wcs, shape_out=shape, order="bicubic",
-                                return_footprint=False) * ratio ** 2
-    return reproject_adaptive((filled, cut_wcs), out_wcs, shape_out=shape, conserve_flux=True,
-                              return_footprint=False)
+    planes = (np.stack([filled, in_image.astype(np.float64)]), cut_wcs)
+    if ratio < 1.0:  # surface brightness interpolated, times the pixel-area ratio
+        stamp, coverage = reproject_interp(planes, out_wcs, shape_out=shape, order="bicubic",
+                                           return_footprint=False)
+        return stamp * ratio ** 2, coverage
+    # Fluxes summed: a stamp pixel wholly on the image collects ratio**2 of the indicator.
+    stamp, coverage = reproject_adaptive(planes, out_wcs, shape_out=shape, conserve_flux=True,
+                                         return_footprint=False)
+    return stamp, coverage / ratio ** 2
+
+
+def _onto_image(in_image: np.ndarray, xc: float, yc: float, size: int) -> tuple[float, float]:
+    """Where a same-scale stamp of ``size`` pixels is cut from a window whose ``in_image``
+    marks the image's pixels: at (xc, yc), or, where the stamp would overhang the image by a
+    sliver of less than a pixel on one side, moved by that sliver onto the image. Such a stamp
+    is made of whole source pixels, so the sliver would otherwise become a whole row or column
+    of noise; the galaxy stays within a pixel of the stamp centre (``Cutout2D`` rounds its
+    placement by up to half a pixel in any case)."""
+    moved = []
+    for centre, on in ((xc, in_image.any(axis=0)), (yc, in_image.any(axis=1))):
+        first, last = np.flatnonzero(on)[[0, -1]]
+        low, high = first - 0.5, last + 0.5  # the image's edges
+        over_high, over_low = centre + size / 2 - high, low - (centre - size / 2)
+        if 0 < over_high < 1 and -over_low >= over_high:
+            centre = high - size / 2
+        elif 0 < over_low < 1 and -over_high >= over_low:
+            centre = low + size / 2
+        moved.append(float(centre))
+    return moved[0], moved[1]
+
+
+@functools.lru_cache(maxsize=8)
+def _outskirts(stamp_size: int) -> np.ndarray:
+    """Pixels of a stamp further than ``FLUX_CHECK_RADIUS`` stamp sides from its centre, where
+    the sky noise is measured (read-only: it is shared)."""
+    centre = (stamp_size - 1) / 2.0
+    rows, cols = np.ogrid[:stamp_size, :stamp_size]
+    outskirts = np.hypot(rows - centre, cols - centre) > FLUX_CHECK_RADIUS * stamp_size
+    outskirts.flags.writeable = False
+    return outskirts
 
 
 def _check_resampled(stamp, filled, xc, yc, centre, source_scale, pixel_scale, noise,

@@ -189,3 +189,38 @@ def test_no_central_galaxy_in_pure_noise_or_between_the_galaxies_of_a_field():
     with pytest.raises(InputError, match=r"the nearest of 3 sources within 13 arcsec lies "
                                          r"6\.3 arcsec away"):
         central_galaxy(field)
+
+
+def test_a_sub_pixel_overhang_is_not_an_edge_but_a_missing_strip_is():
+    """A click 0.6 px off the centre of a 128-px cutout takes the cutout's own pixels (the
+    galaxy within a pixel of the stamp centre), not a column of noise; 3 px off is EDGE."""
+    data = _drawn(MODEL_SCALE, SIZE) + np.random.default_rng(2).normal(0, 1.0, (SIZE, SIZE))
+    image = SkyImage.from_array(data, MODEL_SCALE)
+    for x, y in [(64.1, 63.5), (62.9, 64.1), (64.4, 62.6)]:
+        stamp = make_stamp(image, x, y, SIZE, MODEL_SCALE)
+        assert not stamp.flags & Flag.EDGE, (x, y)
+        np.testing.assert_array_equal(stamp.data, data.astype(np.float32))
+    off = make_stamp(image, 66.5, 63.5, SIZE, MODEL_SCALE)
+    assert off.flags & Flag.EDGE
+    np.testing.assert_array_equal(off.data[:, :-3], data[:, 3:].astype(np.float32))
+
+
+def test_noise_filled_corners_of_a_north_up_stamp_from_a_rotated_frame_are_an_edge():
+    """A frame rotated by 48 degrees holds the stamp's whole axis-aligned footprint, but the
+    north-up stamp's corners lie off it and are filled."""
+    n, scale = 112, 0.2
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    w.wcs.crval = [150.0, 2.0]
+    w.wcs.crpix = [(n + 1) / 2, (n + 1) / 2]
+    angle = np.radians(48.0)
+    w.wcs.cd = scale / 3600.0 * np.array([[-np.cos(angle), np.sin(angle)],
+                                          [np.sin(angle), np.cos(angle)]])
+    data = _drawn(scale, n) + np.random.default_rng(3).normal(0, 1.0, (n, n))
+    image = SkyImage.from_array(data, scale, wcs=w)
+    assert SIZE * MODEL_SCALE / scale < n  # the unrotated footprint fits
+    stamp = make_stamp(image, (n - 1) / 2, (n - 1) / 2, SIZE, MODEL_SCALE)
+    assert stamp.flags & Flag.EDGE
+    unrotated = make_stamp(SkyImage.from_array(data, scale), (n - 1) / 2, (n - 1) / 2, SIZE,
+                           MODEL_SCALE)
+    assert not unrotated.flags & Flag.EDGE
