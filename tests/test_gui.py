@@ -37,7 +37,7 @@ def test_click_galaxy_shows_posterior_with_finite_intervals(
             assert math.isfinite(lo) and math.isfinite(hi) and lo <= hi
     panel = window.posterior
     assert panel.table.rowCount() == len(m.names)
-    assert panel.table.item(1, 0).text() == "R_e (arcsec)"
+    assert panel.table.item(1, 0).text() == "R_e [arcsec]"
     assert "[" in panel.table.item(0, 3).text()
     assert "Label:" in panel.heading.text() and "Calibration:" in panel.flags_text.text()
     assert window.image_view.crop_box.isVisible()
@@ -73,7 +73,8 @@ def test_cube_opens_as_colour_composite_and_jpeg_as_display_image(
     window.band_box.setCurrentIndex(1)
     assert window.state.band == 1 and window.image_view.image_item.image.ndim == 2
     _open(qtbot, window, str(sample_paths["sdss_gri.jpg"]))
-    assert len(window.state.images) == 1
+    # Its R, G, B channels, shown together as they are (tests/test_gui_display.py).
+    assert len(window.state.images) == 3 and window.state.image.is_display_image
 
 
 def test_clicking_a_jpeg_shows_why_there_is_no_morphology_instead_of_a_posterior(
@@ -128,7 +129,7 @@ def test_model_dialog_shows_card_of_shipped_bundle(qtbot, gui_settings):
     dialog = ModelDialog("morphology-hsc-g")
     qtbot.addWidget(dialog)
     assert dialog.bundles.count() >= 1
-    assert "Input contract" in dialog.card_view.toPlainText()
+    assert "What it reads" in dialog.card_view.toPlainText()
     assert dialog.ok_button.isEnabled()
     dialog.add_bundle("/nonexistent/bundle")
     assert "no model bundle" in dialog.error.text() and not dialog.ok_button.isEnabled()
@@ -154,6 +155,6 @@ def test_a_model_choice_measures_the_shown_galaxy_once(qtbot, make_main_window, 
                         lambda worker: started.append(worker) or worker)
     choice = SimpleNamespace(chosen="/some/morphology", chosen_properties=["/some/properties"])
     window._apply_model_choice(choice)
-    assert len(started) == 1 and window._queued_position is None
+    assert len(started) == 1 and not window._pending_measurement
     assert window.state.model == "/some/morphology"
     assert window.state.property_models == ("/some/properties",)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,7 +40,7 @@ from galaxy_inspector.posterior import summary_keys
 from galaxy_inspector.preprocessing import Stamp
 
 __all__ = ["read_catalogue", "failed_rows", "property_errors", "redshift_of",
-           "stored_measurement", "pending_rows"]
+           "stored_measurement", "pending_rows", "resolve_source"]
 
 
 def read_catalogue(path):
@@ -56,7 +57,9 @@ def read_catalogue(path):
         One row per object, text columns as str, units and descriptions on the columns, and
         the provenance (model names and SHA-256, demo warning, command line, creation time) in
         ``meta`` under the keys of ``schema.META_KEYS``, with the flag meanings as
-        ``flag_<NAME>`` (``schema.table_meta``): what every export carries. The rows are
+        ``flag_<NAME>`` (``schema.table_meta``): what every export carries. ``source`` is
+        an absolute path (``resolve_source``, for catalogues written with relative ones).
+        The rows are
         those of the file's last checkpoint (``catalogue.writer``): while a batch runs, or
         after one was killed, rows committed to its journal but not yet folded in are not
         among them, and ``meta["PENDING"]`` says how many and what to do (wait, or
@@ -76,6 +79,12 @@ def read_catalogue(path):
     except (OSError, KeyError, ValueError) as exc:
         raise InputError(f"cannot read catalogue {path}: {first_line(exc)}") from None
     table.meta.update(meta)
+    if "source" in table.colnames:
+        column = table["source"]
+        resolved = [resolve_source(path, s) for s in column]
+        if resolved != list(column):  # a new column: longer text would be cut in the old one
+            table.replace_column("source", type(column)(resolved, name="source",
+                                                        description=column.description))
     n_pending = pending_rows(path)
     if n_pending:
         holder = lock_holder(path)
@@ -84,6 +93,20 @@ def read_catalogue(path):
             + (f"a batch is writing it ({holder})" if holder
                else "finish the interrupted run with --resume"))
     return table
+
+
+def resolve_source(catalogue, source: str) -> str:
+    """The absolute path of a row's ``source``. Catalogues store absolute paths; older ones
+    stored the paths as typed, relative to the folder the batch ran in: those are looked
+    for beside the catalogue first (where a catalogue and its images usually travel
+    together), then in the working folder; when neither has the file, the path beside the
+    catalogue is given (the one a reader's error message should name)."""
+    if not source or os.path.isabs(source):
+        return source
+    beside = os.path.join(os.path.dirname(os.path.abspath(catalogue)), source)
+    if os.path.exists(beside) or not os.path.exists(source):
+        return os.path.normpath(beside)
+    return os.path.abspath(source)
 
 
 def pending_rows(path) -> int:

@@ -1,7 +1,8 @@
 """Application entry points used by ``galaxy-inspector`` (``cli.py`` imports this lazily).
 
-``run_gui(files)`` opens the window; ``take_screenshot(out_png, files)`` opens the files,
-measures the galaxy at the centre of the first one, saves the main window as a PNG and exits.
+``run_gui(files)`` opens the window with every file, each as one of the open images (frames);
+``take_screenshot(out_png, files)`` opens the files, measures the galaxy at the centre of the
+first one, saves the main window as a PNG and exits.
 ``main`` and ``screenshot`` are the names ``cli.py`` calls. ``take_panel_screenshot`` saves the
 posterior panel scrolled to its "Physical properties" section, with given property models
 (for the docs: ``python -m galaxy_inspector.gui.app --panel OUT.png IMAGE --model BUNDLE ...``).
@@ -37,12 +38,13 @@ def application() -> QApplication:
 
 
 def run_gui(files: list[str]) -> int:
-    """Open the main window (with the first of ``files``) and run until it is closed."""
+    """Open the main window with ``files`` (the first shown, the others in the list of open
+    images) and run until it is closed."""
     app = application()
     window = MainWindow()
     window.show()
     if files:
-        window.open_file(files[0])
+        window.open_files(files)
     status = app.exec()
     wait_for_workers()
     return int(status)
@@ -61,7 +63,8 @@ def _wait_until(app, predicate, timeout: float) -> bool:
 
 def take_screenshot(out_png: str, files: list[str], property_models=None,
                     redshift: float | None = None, panel_only: bool = False) -> int:
-    """Open ``files``, measure the centre galaxy of the first, save the window to ``out_png``.
+    """Open ``files``, measure the centre galaxy of the first, save the window to ``out_png``
+    (once every file is read, so the list of open images is complete).
 
     ``property_models`` (bundle names or folders) replace the active ones for this screenshot
     only (the user's settings keep theirs); ``panel_only`` saves the posterior panel scrolled
@@ -78,9 +81,10 @@ def take_screenshot(out_png: str, files: list[str], property_models=None,
     window.analysis_failed.connect(errors.append)
     status = 0
     if files:
-        window.open_file(files[0])
-        loaded = _wait_until(app, lambda: bool(window.state.images) or window.state.message,
+        reading = window.open_files(files)
+        loaded = _wait_until(app, lambda: reading is None or not reading.is_running,
                              SCREENSHOT_TIMEOUT)
+        app.processEvents()  # the last file's planes, sent just before the reading ended
         if window.state.images:
             window.state.redshift = redshift
             ny, nx = window.state.image.shape

@@ -1,41 +1,62 @@
-"""The main window: image view, posterior dock, menus, status-bar readout, drag and drop.
+"""The main window: the open images (frames), the image view, the posterior panel, menus,
+status-bar readout, drag and drop.
 
 It wires widgets to the headless ``ViewerState`` and starts engine calls (``tasks``) through
-``workers``; it holds no science and never blocks on the engine.
+``workers``; it holds no science and never blocks on the engine. The image keeps priority:
+image and side panel share a splitter with stretch factors (the image takes three parts of any
+change of width, the side two), and the splitters' positions are remembered.
 """
 
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QDoubleValidator, QKeySequence
 from PySide6.QtWidgets import (
+    QAbstractItemView,
     QComboBox,
-    QDockWidget,
     QFileDialog,
     QLabel,
     QLineEdit,
+    QListWidget,
+    QListWidgetItem,
     QMainWindow,
     QMessageBox,
     QSpinBox,
+    QSplitter,
+    QStackedWidget,
     QToolBar,
+    QVBoxLayout,
+    QWidget,
 )
 
 from galaxy_inspector.engine import DEFAULT_MODEL
 from galaxy_inspector.errors import user_message
+from galaxy_inspector.gui import region_actions, samp_bridge
 from galaxy_inspector.gui import settings as stored
 from galaxy_inspector.gui.file_filters import CATALOGUE_FILTER, CATALOGUE_SUFFIXES, IMAGE_FILTER
 from galaxy_inspector.gui.image_view import SkyImageView
 from galaxy_inspector.gui.posterior_panel import PosteriorPanel
 from galaxy_inspector.gui.workers import Worker, start_worker
+from galaxy_inspector.viewer.display import band_labels
 from galaxy_inspector.viewer.model_cards import bundle_display_name, known_property_bundles
 from galaxy_inspector.viewer.state import COMPOSITE_BAND, INTERVALS, STRETCHES, ViewerState
-from galaxy_inspector.viewer.tasks import ModelCache, preload_engine_modules, read_planes
+from galaxy_inspector.viewer.tasks import ModelCache, preload_engine_modules, read_files
 
 __all__ = ["MainWindow"]
 
 ERROR_STYLE = "color: #b00020; font-weight: bold"
+EMPTY_HINT = "Open a file (Ctrl+O) or drop one here"
+#: Next / previous image. DS9 uses Tab and Shift+Tab, which Qt keeps for moving the keyboard
+#: focus between fields; Page Down / Page Up are the keys of the same gesture in viewers.
+NEXT_KEYS = ("PgDown", "Ctrl+]")
+PREVIOUS_KEYS = ("PgUp", "Ctrl+[")
+#: Width shares of a change of window width: the image gets most of it.
+IMAGE_STRETCH, SIDE_STRETCH = 3, 2
+MIN_IMAGE_WIDTH, MIN_SIDE_WIDTH = 240, 200
 
 
 class MainWindow(QMainWindow):
@@ -52,37 +73,99 @@ class MainWindow(QMainWindow):
         self.models = ModelCache()
         self.settings = stored.app_settings()
         self._analysis_worker: Worker | None = None
-        self._analysis_request = None
-        self._queued_position = None
+        self._analysis_request = None  # measurement_key() of the running or last measurement
+        self._pending_measurement = False  # something else to measure once it ends
+        self._hover = None  # last pointer position over the image (view coordinates)
         self._child_windows = []
 
         self.image_view = SkyImageView(self.state)
-        self.setCentralWidget(self.image_view)
         self.posterior = PosteriorPanel()
-        dock = QDockWidget("Posterior", self)
-        dock.setObjectName("posterior_dock")
-        dock.setWidget(self.posterior)
-        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+        self._build_central()
         self._build_toolbar()
         self._build_menus()
-        self.readout = QLabel()
-        self.statusBar().addPermanentWidget(self.readout)
+        self.samp = samp_bridge.install(self)  # SAMP menu: TOPCAT, DS9, Aladin
+        self.regions = region_actions.install(self)  # Regions menu: DS9 region files
         self.model_label = QLabel()
         self.statusBar().addPermanentWidget(self.model_label)
 
         self.image_view.hovered.connect(self._on_hover)
         self.image_view.clicked.connect(self.analyse_at)
         self.state.add_callback("analysis", self.posterior.show_analysis)
+        self.state.add_callback("pixel_origin", self.posterior.set_pixel_origin)
+        self.posterior.set_pixel_origin(self.state.pixel_origin)
+        for name in ("images", "band", "pixel_origin"):  # what is under the pointer changed
+            self.state.add_callback(name, lambda _value: self._refresh_readout())
         self.state.add_callback("path", self._on_path)
+        self.state.add_callback("frames", self._update_frame_list)
+        self.state.add_callback("frame", self._update_frame_list)
         self.state.add_callback("images", self._update_bands)
         self.state.add_callback("band", lambda _band: self._update_bands(self.state.images))
+        self.state.add_callback("band", lambda _band: self._reanalyse())
         self.state.add_callback("model", self._on_model)
         self.state.add_callback("property_models", self._on_property_models)
         self.state.add_callback("redshift", self._on_redshift)
         self.state.add_callback("busy", self._on_busy)
         self._restore_settings()
+        self._update_frame_list()
+        self._update_bands(())
 
     # -- construction --------------------------------------------------------------------
+    def _build_central(self) -> None:
+        """[image | side], the side being [open images / posterior], in splitters; the image
+        area shows a hint until a file is open."""
+        self.empty_hint = QLabel(EMPTY_HINT)
+        self.empty_hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty_hint.setWordWrap(True)
+        self.empty_hint.setStyleSheet("color: #888; font-size: 15pt; background: black")
+        self.image_stack = QStackedWidget()
+        self.image_stack.addWidget(self.empty_hint)
+        self.image_stack.addWidget(self.image_view)
+        # The readout sits under the image, not in the status bar, where messages and the
+        # model's name would cut it short in a narrow window; it wraps rather than clips.
+        self.readout = QLabel()
+        self.readout.setWordWrap(True)
+        self.readout.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.image_area = QWidget()
+        image_column = QVBoxLayout(self.image_area)
+        image_column.setContentsMargins(0, 0, 0, 0)
+        image_column.setSpacing(2)
+        image_column.addWidget(self.image_stack, 1)
+        image_column.addWidget(self.readout)
+        self.image_area.setMinimumWidth(MIN_IMAGE_WIDTH)
+        self.frame_list = QListWidget()
+        self.frame_list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.frame_list.setToolTip(
+            f"Open images. Next / previous: {' or '.join(NEXT_KEYS)} / "
+            f"{' or '.join(PREVIOUS_KEYS)}; close: Ctrl+W")
+        self.frame_list.currentRowChanged.connect(self._on_frame_chosen)
+        frames = QWidget()
+        frames_column = QVBoxLayout(frames)
+        frames_column.setContentsMargins(0, 0, 0, 0)
+        frames_column.setSpacing(2)
+        title = QLabel(f"<b>Open images</b> ({NEXT_KEYS[0]} / {PREVIOUS_KEYS[0]}: "
+                       "next / previous)")
+        title.setWordWrap(True)  # wraps in a narrow window rather than being cut
+        frames_column.addWidget(title)
+        frames_column.addWidget(self.frame_list, 1)
+        self.side = QSplitter(Qt.Orientation.Vertical)
+        self.side.setObjectName("side_splitter")
+        self.side.addWidget(frames)
+        self.side.addWidget(self.posterior)
+        self.side.setStretchFactor(0, 0)
+        self.side.setStretchFactor(1, 1)
+        self.side.setChildrenCollapsible(False)
+        self.side.setSizes([110, 600])
+        self.side.setMinimumWidth(MIN_SIDE_WIDTH)
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.setObjectName("main_splitter")
+        self.splitter.addWidget(self.image_area)
+        self.splitter.addWidget(self.side)
+        self.splitter.setStretchFactor(0, IMAGE_STRETCH)
+        self.splitter.setStretchFactor(1, SIDE_STRETCH)
+        self.splitter.setChildrenCollapsible(False)
+        self.splitter.setSizes([IMAGE_STRETCH * 100, SIDE_STRETCH * 100])
+        self.setCentralWidget(self.splitter)
+
     def _build_toolbar(self) -> None:
         bar = QToolBar("Display")
         bar.setObjectName("display_toolbar")
@@ -91,10 +174,15 @@ class MainWindow(QMainWindow):
         self.interval_box = self._combo(bar, "Limits", INTERVALS, "interval")
         bar.addWidget(QLabel(" Band "))
         self.band_box = QComboBox()
+        # Sized to its longest entry whenever the entries change ("colour composite" whole).
+        self.band_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.band_box.currentIndexChanged.connect(self._on_band_chosen)
         bar.addWidget(self.band_box)
         bar.addWidget(QLabel(" Pixels "))
         self.origin_box = QComboBox()
+        self.origin_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.origin_box.setToolTip("How pixels are numbered on the axes, in the readout and in "
+                                   "the posterior's header; exported rows stay 0-based and say so")
         self.origin_box.addItems(["0-based (astropy)", "1-based (FITS/DS9)"])
         self.origin_box.currentIndexChanged.connect(
             lambda i: setattr(self.state, "pixel_origin", i))
@@ -124,6 +212,7 @@ class MainWindow(QMainWindow):
     def _combo(self, bar, title, choices, prop) -> QComboBox:
         bar.addWidget(QLabel(f" {title} "))
         box = QComboBox()
+        box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         box.addItems(list(choices))
         box.setCurrentText(getattr(self.state, prop))
         box.currentTextChanged.connect(lambda text: setattr(self.state, prop, text))
@@ -132,8 +221,11 @@ class MainWindow(QMainWindow):
         return box
 
     def _action(self, menu, text, slot, shortcut=None) -> QAction:
+        """A menu entry; ``shortcut`` is one key sequence or a tuple of them."""
         action = QAction(text, self)
-        if shortcut:
+        if isinstance(shortcut, tuple):
+            action.setShortcuts([QKeySequence(k) for k in shortcut])
+        elif shortcut:
             action.setShortcut(QKeySequence(shortcut))
         action.triggered.connect(slot)
         menu.addAction(action)
@@ -141,16 +233,23 @@ class MainWindow(QMainWindow):
 
     def _build_menus(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
-        self._action(file_menu, "&Open image…", self._ask_open, QKeySequence.StandardKey.Open)
+        self._action(file_menu, "&Open images…", self._ask_open, QKeySequence.StandardKey.Open)
         self.recent_menu = file_menu.addMenu("Open &recent")
+        self.close_action = self._action(file_menu, "&Close image", self.close_frame, "Ctrl+W")
         self._action(file_menu, "Open &catalogue…", self._ask_open_catalogue)
         file_menu.addSeparator()
         self._action(file_menu, "&Batch measure…", self.open_batch_dialog, "Ctrl+B")
         file_menu.addSeparator()
         self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
         view_menu = self.menuBar().addMenu("&View")
+        self.next_action = self._action(view_menu, "&Next image",
+                                        lambda: self.step_frame(1), NEXT_KEYS)
+        self.previous_action = self._action(view_menu, "&Previous image",
+                                            lambda: self.step_frame(-1), PREVIOUS_KEYS)
+        view_menu.addSeparator()
         self._action(view_menu, "Reset contrast/bias", self._reset_contrast)
         self._action(view_menu, "Zoom to fit", lambda: self.image_view.view_box.autoRange())
+        view_menu.addAction(self.image_view.mask_overlay_action)
         model_menu = self.menuBar().addMenu("&Model")
         self._action(model_menu, "&Choose models…", self.open_model_dialog, "Ctrl+M")
         self.property_menu = model_menu.addMenu("&Physical properties")
@@ -175,6 +274,10 @@ class MainWindow(QMainWindow):
             self.resize(1400, 850)
         if isinstance(layout, QByteArray):
             self.restoreState(layout)
+        for splitter in (self.splitter, self.side):
+            saved = s.value(splitter.objectName())
+            if isinstance(saved, QByteArray):
+                splitter.restoreState(saved)
 
     def save_settings(self) -> None:
         s = self.settings
@@ -183,6 +286,8 @@ class MainWindow(QMainWindow):
         s.setValue("property_models", list(self.state.property_models))
         s.setValue("geometry", self.saveGeometry())
         s.setValue("window_state", self.saveState())
+        for splitter in (self.splitter, self.side):
+            s.setValue(splitter.objectName(), splitter.saveState())
         s.sync()
 
     def closeEvent(self, event):  # noqa: N802 (Qt naming)
@@ -197,32 +302,58 @@ class MainWindow(QMainWindow):
     # -- opening files -------------------------------------------------------------------
     def _ask_open(self) -> None:
         folder = stored.get("last_image_folder", "", self.settings)
-        paths, _ = QFileDialog.getOpenFileNames(self, "Open image", folder, IMAGE_FILTER)
+        paths, _ = QFileDialog.getOpenFileNames(self, "Open images", folder, IMAGE_FILTER)
         if paths:
-            self.open_file(paths[0])
+            self.open_files(paths)
 
     def open_file(self, path: str) -> Worker | None:
         """Read ``path`` in the background and show it (a catalogue opens the browser)."""
-        path = str(path)
-        if path.lower().endswith(CATALOGUE_SUFFIXES):
-            self.open_catalogue(path)
+        return self.open_files([path])
+
+    def open_files(self, paths) -> Worker | None:
+        """Open every file of ``paths``, each in its own frame, in the order given; the first
+        one is shown (switched to when already open) and the others wait in the list of open
+        images. Catalogues open the browser. Paths are made absolute here, so the recent-files
+        list and exported rows hold where the file is, not where the app was started."""
+        paths = [os.path.abspath(p) for p in paths]
+        for catalogue in [p for p in paths if p.lower().endswith(CATALOGUE_SUFFIXES)]:
+            self.open_catalogue(catalogue)
+        images = [p for p in paths if not p.lower().endswith(CATALOGUE_SUFFIXES)]
+        if images and self.state.frame_index(images[0]) >= 0:
+            self.select_frame(self.state.frame_index(images[0]))
+        to_read = list(dict.fromkeys(p for p in images if self.state.frame_index(p) < 0))
+        if not to_read:
             return None
-        self.settings.setValue("last_image_folder", str(Path(path).parent))
-        self.state.busy = f"reading {Path(path).name}…"
-        worker = Worker(read_planes, path)
-        worker.signals.returned.connect(lambda planes: self._on_read(path, planes))
-        worker.signals.errored.connect(
-            lambda exc: self.show_error(f"Cannot open {Path(path).name}: {user_message(exc)}"))
-        worker.signals.finished.connect(lambda: setattr(self.state, "busy", ""))
+        self.settings.setValue("last_image_folder", str(Path(to_read[0]).parent))
+        names = Path(to_read[0]).name + (f" and {len(to_read) - 1} more"
+                                          if len(to_read) > 1 else "")
+        self.state.busy = f"reading {names}…"
+        # The first file read is shown, unless it was open already; errors stay on screen.
+        opening = {"show": images[0] == to_read[0], "failed": False}
+        worker = Worker(read_files, to_read)
+        worker.signals.yielded.connect(lambda item: self._on_read(*item, opening))
+        worker.signals.finished.connect(lambda: self._on_files_read(opening))
         return start_worker(worker)
 
-    def _on_read(self, path: str, planes) -> None:
-        self.state.set_images(path, planes)
+    def _on_read(self, path: str, planes, exc, opening: dict) -> None:
+        if exc is not None:
+            opening["failed"] = True
+            self.show_error(f"Cannot open {Path(path).name}: {user_message(exc)}")
+            return
         stored.add_recent_file(path, self.settings)
         self._refresh_recent_menu()
-        image = self.state.image
-        note = "" if image.calibrated else " — not flux-calibrated: flux outputs are not physical"
-        self.statusBar().showMessage(f"{Path(path).name}: {image.calibration}{note}", 15000)
+        if self.state.frame_index(path) >= 0:  # opened twice while it was being read
+            return
+        show, opening["show"] = opening["show"], False
+        with self._keeping_view():
+            self.state.open_frame(path, planes, show=show)
+        if show:
+            self._announce()
+
+    def _on_files_read(self, opening: dict) -> None:
+        self.state.busy = ""
+        if not opening["failed"]:
+            self._announce()  # now with the number of images open
 
     def _refresh_recent_menu(self) -> None:
         self.recent_menu.clear()
@@ -239,73 +370,160 @@ class MainWindow(QMainWindow):
         paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
         if paths:
             event.acceptProposedAction()
-            self.open_file(paths[0])
+            self.open_files(paths)
+
+    # -- frames (the open images) --------------------------------------------------------
+    def select_frame(self, index: int) -> None:
+        with self._keeping_view():
+            self.state.select_frame(index)
+        self._announce()
+        self._reanalyse()
+
+    def step_frame(self, step: int) -> None:
+        """Show the next (1) or previous (-1) open image."""
+        if len(self.state.frames) > 1:
+            self.select_frame((self.state.frame + step) % len(self.state.frames))
+
+    def close_frame(self) -> None:
+        """Close the image shown; the next one is shown."""
+        if self.state.frames:
+            with self._keeping_view():
+                self.state.close_frame()
+            if self.state.frames:
+                self._announce()
+                self._reanalyse()
+
+    @contextmanager
+    def _keeping_view(self):
+        """Keep the zoom and pan of the frame shown in it, and show the next one's (a frame
+        shown for the first time is fitted to the view)."""
+        left = self.state.shown_frame()
+        if left is not None:
+            left.view = self.image_view.view_box.viewRange()
+        yield
+        shown = self.state.shown_frame()
+        if shown is None or shown is left:
+            return
+        if shown.view is None:
+            self.image_view.view_box.autoRange(padding=0.02)
+        else:
+            x_range, y_range = shown.view
+            self.image_view.view_box.setRange(xRange=x_range, yRange=y_range, padding=0)
+
+    def _update_frame_list(self, _value=None) -> None:
+        self.frame_list.blockSignals(True)
+        self.frame_list.clear()
+        for frame in self.state.frames:
+            item = QListWidgetItem(Path(frame.path).name)
+            item.setToolTip(frame.path)
+            self.frame_list.addItem(item)
+        self.frame_list.setCurrentRow(self.state.frame)
+        self.frame_list.blockSignals(False)
+        self.image_stack.setCurrentWidget(self.image_view if self.state.frames
+                                          else self.empty_hint)
+        for action in (self.next_action, self.previous_action):
+            action.setEnabled(len(self.state.frames) > 1)
+        self.close_action.setEnabled(bool(self.state.frames))
+        self._on_path(self.state.path)
+
+    def _on_frame_chosen(self, row: int) -> None:
+        if 0 <= row < len(self.state.frames):
+            self.select_frame(row)
+
+    def _announce(self) -> None:
+        """Say in the status bar what is shown: the file, its place among the open images,
+        the plane's calibration."""
+        image = self.state.image
+        if image is None:
+            return
+        note = "" if image.calibrated else " — not flux-calibrated: flux outputs are not physical"
+        where = (f" (image {self.state.frame + 1} of {len(self.state.frames)})"
+                 if len(self.state.frames) > 1 else "")
+        self.statusBar().setStyleSheet("")
+        self.statusBar().showMessage(
+            f"{Path(self.state.path).name}{where}: {image.calibration}{note}", 15000)
 
     # -- measuring -----------------------------------------------------------------------
     def analyse_at(self, x: float, y: float) -> None:
         """Measure the galaxy at 0-based pixel (x, y) off the GUI thread (the click)."""
-        image = self.state.image
-        if image is None:
+        if self.state.image is None:
             return
         self.state.position = (float(x), float(y))
-        request = (*self.state.position, self.state.model, self.state.property_models,
-                   self.state.redshift, self.state.n_samples)
-        if self._analysis_worker is not None and self._analysis_worker.is_running:
-            # The latest click wins once the current one ends, unless that one answers it.
-            self._queued_position = None if request == self._analysis_request else (x, y)
+        self._measure()
+
+    def _measure(self) -> None:
+        """Measure the marked galaxy of the plane shown, unless what is shown is already its
+        measurement; while a measurement runs, the latest request waits for its end."""
+        if not self.state.needs_measurement():
             return
-        self._analysis_request = request
+        key = self.state.measurement_key()
+        if self._analysis_worker is not None and self._analysis_worker.is_running:
+            self._pending_measurement = key != self._analysis_request
+            return
+        self._analysis_request = key
+        x, y = self.state.position
         self.state.busy = f"measuring the galaxy at x={x:.1f}, y={y:.1f}…"
-        worker = Worker(self.models.analyse, image, x, y, self.state.model or None,
+        worker = Worker(self.models.analyse, self.state.image, x, y, self.state.model or None,
                         self.state.n_samples, property_models=self.state.property_models,
                         redshift=self.state.redshift)
-        worker.signals.returned.connect(self._on_analysis)
-        worker.signals.errored.connect(self._on_analysis_error)
+        worker.signals.returned.connect(lambda analysis: self._on_analysis(key, analysis))
+        worker.signals.errored.connect(lambda exc: self._on_analysis_error(key, exc))
         worker.signals.finished.connect(self._on_analysis_finished)
         self._analysis_worker = start_worker(worker)
 
-    def _on_analysis(self, analysis) -> None:
-        if analysis.source == self.state.image.source:
-            self.state.analysis = analysis
+    def _on_analysis(self, key, analysis) -> None:
+        if self.state.accept_analysis(key, analysis):  # else it measured what is gone
             self.statusBar().showMessage(
                 f"measured in the background with {analysis.model_name}", 5000)
 
-    def _on_analysis_error(self, exc) -> None:
+    def _on_analysis_error(self, key, exc) -> None:
+        if key != self.state.measurement_key():
+            return  # about a galaxy, plane or image no longer shown
         message = f"Cannot measure there: {user_message(exc)}"
-        self.state.analysis = None
         self.analysis_failed.emit(message)
         self.show_error(message)
 
     def _on_analysis_finished(self) -> None:
         self._analysis_worker = None
         self.state.busy = ""
-        if self._queued_position is not None:
-            x, y = self._queued_position
-            self._queued_position = None
-            QTimer.singleShot(0, lambda: self.analyse_at(x, y))
+        if self._pending_measurement:
+            self._pending_measurement = False
+            QTimer.singleShot(0, self._measure)
 
     # -- reactions to state --------------------------------------------------------------
     def _on_hover(self, x: float, y: float) -> None:
-        self.readout.setText(self.state.readout(x, y))
+        self._hover = (x, y)
+        self._refresh_readout()
+
+    def _refresh_readout(self) -> None:
+        """The readout under the pointer, for the image, plane and origin shown now."""
+        self.readout.setText(self.state.readout(*self._hover) if self._hover else "")
 
     def _on_path(self, path: str) -> None:
-        self.setWindowTitle(f"{Path(path).name} — Galaxy Inspector" if path
+        n = len(self.state.frames)
+        where = f" ({self.state.frame + 1}/{n})" if n > 1 else ""
+        self.setWindowTitle(f"{Path(path).name}{where} — Galaxy Inspector" if path
                             else "Galaxy Inspector")
 
     def _update_bands(self, images) -> None:
         self.band_box.blockSignals(True)
         self.band_box.clear()
-        self.band_box.addItems([f"plane {i}" for i in range(len(images))])
-        if self.state.can_composite():
-            self.band_box.addItem("colour composite")
+        self.band_box.addItems(band_labels(images, self.state.can_composite()))
         self.band_box.setCurrentIndex(self.band_box.count() - 1
                                       if self.state.band == COMPOSITE_BAND else self.state.band)
         self.band_box.setEnabled(len(images) > 1)
         self.band_box.blockSignals(False)
+        # A display image is shown at its own levels: no stretch or limits to choose.
+        scaled = not (images and images[0].is_display_image)
+        for box in (self.stretch_box, self.interval_box):
+            box.setEnabled(scaled)
+            box.setToolTip("" if scaled else "a display image (JPEG/PNG) is already stretched: "
+                           "it is shown as it is")
 
     def _on_band_chosen(self, index: int) -> None:
         composite = self.state.can_composite() and index == len(self.state.images)
         self.state.band = COMPOSITE_BAND if composite else max(index, 0)
+        self._announce()  # the calibration of the plane now shown
 
     def _on_model(self, model: str) -> None:
         self._update_model_label()
@@ -316,10 +534,10 @@ class MainWindow(QMainWindow):
         self._reanalyse()
 
     def _reanalyse(self) -> None:
-        """Measure the galaxy shown again (after a change of models or redshift); a closed
-        window measures nothing."""
-        if self.isVisible() and self.state.position is not None and self.state.image is not None:
-            self.analyse_at(*self.state.position)
+        """Measure the marked galaxy again when what is shown is not its measurement (after
+        a change of band, frame, models or redshift); a closed window measures nothing."""
+        if self.isVisible():
+            self._measure()
 
     def _update_model_label(self) -> None:
         model = self.state.model
@@ -408,6 +626,7 @@ class MainWindow(QMainWindow):
         self.settings.setValue("last_catalogue_folder", str(Path(path).parent))
         browser = CatalogueBrowser(self.models, self.state, parent=None)
         browser.load(path)
+        self.samp.follow(browser)
         browser.show()
         return self._keep(browser)
 
@@ -423,7 +642,7 @@ class MainWindow(QMainWindow):
     def open_training_dialog(self):
         from galaxy_inspector.gui.training_dialog import TrainingDialog
 
-        dialog = TrainingDialog(self.settings, self)
+        dialog = TrainingDialog(self)
         dialog.bundle_accepted.connect(lambda path: setattr(self.state, "model", path))
         dialog.show()
         return self._keep(dialog)

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QBoxLayout,
     QFileDialog,
     QHBoxLayout,
     QHeaderView,
@@ -39,7 +40,7 @@ from galaxy_inspector.flags import FLAG_DESCRIPTIONS, Flag
 from galaxy_inspector.gui.file_filters import FIGURE_FILTER, ROW_FILTER
 from galaxy_inspector.gui.property_section import PropertySection
 from galaxy_inspector.posterior import LEVEL_SUFFIXES, LEVELS
-from galaxy_inspector.viewer.corner_plot import draw_corner
+from galaxy_inspector.viewer.corner_plot import draw_analysis, export_analysis
 from galaxy_inspector.viewer.wording import format_value, parameter_label
 
 __all__ = ["PosteriorPanel", "measurement_row", "measurement_attrs"]
@@ -62,6 +63,11 @@ def measurement_row(analysis) -> dict:
     return row
 
 
+#: What an exported row says about its pixel numbers, whatever origin the window showed.
+PIXEL_CONVENTION = ("x, y and crop_x0..crop_y1 are 0-based pixel coordinates (numpy/astropy, "
+                    "integers at pixel centres); FITS/DS9 pixel numbers are these + 1")
+
+
 def measurement_attrs(analysis) -> dict:
     """What a catalogue's root attributes would say about the galaxy's row (its export's
     provenance): app version, time, the models (the morphology model with its SHA-256) and the
@@ -75,6 +81,10 @@ def measurement_attrs(analysis) -> dict:
             **flag_attributes()}
 
 
+#: Panel width (pixels) under which the crop is shown below the corner plot.
+STACK_BELOW = 560
+
+
 class PosteriorPanel(QWidget):
     """Shows one galaxy's posterior (``show_analysis``) or a hint when there is none.
     ``in_catalogue``: it shows catalogue rows (the catalogue browser), not clicks."""
@@ -82,6 +92,7 @@ class PosteriorPanel(QWidget):
     def __init__(self, parent=None, in_catalogue: bool = False):
         super().__init__(parent)
         self.analysis = None
+        self.pixel_origin = 0  # how the header numbers pixels (ViewerState.pixel_origin)
         self.heading = QLabel("Click a galaxy in the image to measure it.")
         self.heading.setWordWrap(True)
         self.heading.setTextFormat(Qt.TextFormat.RichText)
@@ -113,14 +124,17 @@ class PosteriorPanel(QWidget):
         self.export_figure_button.clicked.connect(self._ask_export_figure)
         self.export_row_button.clicked.connect(self._ask_export_row)
 
-        crop_column = QVBoxLayout()
+        crop_panel = QWidget()
+        crop_column = QVBoxLayout(crop_panel)
+        crop_column.setContentsMargins(0, 0, 0, 0)
         crop_column.addWidget(QLabel("<b>What the network saw</b>"))
         crop_column.addWidget(self.crop_view)
         crop_column.addWidget(self.crop_caption)
         crop_column.addStretch(1)
-        top = QHBoxLayout()
+        top = QBoxLayout(QBoxLayout.Direction.LeftToRight)
         top.addWidget(self.canvas, 1)
-        top.addLayout(crop_column)
+        top.addWidget(crop_panel)
+        self._top = top
         buttons = QHBoxLayout()
         buttons.addStretch(1)
         buttons.addWidget(self.export_figure_button)
@@ -153,7 +167,23 @@ class PosteriorPanel(QWidget):
                  + self.layout().contentsMargins().left() + self.layout().contentsMargins().right())
         return QSize(max(hint.width(), width), hint.height())
 
+    def resizeEvent(self, event):  # noqa: N802 (Qt naming)
+        """Below ``STACK_BELOW`` pixels, the crop goes under the corner plot instead of
+        beside it, so a narrow panel still shows the plot at its width."""
+        super().resizeEvent(event)
+        direction = (QBoxLayout.Direction.TopToBottom if self.width() < STACK_BELOW
+                     else QBoxLayout.Direction.LeftToRight)
+        if direction != self._top.direction():
+            self._top.setDirection(direction)
+            self._content.updateGeometry()  # the scroll area asks the new minimum height
+
     # -- showing -------------------------------------------------------------------------
+    def set_pixel_origin(self, origin: int) -> None:
+        """Number the header's pixel position from ``origin`` (0 astropy, 1 FITS/DS9)."""
+        self.pixel_origin = origin
+        if self.analysis is not None:
+            self._show_heading(self.analysis)
+
     def show_analysis(self, analysis) -> None:
         """Show an engine measurement (``tasks.GalaxyAnalysis``), or clear the panel."""
         self.analysis = analysis
@@ -175,9 +205,7 @@ class PosteriorPanel(QWidget):
         if m.error:
             self.figure.clear()
         else:
-            labels = [parameter_label(n, u) for n, u in zip(m.names, m.units, strict=True)]
-            draw_corner(self.figure, m.samples, m.names, labels, m.summary,
-                        [n in analysis.log_parameters for n in m.names])
+            draw_analysis(self.figure, analysis)
         self.canvas.draw_idle()
         self._show_table(m)
         self._show_flags(m)
@@ -187,8 +215,10 @@ class PosteriorPanel(QWidget):
 
     def _show_heading(self, analysis) -> None:
         m = analysis.measurement
-        s = m.stamp
-        where = f"x={s.x:.1f}, y={s.y:.1f} (0-based)"
+        s, o = m.stamp, self.pixel_origin
+        where = f"x={s.x + o:.1f}, y={s.y + o:.1f} ({o}-based)"
+        if analysis.plane:
+            where = f"plane {analysis.plane}, {where}"
         if math.isfinite(s.ra):
             where += f", RA={s.ra:.6f}°, Dec={s.dec:+.6f}°"
         if m.error:
@@ -243,14 +273,17 @@ class PosteriorPanel(QWidget):
 
     # -- exporting -----------------------------------------------------------------------
     def export_figure(self, path: str) -> None:
-        """Save the corner plot; the format follows the suffix (.png, .pdf, .svg)."""
-        self.figure.savefig(path, dpi=150)
+        """Save the corner plot with its provenance; the format follows the suffix (.png,
+        .pdf, .svg)."""
+        export_analysis(path, self.analysis, self.pixel_origin)
 
     def export_row(self, path: str) -> None:
         """Save the galaxy's row as a one-row table, with units, descriptions and provenance
-        like a catalogue export; the format follows the suffix (a key of EXPORT_FORMATS)."""
+        like a catalogue export, and its pixel convention (``PIXCONV``: 0-based, as in
+        catalogues); the format follows the suffix (a key of EXPORT_FORMATS)."""
         table = measurement_table(measurement_row(self.analysis), self.analysis.measurement,
                                   measurement_attrs(self.analysis))
+        table.meta["PIXCONV"] = PIXEL_CONVENTION  # whatever origin the window showed
         write_table(table, path)
 
     def _ask_export_figure(self) -> None:

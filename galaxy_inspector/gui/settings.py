@@ -7,6 +7,7 @@ file by setting ``GALAXY_INSPECTOR_SETTINGS`` (an INI path) before creating wind
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from PySide6.QtCore import QSettings
 
@@ -41,14 +42,18 @@ def string_list(key: str, settings: QSettings | None = None) -> list[str]:
 
 
 def recent_files(settings: QSettings | None = None) -> list[str]:
-    """Most recently opened files, newest first."""
+    """Most recently opened files, newest first, as absolute paths. Relative entries (older
+    versions stored paths as typed, relative to wherever the app was started then) are left
+    out: from another working folder they would open another file, or none."""
     settings = settings or app_settings()
-    return _as_list(settings.value("recent_files", []))
+    return [p for p in _as_list(settings.value("recent_files", [])) if Path(p).is_absolute()]
 
 
 def add_recent_file(path: str, settings: QSettings | None = None) -> list[str]:
-    """Put ``path`` first in the recent-files list (at most ``MAX_RECENT``) and return the list."""
+    """Put ``path`` (made absolute) first in the recent-files list (at most ``MAX_RECENT``)
+    and return the list."""
     settings = settings or app_settings()
+    path = os.path.abspath(path)
     files = [path] + [p for p in recent_files(settings) if p != path]
     files = files[:MAX_RECENT]
     settings.setValue("recent_files", files)

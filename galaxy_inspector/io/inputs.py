@@ -14,7 +14,9 @@ Property models may need a redshift per object (``z`` or ``redshift`` column, or
 carries those values, or in ``redshift_note`` why it has no redshift, so that only the property
 columns of that row stay empty while the morphology is still measured.
 
-Each object has a ``key`` that is stable across runs (absolute path, plus the table row), which is
+Every ``Target.path`` is absolute (resolved against the working folder at entry, without
+following symbolic links), so the catalogue's ``source`` column names the file wherever the
+catalogue is read. Each object has a ``key`` that is stable across runs (absolute path, plus the table row), which is
 how ``--resume`` recognises finished work; it is the file system's own name (which need not be
 UTF-8: ``catalogue.schema.key_digest`` hashes its bytes). An input that cannot be used (missing
 file, a symbolic link loop, a named pipe or device, a table without a ``path`` column, a folder
@@ -200,7 +202,7 @@ def _table_targets(path: Path, redshift_column: str | None = None,
         raw_path = os.fsdecode(raw_path) if isinstance(raw_path, bytes) else str(raw_path)
         image = Path(raw_path).expanduser()
         if raw_path and not image.is_absolute():
-            image = path.parent / image
+            image = Path(os.path.abspath(path.parent / image))
         ident = cell(row, "id")
         ident = _cell_text(ident) if isinstance(ident, bytes) else ident
         position = {name: _number(cell(row, name)) for name in POSITION_COLUMNS}
@@ -249,7 +251,8 @@ def expand_inputs(inputs, redshift_column: str | None = None,
     ``extra_columns`` are numeric columns (e.g. a property model's photometry) to carry along.
     """
     for item in inputs:
-        path = Path(item).expanduser()
+        # Absolute from here on: a catalogue's ``source`` names the file from any folder.
+        path = Path(os.path.abspath(Path(item).expanduser()))
         if path.is_dir():
             found = False
             for image in _folder_images(path):

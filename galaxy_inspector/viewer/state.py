@@ -2,15 +2,27 @@
 
 Nothing here imports Qt, so the GUI's logic is testable without a window. Widgets observe a
 ``ViewerState`` through ``add_callback`` and write to it; they never talk to each other directly.
+
+Several images can be open at once, as DS9's frames: ``frames`` lists them and ``frame`` says
+which is shown; the shown frame's file, planes, band, galaxy and measurement are the plain
+properties (``path``, ``images``, ``band``, ``position``, ``analysis``, ``redshift``), so a
+widget that shows one image needs to know nothing about frames. Derived things never outlive
+what they were derived from: another band or position forgets the measurement, another frame
+brings back its own, and a late measurement is kept only for what it measured
+(``accept_analysis``).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 
-__all__ = ["CallbackProperty", "HasCallbacks", "ViewerState", "STRETCHES", "INTERVALS",
+from galaxy_inspector.io.raster import RGB_BANDS
+
+__all__ = ["CallbackProperty", "HasCallbacks", "ViewerState", "Frame", "STRETCHES", "INTERVALS",
            "COMPOSITE_BAND"]
 
 #: Display stretches offered in the image view (astropy.visualization names, lower case).
@@ -104,14 +116,37 @@ class HasCallbacks:
             func(value)
 
 
+_FRAME_SERIALS = itertools.count(1)
+
+
+@dataclass(eq=False)
+class Frame:
+    """One open image (a DS9 frame) and what was being looked at in it, kept while another
+    frame is shown. ``serial`` tells frames apart even when one file is closed and reopened;
+    ``view`` is the GUI's zoom and pan, opaque here."""
+
+    path: str
+    images: tuple
+    band: int | None = None  # None until first shown: then the file's default band
+    position: tuple | None = None
+    analysis: object = None
+    analysis_key: tuple | None = None
+    redshift: float | None = None
+    view: object = None
+    serial: int = field(default_factory=lambda: next(_FRAME_SERIALS))
+
+
 class ViewerState(HasCallbacks):
     """Everything the main window shows, as plain data.
 
     ``images`` is the list of planes (``SkyImage``) read from ``path``; ``band`` picks the plane
     shown (``COMPOSITE_BAND`` for a colour composite of several planes). ``analysis`` is the
-    engine's result for the galaxy at ``position`` (0-based pixel x, y) or None.
+    engine's result for the galaxy at ``position`` (0-based pixel x, y) or None; changing
+    ``band`` or ``position`` forgets it (it measured another plane or place).
     """
 
+    frames = CallbackProperty((), "open images, in the order opened (tuple of Frame)")
+    frame = CallbackProperty(-1, "index in ``frames`` of the image shown (-1: none open)")
     path = CallbackProperty("", "file currently shown ('' when none)")
     images = CallbackProperty((), "planes of the current file (tuple of SkyImage)")
     band = CallbackProperty(0, "index of the plane shown, or COMPOSITE_BAND")
@@ -119,7 +154,8 @@ class ViewerState(HasCallbacks):
     interval = CallbackProperty("99.5%", f"display limits, one of {INTERVALS}")
     contrast = CallbackProperty(1.0, "DS9-style contrast (1 = limits as computed)")
     bias = CallbackProperty(0.5, "DS9-style bias (0.5 = centred)")
-    pixel_origin = CallbackProperty(0, "0: numpy/astropy pixels; 1: FITS/DS9 pixels (readout only)")
+    pixel_origin = CallbackProperty(0, "pixel numbers shown to people (axes, readout, posterior "
+                                       "header): 0 numpy/astropy, 1 FITS/DS9; data stay 0-based")
     model = CallbackProperty("", "active morphology model bundle: a shipped name or a folder")
     property_models = CallbackProperty((), "active physical-property bundles (tuple of shipped "
                                            "names or folders), run beside the morphology model")
@@ -131,10 +167,17 @@ class ViewerState(HasCallbacks):
     busy = CallbackProperty("", "what is running in the background ('' when idle)")
     message = CallbackProperty("", "last message for the user (errors included)")
 
+    def __init__(self):
+        super().__init__()
+        self._analysis_key = None  # measurement_key() of the request ``analysis`` answered
+
     def __setattr__(self, name, value):
         checks = {"stretch": STRETCHES, "interval": INTERVALS, "pixel_origin": (0, 1)}
         if name in checks and value not in checks[name]:
             raise ValueError(f"{name} must be one of {checks[name]}, got {value!r}")
+        if name in ("band", "position") and not _same(value, getattr(self, name, None)):
+            self.analysis = None  # it measured another plane or another place
+            self._analysis_key = None
         super().__setattr__(name, value)
 
     @property
@@ -149,13 +192,111 @@ class ViewerState(HasCallbacks):
         return len(self.images) >= 3 and len({im.shape for im in self.images}) == 1
 
     def set_images(self, path: str, images) -> None:
-        """Show a newly read file: forget the previous galaxy, choose the default band."""
-        self.analysis = None
-        self.position = None
-        self.redshift = None  # a redshift belongs to one galaxy, not to the next file
-        self.images = tuple(images)
-        self.band = COMPOSITE_BAND if self.can_composite() else 0
-        self.path = str(path)
+        """Show a newly read file in the frame shown (a new frame when none is open): forget
+        the previous galaxy, choose the default band."""
+        if self.frame < 0:
+            self.open_frame(path, images)
+            return
+        frames = list(self.frames)
+        frames[self.frame] = Frame(str(path), tuple(images))
+        self.frames = tuple(frames)
+        self._show(frames[self.frame])
+
+    # -- frames ----------------------------------------------------------------------------
+    def open_frame(self, path: str, images, show: bool = True) -> int:
+        """Add a frame for a newly read file and return its index; ``show`` switches to it."""
+        self.frames = (*self.frames, Frame(str(path), tuple(images)))
+        index = len(self.frames) - 1
+        if show or self.frame < 0:
+            self.select_frame(index)
+        return index
+
+    def frame_index(self, path: str) -> int:
+        """Index of the frame showing file ``path`` (-1 when it is not open)."""
+        return next((i for i, f in enumerate(self.frames) if f.path == str(path)), -1)
+
+    def select_frame(self, index: int) -> None:
+        """Show frame ``index`` as it was left: its band, galaxy and measurement."""
+        if not 0 <= index < len(self.frames):
+            raise IndexError(f"no frame {index} (there are {len(self.frames)})")
+        if index != self.frame:
+            self._keep_shown()
+            self._show(self.frames[index], index)
+
+    def step_frame(self, step: int) -> None:
+        """Show the next (``step`` = 1) or previous (-1) frame, wrapping round as DS9 does."""
+        if self.frames:
+            self.select_frame((self.frame + step) % len(self.frames))
+
+    def close_frame(self, index: int | None = None) -> None:
+        """Close frame ``index`` (the one shown by default); the next one is shown, or the
+        previous when it was the last, or nothing when none is left."""
+        index = self.frame if index is None else index
+        if not 0 <= index < len(self.frames):
+            return
+        self._keep_shown()
+        frames = list(self.frames)
+        del frames[index]
+        with self.delay_callbacks():
+            self.frames = tuple(frames)
+            if not frames:
+                self._show(Frame("", ()), -1)
+            elif index == self.frame:
+                new = min(index, len(frames) - 1)
+                self._show(frames[new], new)
+            elif index < self.frame:
+                self.frame -= 1
+
+    def shown_frame(self) -> Frame | None:
+        return self.frames[self.frame] if 0 <= self.frame < len(self.frames) else None
+
+    def _keep_shown(self) -> None:
+        """Write what the shown frame looks at back into it (before showing another)."""
+        frame = self.shown_frame()
+        if frame is not None:
+            frame.band, frame.position, frame.redshift = self.band, self.position, self.redshift
+            frame.analysis, frame.analysis_key = self.analysis, self._analysis_key
+
+    def _show(self, frame: Frame, index: int | None = None) -> None:
+        with self.delay_callbacks():  # listeners see the whole frame at once
+            self.images = frame.images
+            default = COMPOSITE_BAND if self.can_composite() else 0
+            self.band = default if frame.band is None else frame.band
+            self.position = frame.position
+            self.analysis = frame.analysis
+            self._analysis_key = frame.analysis_key
+            self.redshift = frame.redshift  # a redshift belongs to one galaxy
+            self.path = frame.path
+            if index is not None:
+                self.frame = index
+
+    # -- measurements ----------------------------------------------------------------------
+    def measurement_key(self) -> tuple:
+        """What a measurement of the galaxy shown depends on: frame, band, position, models
+        and redshift. A worker's result is shown only while this key is the one it measured."""
+        frame = self.shown_frame()
+        return (frame.serial if frame else None, self.band, self.position, self.model,
+                self.property_models, self.redshift)
+
+    def accept_analysis(self, key: tuple, analysis) -> bool:
+        """Take a worker's measurement made for ``key``: shown when the key is still the
+        shown one (True); kept in its frame when that frame, not shown now, still looks at
+        the same band and position with the same models; dropped otherwise."""
+        if key == self.measurement_key():
+            self.analysis = analysis
+            self._analysis_key = key
+            return True
+        for frame in self.frames:
+            if (frame.serial, frame.band, frame.position, self.model, self.property_models,
+                    frame.redshift) == key and frame is not self.shown_frame():
+                frame.analysis, frame.analysis_key = analysis, key
+        return False
+
+    def needs_measurement(self) -> bool:
+        """Whether a galaxy is marked but what is shown is not its measurement with the
+        current models and redshift (after a click, a band switch or a change of models)."""
+        return (self.position is not None and self.image is not None
+                and (self.analysis is None or self._analysis_key != self.measurement_key()))
 
     def set_property_model(self, name: str, active: bool) -> None:
         """Switch the property bundle ``name`` (shipped name or folder) on or off."""
@@ -183,9 +324,20 @@ class ViewerState(HasCallbacks):
         if math.isfinite(ra):
             parts.append(f"RA={ra:.6f}° Dec={dec:+.6f}°")
         pixel = image.window(slice(iy, iy + 1), slice(ix, ix + 1))
-        value = float(pixel.data[0, 0])
-        unit = "nJy" if image.calibrated else "(uncalibrated)"
-        parts.append(f"value={value:.4g} {unit}")
+        if image.is_display_image:
+            parts.append(self._display_levels_at(ix, iy))
+        else:
+            unit = "nJy" if image.calibrated else "(uncalibrated)"
+            parts.append(f"value={float(pixel.data[0, 0]):.4g} {unit}")
         if pixel.mask is not None and pixel.mask[0, 0]:
             parts.append("masked")
         return "   ".join(parts)
+
+    def _display_levels_at(self, ix: int, iy: int) -> str:
+        """A display image's channel levels at a pixel: each channel under "colour", else the
+        one shown; 0-255 (a 16-bit PNG's levels are read scaled to that range)."""
+        shown = self.images if self.band == COMPOSITE_BAND and self.can_composite() else \
+            (self.image,)
+        levels = (im.window(slice(iy, iy + 1), slice(ix, ix + 1)).data[0, 0] for im in shown)
+        named = (f"{RGB_BANDS[im.plane]}={v:.4g}" for im, v in zip(shown, levels, strict=True))
+        return " ".join(named) + " (display level 0-255)"

@@ -10,6 +10,7 @@ import dataclasses
 import importlib
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 from galaxy_inspector.batch import run_batch
 from galaxy_inspector.catalogue import failed_rows, redshift_of, stored_measurement
@@ -20,12 +21,13 @@ from galaxy_inspector.engine import (
     load_models,
     stamp_for,
 )
-from galaxy_inspector.errors import user_message
-from galaxy_inspector.io import expand_inputs, is_raster_path, read_image
+from galaxy_inspector.errors import ImageReadError, user_message
+from galaxy_inspector.io import expand_inputs, is_raster_path, read_image, read_raster_rgb
+from galaxy_inspector.io.inputs import file_problem
 from galaxy_inspector.physical_properties.measure import PropertyMeasurement
 
-__all__ = ["preload_engine_modules", "read_planes", "ModelCache", "GalaxyAnalysis", "MAX_PLANES",
-           "batch_task", "catalogue_galaxy_task", "failed_property"]
+__all__ = ["preload_engine_modules", "read_planes", "read_files", "ModelCache", "GalaxyAnalysis",
+           "MAX_PLANES", "batch_task", "catalogue_galaxy_task", "failed_property"]
 
 MAX_PLANES = 16  # more planes than this is a spectral cube, not a set of band images
 #: Extension modules the engine imports lazily. Importing one holds the GIL for up to a second,
@@ -45,25 +47,40 @@ def preload_engine_modules() -> None:
 
 
 def read_planes(path: str) -> list:
-    """Every image plane of a file: one for an image, one per band for a FITS cube."""
-    first = read_image(path, plane=0)
-    planes = [first]
-    if not is_raster_path(path):
-        for k in range(1, MAX_PLANES):
-            try:
-                image = read_image(path, plane=k)
-            except ValueError:  # InputError: the cube has no plane k
-                break
-            if image.plane != k:  # a 2-D image ignores ``plane``
-                break
-            planes.append(image)
+    """Every image plane of a file: one for an image, one per band for a FITS cube, the R, G, B
+    channels of a JPEG/PNG (shown in colour as they are)."""
+    if is_raster_path(path):
+        problem = file_problem(Path(path))  # read_image's check: no FIFO, device or folder
+        if problem:
+            raise ImageReadError(problem)
+        return read_raster_rgb(path)
+    planes = [read_image(path, plane=0)]
+    for k in range(1, MAX_PLANES):
+        try:
+            image = read_image(path, plane=k)
+        except ValueError:  # InputError: the cube has no plane k
+            break
+        if image.plane != k:  # a 2-D image ignores ``plane``
+            break
+        planes.append(image)
     return planes
+
+
+def read_files(paths):
+    """Each file's planes in turn, as ``(path, planes, None)`` or ``(path, None, exception)``:
+    files opened together appear in the order given, and one bad file stops none of the
+    others."""
+    for path in paths:
+        try:
+            yield path, read_planes(path), None
+        except Exception as exc:  # the GUI says why this one failed, in one line
+            yield path, None, exc
 
 
 @dataclass(frozen=True)
 class GalaxyAnalysis:
     """An engine ``Measurement`` with what the panel needs to show it: where it came from (file
-    and HDU) and which parameters the model predicts in log10 (drawn on log axes)."""
+    HDU and plane) and which parameters the model predicts in log10 (drawn on log axes)."""
 
     measurement: object
     source: str
@@ -72,6 +89,7 @@ class GalaxyAnalysis:
     redshift: float | None = None
     hdu: int = -1
     model_sha256: str = ""
+    plane: int = 0
 
     @property
     def properties(self) -> dict:
@@ -154,7 +172,12 @@ class ModelCache:
                 n_samples: int | None = None, property_models=(),
                 redshift: float | None = None):
         """The engine's measurement of the galaxy at 0-based pixel (x, y) of ``image``, with
-        the predictions of the property bundles ``property_models`` (names or folders)."""
+        the predictions of the property bundles ``property_models`` (names or folders).
+
+        A display image's channel is replaced by the grey plane ``--batch`` measures
+        (``read_image``: the channels' mean), whichever channel is shown."""
+        if image.is_display_image:
+            image = read_image(image.source)
         model = self.get(name_or_path)
         properties, failed = self.property_models(property_models, model)
         with self._lock:
@@ -164,7 +187,7 @@ class ModelCache:
         measurement.properties.update(failed)
         logs = tuple(o.name for o in model.outputs if o.transform == "log10")
         return GalaxyAnalysis(measurement, image.source, model.bundle.name, logs, redshift,
-                              image.hdu, model.bundle.sha256)
+                              image.hdu, model.bundle.sha256, image.plane)
 
 
 def batch_task(inputs: list, out: str, options, report, should_stop):
