@@ -2,14 +2,45 @@
 
 Everything is vectorised over galaxies: arrays of samples have shape ``(N, S)`` (N galaxies, S
 samples) or ``(N, S, P)`` for P parameters.
+
+Bounds (``kde_mode``, ``ModeTransform``): a model's B/T samples are censored at its logit clip
+(``OutputSpec.inverse``: a value at or beyond the clip is exactly 0 or 1, as for a
+one-component galaxy), so they lie in {0} ∪ [0.01, 0.99] ∪ {1} for the shipped clip. The
+median and the interval ends are samples, so they obey that rule by construction; the mode is
+found in the network's working space (logit B/T, log radius and flux, where the posteriors are
+smooth) within the clip, where the censored samples pile up, with the density reflected there:
+a posterior piled at a bound has its mode on it, which maps back to exactly 0 or 1. So mode
+and intervals obey the same bounds, and none of them is clipped to [0.01, 0.99].
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 
-__all__ = ["LEVELS", "LEVEL_SUFFIXES", "SUMMARY_STATS", "summary_keys", "hpd_interval",
-           "kde_mode", "summarize", "coverage"]
+__all__ = ["LEVELS", "LEVEL_SUFFIXES", "SUMMARY_STATS", "UNBOUNDED", "ModeTransform",
+           "summary_keys", "hpd_interval", "kde_mode", "summarize", "coverage"]
+
+UNBOUNDED = (-math.inf, math.inf)
+
+
+def _same(values):
+    return values
+
+
+@dataclass(frozen=True)
+class ModeTransform:
+    """Where a parameter's KDE mode is found: on the scale ``forward`` maps samples to
+    (``inverse`` maps the mode back), within ``bounds`` on that scale, where the density is
+    reflected (``MorphologyModel.mode_transforms`` gives each output's)."""
+
+    forward: Callable = _same
+    inverse: Callable = _same
+    bounds: tuple[float, float] = UNBOUNDED
+
 
 #: Credible levels of the catalogue's intervals (1, 2, 3 sigma of a Gaussian).
 LEVELS = (0.6827, 0.9545, 0.9973)
@@ -59,8 +90,9 @@ def _shortest_interval(s: np.ndarray, level: float) -> tuple[np.ndarray, np.ndar
     return lo, hi
 
 
-def kde_mode(samples: np.ndarray, grid_size: int = 512) -> np.ndarray:
-    """Mode of a Gaussian kernel density estimate, per galaxy.
+def kde_mode(samples: np.ndarray, grid_size: int = 512,
+             bounds: tuple[float, float] = UNBOUNDED) -> np.ndarray:
+    """Mode of a Gaussian kernel density estimate, per galaxy, within ``bounds``.
 
     A binned KDE: samples are histogrammed on a fine per-row grid, smoothed by FFT with a
     Gaussian of the normal-reference bandwidth with Silverman's robust spread,
@@ -70,20 +102,30 @@ def kde_mode(samples: np.ndarray, grid_size: int = 512) -> np.ndarray:
     Hand-written rather than ``scipy.stats.gaussian_kde``, which evaluates every sample at every
     grid point galaxy by galaxy: this is measured 145-185x faster on 500-sample posteriors.
 
+    A finite bound within reach of the kernel is handled by reflection (the samples mirrored
+    about it are added to the density, the standard boundary correction): a plain KDE leaks
+    density past the bound and puts the mode of a posterior piled at the bound inside the
+    range, while the reflected density of such a pile peaks at the bound itself.
+
     Parameters
     ----------
     samples : array_like, shape (N, S)
-        S samples of one parameter for each of N galaxies.
+        S samples of one parameter for each of N galaxies, within ``bounds``.
     grid_size : int
-        Points of the density grid between the padded extremes of each galaxy's samples.
+        Points of the density grid between the padded extremes of each galaxy's samples (the
+        padding stops at the bounds).
+    bounds : (float, float)
+        Lower and upper limit of the parameter (``-inf``/``inf``: unbounded on that side).
 
     Returns
     -------
     ndarray, shape (N,)
-        The mode in the samples' units (the common value where all samples are equal).
+        The mode in the samples' units, within ``bounds`` (the common value where all samples
+        are equal).
     """
     x = np.asarray(samples, dtype=np.float64)
     n_rows, n = x.shape
+    lower, upper = bounds
     lo, hi = x.min(axis=1), x.max(axis=1)
     span = hi - lo
     sd = x.std(axis=1)
@@ -91,23 +133,43 @@ def kde_mode(samples: np.ndarray, grid_size: int = 512) -> np.ndarray:
     bw = 1.06 * np.minimum(sd, iqr / 1.34) * n ** -0.2
     bw = np.where(bw > 0, bw, np.maximum(sd, 1e-12) * n ** -0.2)
     pad = 3.0 * bw
-    lo_g, step = lo - pad, np.maximum((span + 2 * pad) / (grid_size - 1), 1e-300)
+    # Rows whose padded range reaches a bound start (end) their grid exactly on it.
+    reflect_lo, reflect_hi = lo - pad <= lower, hi + pad >= upper
+    lo_g = np.where(reflect_lo, lower, lo - pad)
+    hi_g = np.where(reflect_hi, upper, hi + pad)
+    step = np.maximum((hi_g - lo_g) / (grid_size - 1), 1e-300)
     idx = np.clip(np.rint((x - lo_g[:, None]) / step[:, None]).astype(int), 0, grid_size - 1)
     hist = np.zeros((n_rows, grid_size))
     np.add.at(hist, (np.repeat(np.arange(n_rows), n), idx.ravel()), 1.0)
-    # Gaussian smoothing in Fourier space (kernel width in grid units per row).
-    freqs = np.fft.rfftfreq(2 * grid_size)
+    # The grid between its mirror images about its first and last points, where some row
+    # reaches a bound: bin j of the grid is at left + j, its reflections at left - j and
+    # left + 2g - 2 - j (g = grid_size).
+    g = grid_size
+    left, right = g * bool(reflect_lo.any()), g * bool(reflect_hi.any())
+    extended = np.zeros((n_rows, left + g + right))
+    extended[:, left:left + g] = hist
+    if left:
+        extended[:, 1:g + 1] += reflect_lo[:, None] * hist[:, ::-1]
+    if right:
+        extended[:, left + g - 1:left + 2 * g - 1] += reflect_hi[:, None] * hist[:, ::-1]
+    # Gaussian smoothing in Fourier space (kernel width in grid units per row), zero-padded
+    # so nothing wraps around.
+    n_fft = 2 * extended.shape[1]
+    freqs = np.fft.rfftfreq(n_fft)
     sigma_px = (bw / step)[:, None]
     kernel = np.exp(-2.0 * (np.pi * freqs[None, :] * sigma_px) ** 2)
-    dens = np.fft.irfft(np.fft.rfft(hist, n=2 * grid_size, axis=1) * kernel, axis=1)
-    dens = dens[:, :grid_size]
-    i = np.clip(np.argmax(dens, axis=1), 1, grid_size - 2)
+    dens = np.fft.irfft(np.fft.rfft(extended, n=n_fft, axis=1) * kernel, axis=1)
+    dens = dens[:, left:left + g]
+    i = np.argmax(dens, axis=1)
     r = np.arange(n_rows)
-    y0, y1, y2 = dens[r, i - 1], dens[r, i], dens[r, i + 1]
+    inner = np.clip(i, 1, g - 2)
+    y0, y1, y2 = dens[r, inner - 1], dens[r, inner], dens[r, inner + 1]
     denom = y0 - 2 * y1 + y2
-    shift = np.where(denom < 0, 0.5 * (y0 - y2) / np.where(denom < 0, denom, 1.0), 0.0)
+    # Refined between grid points; a peak on the grid's end (a bound) stays on it.
+    refine = (i == inner) & (denom < 0)
+    shift = np.where(refine, 0.5 * (y0 - y2) / np.where(refine, denom, 1.0), 0.0)
     mode = lo_g + (i + np.clip(shift, -0.5, 0.5)) * step
-    return np.where(span > 0, mode, lo)
+    return np.where(span > 0, np.clip(mode, lower, upper), lo)
 
 
 def summarize(samples: np.ndarray, names, mode_transforms=None) -> dict[str, np.ndarray]:
@@ -121,8 +183,9 @@ def summarize(samples: np.ndarray, names, mode_transforms=None) -> dict[str, np.
     names : sequence of str
         The P parameter names, in the order of the last axis.
     mode_transforms : dict, optional
-        Name -> ``(forward, inverse)`` functions: that parameter's KDE mode is found where its
-        posterior is smooth (e.g. log radius, logit B/T) and mapped back.
+        Name -> ``ModeTransform``: the scale that parameter's KDE mode is found on and its
+        bounds there (``MorphologyModel.mode_transforms`` gives a bundle's); others are
+        unbounded, in the samples' units.
 
     Returns
     -------
@@ -134,12 +197,8 @@ def summarize(samples: np.ndarray, names, mode_transforms=None) -> dict[str, np.
     out = {}
     for j, name in enumerate(names):
         s = samples[..., j].astype(np.float64)
-        fwd_inv = (mode_transforms or {}).get(name)
-        if fwd_inv:
-            fwd, inv = fwd_inv
-            out[f"{name}_mode"] = inv(kde_mode(fwd(s)))
-        else:
-            out[f"{name}_mode"] = kde_mode(s)
+        scale = (mode_transforms or {}).get(name, ModeTransform())
+        out[f"{name}_mode"] = scale.inverse(kde_mode(scale.forward(s), bounds=scale.bounds))
         out[f"{name}_median"] = np.median(s, axis=1)
         out[f"{name}_mean"] = s.mean(axis=1)
         s = np.sort(s, axis=1)

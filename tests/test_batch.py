@@ -193,6 +193,7 @@ def test_rows_flagged_outside_training_keep_the_posterior_but_lose_the_label(
         run_batch([path], tmp_path / name, _options(str(folder)))
     (plain,) = read_catalogue(tmp_path / "labelled.h5")
     (flagged,) = read_catalogue(tmp_path / "strict.h5")
-    assert plain["label"] == "R_e < 1000″" and not plain["flags"] & Flag.OUTSIDE_TRAINING
+    # (the untrained model's B/T may add a label of its own)
+    assert plain["label"].endswith("R_e < 1000″") and not plain["flags"] & Flag.OUTSIDE_TRAINING
     assert flagged["flags"] & Flag.OUTSIDE_TRAINING and flagged["label"] == ""
     assert flagged["status"] == "ok" and np.isfinite(flagged["bt_median"])

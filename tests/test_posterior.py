@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from scipy import stats
 
-from galaxy_inspector.posterior import LEVELS, coverage, hpd_interval, kde_mode, summarize
+from galaxy_inspector.models.bundle import OutputSpec
+from galaxy_inspector.models.morphology import MorphologyModel
+from galaxy_inspector.posterior import (
+    LEVELS,
+    ModeTransform,
+    coverage,
+    hpd_interval,
+    kde_mode,
+    summarize,
+)
 
 
 def test_hpd_of_a_gaussian_is_mean_plus_minus_k_sigma():
@@ -72,7 +83,7 @@ def test_summarize_columns_are_consistent():
     rng = np.random.default_rng(6)
     samples = np.stack([rng.beta(2, 5, (3, 500)), rng.lognormal(0, 0.3, (3, 500))], axis=-1)
     out = summarize(samples, ["bt", "re_arcsec"],
-                    mode_transforms={"re_arcsec": (np.log10, lambda v: 10 ** v)})
+                    mode_transforms={"re_arcsec": ModeTransform(np.log10, lambda v: 10 ** v)})
     for p in ("bt", "re_arcsec"):
         expected = {f"{p}_{s}" for s in ("mode", "median", "mean", "lo68", "hi68", "lo95",
                                         "hi95", "lo997", "hi997")}
@@ -87,6 +98,95 @@ def test_summarize_columns_are_consistent():
     np.testing.assert_allclose(out["bt_mean"], samples[..., 0].mean(1))
     # Mode of a lognormal found in log space: exp(mu) = 1, not the linear-space mode exp(-s^2)
     np.testing.assert_allclose(out["re_arcsec_mode"], 1.0, atol=0.12)
+
+
+def _piled_at_one(rng, rows=3, n=500):
+    """B/T posteriors piled at 1: a half-Gaussian below the bound."""
+    return np.clip(1 - np.abs(rng.normal(0, 0.05, (rows, n))), 0, 1)
+
+
+def _censored(bt):
+    """B/T samples as a model's output transform gives them (``OutputSpec.inverse``):
+    at or beyond the logit clip [0.01, 0.99] they are the bound."""
+    return np.where(bt >= 0.99, 1.0, np.where(bt <= 0.01, 0.0, bt))
+
+
+def test_the_mode_of_a_posterior_piled_at_a_bound_is_the_bound():
+    """Over many galaxies: a KDE mode of 500 samples scatters by ~0.2 sigma even for a
+    Gaussian, so single rows of the half-Gaussian fall within 0.01 of the bound three times in
+    four; the plain KDE leaks past the bound and puts the typical mode inside."""
+    rng = np.random.default_rng(11)
+    piled = _piled_at_one(rng, rows=200)
+    modes = kde_mode(piled, bounds=(0.0, 1.0))
+    assert np.median(modes) == pytest.approx(1.0, abs=0.001)
+    assert np.mean(modes > 0.99) > 0.65 and modes.min() > 0.95 and modes.max() <= 1.0
+    assert np.median(kde_mode(1 - piled, bounds=(0.0, 1.0))) == pytest.approx(0.0, abs=0.001)
+    assert np.median(kde_mode(piled)) < 0.985
+    # What a model gives: censored at its logit clip, a point mass at the bound.
+    np.testing.assert_array_equal(kde_mode(_censored(piled), bounds=(0.0, 1.0)), 1.0)
+
+
+def test_an_interior_posterior_keeps_its_mode_within_bounds():
+    x = np.clip(np.random.default_rng(12).normal(0.5, 0.05, (1, 500)), 0, 1)
+    grid = np.linspace(0.3, 0.7, 4001)
+    reference = grid[np.argmax(stats.gaussian_kde(x[0])(grid))]
+    assert kde_mode(x, bounds=(0.0, 1.0))[0] == pytest.approx(reference, abs=0.002)
+    assert kde_mode(x, bounds=(0.0, 1.0))[0] == kde_mode(x)[0]
+
+
+#: The shipped model's outputs (its card's clip and scalers), for the model's mode transforms.
+SHIPPED_OUTPUTS = [OutputSpec("bt", "", "logit", -0.005, 2.76, clip=(0.01, 0.99)),
+                   OutputSpec("re_arcsec", "arcsec", "log10", 0.255, 0.321)]
+
+
+def _model_modes(bt: np.ndarray) -> dict:
+    """``summarize`` with a model's mode transforms, for B/T samples (N, S) beside R_e."""
+    transforms = MorphologyModel.mode_transforms(SimpleNamespace(outputs=SHIPPED_OUTPUTS))
+    radius = np.random.default_rng(0).lognormal(0, 0.1, bt.shape)
+    return summarize(np.stack([bt, radius], axis=-1), ["bt", "re_arcsec"], transforms)
+
+
+def test_the_models_mode_of_a_pile_is_the_bound_and_obeys_the_bounds_of_the_intervals():
+    """Mode and intervals obey the same rule: in [0, 1], on a bound for a pile, and nothing
+    clipped to the logit clip [0.01, 0.99]."""
+    rng = np.random.default_rng(13)
+    piled = _piled_at_one(rng, rows=50)
+    for samples, bound in ((piled, 1.0), (_censored(piled), 1.0), (1 - piled, 0.0)):
+        out = _model_modes(samples)
+        np.testing.assert_array_equal(out["bt_mode"], bound)
+        hpd_end = out["bt_hi68"] if bound else out["bt_lo68"]
+        assert (np.abs(hpd_end - bound) < 0.01).all()
+    interior = np.clip(rng.normal(0.5, 0.05, (50, 500)), 0, 1)
+    modes = _model_modes(interior)["bt_mode"]
+    # Found in logit B/T, whose Jacobian moves a Gaussian's peak by a fifth of its width.
+    assert np.median(modes) == pytest.approx(0.5, abs=0.015)
+    spread = np.concatenate([_censored(rng.uniform(0, 1, (50, 500))), piled], axis=0)
+    modes = _model_modes(spread)["bt_mode"]
+    assert ((modes == 0) | (modes == 1) | ((modes >= 0.01) & (modes <= 0.99))).all()
+
+
+def test_the_catalogue_row_carries_the_bounded_mode(tiny_bundle_factory, monkeypatch):
+    from galaxy_inspector.catalogue.rows import RowOrigin, single_row
+    from galaxy_inspector.engine import load_model, measure_stamps, stamp_for
+    from galaxy_inspector.io import SkyImage
+
+    model = load_model(tiny_bundle_factory())
+    real_predict = model.predict
+
+    def piled_predict(*args, **kwargs):
+        prediction = real_predict(*args, **kwargs)
+        n, s, _ = prediction.samples.shape
+        prediction.samples[..., 0] = _censored(_piled_at_one(np.random.default_rng(14), n, s))
+        return prediction
+
+    monkeypatch.setattr(model, "predict", piled_predict)
+    yy, xx = np.indices((150, 150))
+    image = 3e4 * np.exp(-np.hypot(yy - 74.5, xx - 74.5) * 0.168 / 0.5) / 300
+    image += np.random.default_rng(0).normal(0, 2.0, image.shape)
+    (m,) = measure_stamps([stamp_for(SkyImage.from_array(image, 0.168), 74.5, 74.5, model)],
+                          model, n_samples=400)
+    row = single_row(RowOrigin(id="piled", source="piled.fits"), m)
+    assert row["bt_mode"] == row["bt_hi68"] == 1.0 and row["bt_lo68"] < 1.0
 
 
 def _gaussian_posteriors(n, width_ratio, rng, n_samples=400):

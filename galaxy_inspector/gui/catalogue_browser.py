@@ -16,6 +16,7 @@ from PySide6.QtCore import (
 )
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QComboBox,
     QFileDialog,
     QHBoxLayout,
@@ -34,15 +35,39 @@ from galaxy_inspector.catalogue import export_catalogue, export_note, read_catal
 from galaxy_inspector.errors import user_message
 from galaxy_inspector.gui.file_filters import EXPORT_FILTER
 from galaxy_inspector.gui.image_view import SkyImageView
+from galaxy_inspector.gui.plots import plain_axes
 from galaxy_inspector.gui.posterior_panel import PosteriorPanel
+from galaxy_inspector.gui.region_actions import install_browser as install_region_actions
 from galaxy_inspector.gui.workers import Worker, start_worker
 from galaxy_inspector.viewer.state import ViewerState
 from galaxy_inspector.viewer.tasks import catalogue_galaxy_task
+from galaxy_inspector.viewer.wording import format_value
 
-__all__ = ["CatalogueBrowser", "CatalogueTableModel", "HISTOGRAM"]
+__all__ = ["CatalogueBrowser", "CatalogueTableModel", "HISTOGRAM", "column_label", "cell_text"]
 
 HISTOGRAM = "(histogram)"
 ALL_COLUMNS = "all columns"
+
+
+def column_label(table, name: str) -> str:
+    """A column's name with its unit, as TOPCAT writes it: 're_arcsec_mode [arcsec]'."""
+    unit = table[name].unit
+    return f"{name} [{unit}]" if unit else name
+
+
+def cell_text(value, unit) -> str:
+    """A cell as a person reads it: sky coordinates to 6 decimals (0.004 arcsec), pixel
+    positions to 2, other numbers to 4 significant digits (``wording.format_value``: no
+    exponent below 10^7), missing values as a dash."""
+    if isinstance(value, (float, np.floating)):
+        if not np.isfinite(value):
+            return format_value(None)
+        if str(unit) == "deg":
+            return f"{value:.6f}"
+        if str(unit) == "pix":
+            return f"{value:.2f}"
+        return format_value(float(value))
+    return str(value)
 
 
 class CatalogueTableModel(QAbstractTableModel):
@@ -65,20 +90,22 @@ class CatalogueTableModel(QAbstractTableModel):
         value = self.table[self.columns[index.column()]][index.row()]
         if role == Qt.ItemDataRole.UserRole:
             return value.item() if hasattr(value, "item") else value
+        column = self.table[self.columns[index.column()]]
         if role == Qt.ItemDataRole.DisplayRole:
-            if isinstance(value, (float, np.floating)):
-                return f"{value:.5g}"
-            return str(value)
+            return cell_text(value, column.unit)
+        if role == Qt.ItemDataRole.TextAlignmentRole and np.issubdtype(column.dtype, np.number):
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
 
     def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):  # noqa: N802
-        if role != Qt.ItemDataRole.DisplayRole:
-            return None
-        if orientation == Qt.Orientation.Horizontal:
-            name = self.columns[section]
-            unit = self.table[name].unit
-            return f"{name} [{unit}]" if unit else name
-        return str(section)
+        if orientation != Qt.Orientation.Horizontal:
+            return str(section) if role == Qt.ItemDataRole.DisplayRole else None
+        name = self.columns[section]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return column_label(self.table, name)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return self.table[name].description or None
+        return None
 
 
 class CatalogueBrowser(QMainWindow):
@@ -95,6 +122,7 @@ class CatalogueBrowser(QMainWindow):
         self.state = ViewerState()
         if main_state is not None:
             self.state.stretch, self.state.interval = main_state.stretch, main_state.interval
+            self.state.pixel_origin = main_state.pixel_origin  # one choice for every window
         self.worker: Worker | None = None
 
         self.proxy = QSortFilterProxyModel(self)
@@ -105,6 +133,8 @@ class CatalogueBrowser(QMainWindow):
         self.view.setSortingEnabled(True)
         self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        # Rows as high as a line of text, so a screenful of the table is many galaxies.
+        self.view.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
         self.filter_column = QComboBox()
         self.filter_edit = QLineEdit()
         self.filter_edit.setPlaceholderText("filter rows (regular expression), e.g. ^ok$")
@@ -126,6 +156,7 @@ class CatalogueBrowser(QMainWindow):
 
         self.image_view = SkyImageView(self.state)
         self.posterior = PosteriorPanel(in_catalogue=True)
+        self.posterior.set_pixel_origin(self.state.pixel_origin)
         self.status = QLabel("Select a row to see its galaxy.")
         self.status.setWordWrap(True)
         galaxy = QSplitter(Qt.Orientation.Horizontal)
@@ -140,13 +171,25 @@ class CatalogueBrowser(QMainWindow):
         self.plot_x = QComboBox()
         self.plot_y = QComboBox()
         self.plot = pg.PlotWidget(background="w")
-        self.plot_x.currentIndexChanged.connect(self.redraw_plot)
-        self.plot_y.currentIndexChanged.connect(self.redraw_plot)
+        plain_axes(self.plot)
+        for name in ("left", "bottom"):  # pyqtgraph's pale grey is hard to read on white
+            self.plot.getAxis(name).setTextPen("#222222")
+            self.plot.getAxis(name).setPen("#555555")
+        self.log_x = QCheckBox("log")
+        self.log_y = QCheckBox("log")
+        self.log_x.setToolTip("logarithmic x axis (rows without a positive value are left out)")
+        self.log_y.setToolTip("logarithmic y axis, or counts of a histogram")
+        for control in (self.plot_x, self.plot_y):
+            control.currentIndexChanged.connect(self.redraw_plot)
+        for control in (self.log_x, self.log_y):
+            control.toggled.connect(self.redraw_plot)
         plot_row = QHBoxLayout()
         plot_row.addWidget(QLabel("x"))
         plot_row.addWidget(self.plot_x, 1)
+        plot_row.addWidget(self.log_x)
         plot_row.addWidget(QLabel("y"))
         plot_row.addWidget(self.plot_y, 1)
+        plot_row.addWidget(self.log_y)
         plot_tab = QWidget()
         plot_layout = QVBoxLayout(plot_tab)
         plot_layout.addLayout(plot_row)
@@ -158,9 +201,11 @@ class CatalogueBrowser(QMainWindow):
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(table_side)
         splitter.addWidget(self.tabs)
-        splitter.setSizes([230, 620])
+        splitter.setStretchFactor(0, 1)  # the table takes what the window gains
+        splitter.setSizes([470, 380])
         self.setCentralWidget(splitter)
         self.state.add_callback("analysis", self.posterior.show_analysis)
+        install_region_actions(self)  # Regions menu: export DS9 regions
 
     # -- loading -------------------------------------------------------------------------
     def load(self, path: str) -> bool:
@@ -201,6 +246,7 @@ class CatalogueBrowser(QMainWindow):
         self.proxy.setFilterRegularExpression(QRegularExpression(
             self.filter_edit.text(), QRegularExpression.PatternOption.CaseInsensitiveOption))
         self._update_count()
+        self.redraw_plot()
 
     def _update_count(self) -> None:
         total = len(self.table) if self.table is not None else 0
@@ -245,26 +291,42 @@ class CatalogueBrowser(QMainWindow):
 
     # -- plotting and export -------------------------------------------------------------
     def redraw_plot(self) -> None:
-        """Histogram of x, or scatter of y against x, over the rows passing the filter."""
+        """Histogram of x, or scatter of y against x, over the rows passing the filter; the
+        plot's title says when nothing can be drawn, and why."""
         self.plot.clear()
+        self.plot.setTitle("")
         if self.table is None or not self.plot_x.currentText():
             return
         rows = [self.proxy.mapToSource(self.proxy.index(r, 0)).row()
                 for r in range(self.proxy.rowCount())]
         x_name, y_name = self.plot_x.currentText(), self.plot_y.currentText()
+        histogram = y_name == HISTOGRAM or not y_name
+        log_x, log_y = self.log_x.isChecked(), self.log_y.isChecked()
         x = np.asarray(self.table[x_name], dtype=float)[rows]
-        self.plot.setLabel("bottom", x_name)
-        if y_name == HISTOGRAM or not y_name:
-            finite = x[np.isfinite(x)]
-            if finite.size:
-                counts, edges = np.histogram(finite, bins=min(50, max(5, finite.size // 3)))
-                self.plot.plot(edges, counts, stepMode="center", fillLevel=0,
-                               brush=(31, 95, 168, 120), pen=pg.mkPen("#1f5fa8"))
-            self.plot.setLabel("left", "number of galaxies")
+        y = None if histogram else np.asarray(self.table[y_name], dtype=float)[rows]
+        keep = np.isfinite(x) & (x > 0 if log_x else True)
+        if y is not None:
+            keep &= np.isfinite(y) & (y > 0 if log_y else True)
+        self.plot.setLogMode(x=log_x, y=log_y)
+        self.plot.setLabel("bottom", column_label(self.table, x_name))
+        self.plot.setLabel("left", "number of galaxies" if histogram
+                           else column_label(self.table, y_name))
+        if not keep.any():
+            self.plot.setTitle("no row to plot: " + (
+                "none passes the filter" if not rows else
+                "no positive values for a log axis" if log_x or log_y else "no finite values"))
             return
-        y = np.asarray(self.table[y_name], dtype=float)[rows]
-        self.plot.plot(x, y, pen=None, symbol="o", symbolSize=6, symbolBrush=(31, 95, 168, 160))
-        self.plot.setLabel("left", y_name)
+        if histogram:
+            values = np.log10(x[keep]) if log_x else x[keep]
+            counts, edges = np.histogram(values, bins=min(50, max(5, values.size // 3)))
+            # pyqtgraph takes the log of the data itself; an empty bin has no log.
+            counts = np.where(counts > 0, counts, np.nan) if log_y else counts
+            self.plot.plot(10.0 ** edges if log_x else edges, counts, stepMode="center",
+                           fillLevel=None if log_y else 0, brush=(31, 95, 168, 120),
+                           pen=pg.mkPen("#1f5fa8"))
+            return
+        self.plot.plot(x[keep], y[keep], pen=None, symbol="o", symbolSize=6,
+                       symbolBrush=(31, 95, 168, 160))
 
     def _ask_export(self) -> None:
         if not self.path:

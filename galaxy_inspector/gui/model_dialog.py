@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QBrush, QColor
+from PySide6.QtCore import Qt, QUrl
+from PySide6.QtGui import QBrush, QColor, QTextCursor, QTextDocument
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QListWidget,
     QListWidgetItem,
+    QPlainTextEdit,
     QPushButton,
     QSplitter,
     QTextBrowser,
@@ -28,13 +29,58 @@ from galaxy_inspector.viewer.model_cards import (
     DEMO_COLOUR,
     DEMO_LABEL,
     card_html,
+    card_json,
     is_demo_card,
     read_card,
 )
 
-__all__ = ["ModelDialog"]
+__all__ = ["ModelDialog", "FittedImageBrowser"]
 
 PATH_ROLE = 256  # Qt.UserRole
+DETAILS_SHOW = "Show the model card (JSON)"
+DETAILS_HIDE = "Hide the model card"
+
+
+class FittedImageBrowser(QTextBrowser):
+    """A text browser whose images are scaled down to its width (never up), again whenever it
+    is resized: a report's plots are wider than a dialog."""
+
+    def setHtml(self, text: str) -> None:  # noqa: N802 (Qt naming)
+        super().setHtml(text)
+        self.fit_images()
+
+    def resizeEvent(self, event):  # noqa: N802 (Qt naming)
+        super().resizeEvent(event)
+        self.fit_images()
+
+    def image_formats(self):
+        """``(position, QTextImageFormat)`` of every image in the document."""
+        out = []
+        block = self.document().begin()
+        while block.isValid():
+            it = block.begin()
+            while not it.atEnd():
+                fragment = it.fragment()
+                if fragment.charFormat().isImageFormat():
+                    out.append((fragment.position(), fragment.charFormat().toImageFormat()))
+                it += 1
+            block = block.next()
+        return out
+
+    def fit_images(self) -> None:
+        doc = self.document()
+        room = self.viewport().width() - 2 * doc.documentMargin() - 4
+        cursor = QTextCursor(doc)
+        for position, image in self.image_formats():
+            natural = doc.resource(QTextDocument.ResourceType.ImageResource, QUrl(image.name()))
+            if natural is None or natural.width() <= 0:
+                continue
+            scale = min(1.0, max(room, 50) / natural.width())
+            image.setWidth(natural.width() * scale)
+            image.setHeight(natural.height() * scale)
+            cursor.setPosition(position)
+            cursor.setPosition(position + 1, QTextCursor.MoveMode.KeepAnchor)
+            cursor.setCharFormat(image)
 
 
 class ModelDialog(QDialog):
@@ -65,7 +111,16 @@ class ModelDialog(QDialog):
         for path in properties:
             if not self._property_item(path):
                 self._add_property(path, read_card(path), path, True)
-        self.card_view = QTextBrowser()
+        self.card_view = FittedImageBrowser()
+        self.card_view.setOpenExternalLinks(True)
+        self.details = QPlainTextEdit()
+        self.details.setReadOnly(True)
+        self.details.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        self.details.hide()
+        self.details_button = QPushButton(DETAILS_SHOW)
+        self.details_button.setCheckable(True)
+        self.details_button.setToolTip("Every field of the bundle's card.json, as stored")
+        self.details_button.toggled.connect(self._show_details)
         self.error = QLabel()
         self.error.setStyleSheet("color: #b00020")
         self.error.setWordWrap(True)
@@ -86,9 +141,19 @@ class ModelDialog(QDialog):
         left.addWidget(browse)
         left_widget = QWidget()
         left_widget.setLayout(left)
+        card_side = QSplitter(Qt.Orientation.Vertical)
+        card_side.addWidget(self.card_view)
+        card_side.addWidget(self.details)
+        card_side.setChildrenCollapsible(False)
+        right = QVBoxLayout()
+        right.setContentsMargins(0, 0, 0, 0)
+        right.addWidget(card_side, 1)
+        right.addWidget(self.details_button, 0, Qt.AlignmentFlag.AlignLeft)
+        right_widget = QWidget()
+        right_widget.setLayout(right)
         splitter = QSplitter()
         splitter.addWidget(left_widget)
-        splitter.addWidget(self.card_view)
+        splitter.addWidget(right_widget)
         splitter.setSizes([340, 660])
         bottom = QHBoxLayout()
         bottom.addWidget(self.error, 1)
@@ -171,6 +236,10 @@ class ModelDialog(QDialog):
         if folder:
             self.add_bundle(folder)
 
+    def _show_details(self, shown: bool) -> None:
+        self.details.setVisible(shown)
+        self.details_button.setText(DETAILS_HIDE if shown else DETAILS_SHOW)
+
     def _on_clicked(self, item) -> None:
         """Show the card of a clicked bundle even when it already was its list's current."""
         if item is not None and item.listWidget().currentItem() is item:
@@ -186,6 +255,7 @@ class ModelDialog(QDialog):
         except BundleError as exc:
             self.error.setText(str(exc))
             self.card_view.clear()
+            self.details.clear()
             if is_property:  # a broken property bundle cannot be switched on
                 item.setCheckState(Qt.CheckState.Unchecked)
                 item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsUserCheckable)
@@ -202,8 +272,9 @@ class ModelDialog(QDialog):
         report = bundle.report_path()
         if report is not None:
             self.card_view.setSearchPaths([str(report.parent)])
-            text += "<hr><h2>Evaluation report</h2>" + _markdown_html(report.read_text())
+            text += "<hr>" + _markdown_html(report.read_text())
         self.card_view.setHtml(text)
+        self.details.setPlainText(card_json(bundle.card))
 
 
 def _markdown_html(markdown: str) -> str:

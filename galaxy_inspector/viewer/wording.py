@@ -17,16 +17,21 @@ PRETTY_PROPERTIES = {"metallicity": "12 + log(O/H)", "oh12": "12 + log(O/H)",
 
 
 def format_value(value) -> str:
-    """Four significant digits, or '—' for a missing or non-finite value."""
+    """Four significant digits, or '—' for a missing or non-finite value; written out in full
+    below 10^7 (a flux of '199700', not '1.997e+05')."""
     if value is None or not math.isfinite(value):
         return "—"
-    return f"{value:.4g}"
+    text = f"{value:.4g}"
+    if "e+" in text and abs(value) < 1e7:
+        return f"{float(text):.0f}"
+    return text
 
 
 def parameter_label(name: str, unit: str) -> str:
-    """'R_e (arcsec)' style label of a morphology parameter with its unit."""
+    """'R_e [arcsec]' style label of a morphology parameter with its unit (the one naming of
+    plots, tables and dialogs)."""
     pretty = PRETTY_PARAMETERS.get(name, name)
-    return f"{pretty} ({unit})" if unit else pretty
+    return f"{pretty} [{unit}]" if unit else pretty
 
 
 def property_label(name: str, unit: str) -> str:
