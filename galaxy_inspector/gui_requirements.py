@@ -6,6 +6,13 @@ Qt aborts (SIGABRT, core dumped) when its X11 platform plugin cannot load, and i
 the dynamic loader (``ldd``, part of every glibc system) which libraries PySide6's
 ``libqxcb.so`` needs, directly or through its dependencies, and cannot find, and names the
 Debian packages that provide them. Without ``ldd`` the check says nothing and Qt speaks.
+
+``ldd`` reports the whole tree: the plugin, the bundled Qt libraries it loads (``libQt6XcbQpa``,
+``libQt6Gui``, ``libQt6Core``, ``libQt6DBus``) and the system libraries under them. A missing
+system library hides its own dependencies from ``ldd``, but those come with its package, so
+naming the package of each library the Qt tree asks for directly is enough: ``DEBIAN_PACKAGES``
+lists exactly those (a test reads them with ``readelf`` from the installed PySide6), and
+``XCB_PACKAGES`` is the one install line the README gives.
 """
 
 from __future__ import annotations
@@ -18,7 +25,8 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["DEBIAN_PACKAGES", "xcb_plugin", "missing_libraries", "gui_start_problem"]
+__all__ = ["DEBIAN_PACKAGES", "XCB_PACKAGES", "xcb_plugin", "missing_libraries",
+           "gui_start_problem"]
 
 #: Debian/Ubuntu package of each system library that Qt's xcb plugin and the Qt libraries
 #: under it name (``readelf -d``), besides the C and C++ runtime.
@@ -51,6 +59,8 @@ DEBIAN_PACKAGES = {
     "libz.so.1": "zlib1g",
     "libzstd.so.1": "libzstd1",
 }
+#: Every package above, once: what the README's ``apt-get install`` line installs.
+XCB_PACKAGES = tuple(sorted(set(DEBIAN_PACKAGES.values())))
 
 
 def xcb_plugin() -> Path | None:

@@ -126,6 +126,7 @@ def test_scaled_integer_windows_with_mask_and_variance_equal_a_whole_read(
     assert window.mask[5:15, 2:5].all() and not window.mask[45, 8]
     monkeypatch.setattr(image_module, "PREVIEW_BLOCK_PIXELS", 2000)  # blocks of 10 rows
     np.testing.assert_array_equal(lazy.preview(70), whole.data[::5, ::5])
+    np.testing.assert_array_equal(lazy.preview(70, "mask"), whole.mask[::5, ::5])
     assert "_whole" not in lazy.__dict__
 
 

@@ -19,6 +19,8 @@ from typing import NamedTuple, Protocol
 import numpy as np
 from astropy.nddata import Cutout2D
 
+from galaxy_inspector.flags import Flag
+
 __all__ = ["SkyImage", "PixelWindow", "PixelSource", "ArrayPixels", "ImageCutout"]
 
 WHOLE = (slice(None), slice(None))
@@ -206,18 +208,33 @@ class SkyImage:
         """Subsampling step that brings the image's longer side to at most ``max_side``."""
         return max(1, math.ceil(max(self.shape) / max_side))
 
-    def preview(self, max_side: int) -> np.ndarray:
-        """Every ``preview_step(max_side)``-th pixel of ``data`` along each axis (for display),
-        read in blocks of whole rows (strided file reads go pixel by pixel) of about
-        ``PREVIEW_BLOCK_PIXELS``, so the whole plane is never held."""
+    @property
+    def is_display_image(self) -> bool:
+        """Whether the pixels are a display image's levels (JPEG/PNG, already stretched), to be
+        shown as they are rather than scaled like fluxes."""
+        return bool(self.flags & Flag.NONLINEAR_IMAGE)
+
+    def preview(self, max_side: int, plane: str = "data") -> np.ndarray | None:
+        """Every ``preview_step(max_side)``-th pixel of ``plane`` ("data" or "mask"; None when
+        the image has no mask) along each axis (for display), read in blocks of whole rows
+        (strided file reads go pixel by pixel) of about ``PREVIEW_BLOCK_PIXELS``, so the whole
+        plane is never held."""
         step = self.preview_step(max_side)
         if "_whole" in self.__dict__ or isinstance(self.pixels, ArrayPixels):
-            return self.data[::step, ::step]
+            whole = getattr(self._whole, plane)
+            return None if whole is None else whole[::step, ::step]
         ny, nx = self.shape
         rows = max(1, PREVIEW_BLOCK_PIXELS // (nx * step)) * step
-        # Copies, not views: a view would keep its whole block alive.
-        return np.concatenate([self.window(slice(y0, min(y0 + rows, ny)), WHOLE[1]).data[
-            ::step, ::step].copy() for y0 in range(0, ny, rows)])
+        blocks = [self._preview_block(slice(y0, min(y0 + rows, ny)), step, plane)
+                  for y0 in range(0, ny, rows)]
+        if blocks[0] is None:
+            return None
+        return np.concatenate(blocks)
+
+    def _preview_block(self, rows: slice, step: int, plane: str) -> np.ndarray | None:
+        block = getattr(self.window(rows, WHOLE[1]), plane)
+        # A copy, not a view: a view would keep its whole block alive.
+        return None if block is None else block[::step, ::step].copy()
 
     def pixel_to_sky(self, x: float, y: float) -> tuple[float, float]:
         """(RA, Dec) in degrees of 0-based pixel (x, y); NaNs without a WCS."""
