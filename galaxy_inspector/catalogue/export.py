@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from galaxy_inspector.catalogue.reader import read_catalogue
+from galaxy_inspector.catalogue.regions import REGION_SUFFIX, write_regions
 from galaxy_inspector.catalogue.schema import GALAXIES, META_KEYS, columns, table_meta
 from galaxy_inspector.errors import InputError, OutputError, first_line
 
@@ -58,15 +59,19 @@ FITS_TEXT_POLICY = ("FITS text is ASCII: a double prime (arcsec) is written ' ar
                     "as a \\uXXXX escape; the CSV, ECSV, VOTable and HDF5 exports keep UTF-8.")
 
 
-def export_catalogue(path, out) -> int:
-    """Write a catalogue's ``/galaxies`` to FITS, CSV, ECSV, VOTable or HDF5.
+def export_catalogue(path, out, region_shape: str = "circle") -> int:
+    """Write a catalogue's ``/galaxies`` to FITS, CSV, ECSV, VOTable or HDF5, or its galaxies
+    as DS9 regions (``.reg``, ``regions.write_regions``).
 
     Parameters
     ----------
     path : str or Path
         The HDF5 catalogue.
     out : str or Path
-        The table to write; its suffix (a key of ``EXPORT_FORMATS``) chooses the format.
+        The table to write; its suffix (a key of ``EXPORT_FORMATS``, or ``.reg``) chooses the
+        format.
+    region_shape : str
+        For ``.reg``: one of ``regions.REGION_SHAPES``.
 
     Returns
     -------
@@ -81,6 +86,8 @@ def export_catalogue(path, out) -> int:
     OutputError
         ``out`` cannot be written.
     """
+    if Path(out).suffix.lower() == REGION_SUFFIX:
+        return write_regions(path, out, region_shape)
     _check_target(out)
     if Path(out).resolve() == Path(path).resolve():
         raise InputError(f"exporting {path} to itself would overwrite it; choose another name")
@@ -154,7 +161,8 @@ def _check_target(out) -> str:
                          f"{', '.join(EXPORT_FORMATS)}")
     fmt = EXPORT_FORMATS.get(out.suffix.lower())
     if fmt is None:
-        raise InputError(f"cannot export to {out.name}: use one of {', '.join(EXPORT_FORMATS)}")
+        raise InputError(f"cannot export to {out.name}: use one of {', '.join(EXPORT_FORMATS)} "
+                         f"(or {REGION_SUFFIX} for DS9 regions)")
     if not out.parent.is_dir():
         raise OutputError(f"cannot write {out}: folder {out.parent} does not exist")
     return fmt

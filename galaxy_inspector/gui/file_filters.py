@@ -7,7 +7,7 @@ from galaxy_inspector.catalogue import EXPORT_FORMATS
 from galaxy_inspector.io.inputs import IMAGE_SUFFIXES, TABLE_SUFFIXES
 
 __all__ = ["IMAGE_FILTER", "TABLE_FILTER", "CATALOGUE_FILTER", "CATALOGUE_SUFFIXES",
-           "EXPORT_FILTER", "ROW_FILTER", "FIGURE_FILTER", "name_filter"]
+           "EXPORT_FILTER", "ROW_FILTER", "FIGURE_FILTER", "REGION_FILTER", "name_filter"]
 
 #: Files the app opens as HDF5 catalogues (in the catalogue browser) rather than as images.
 CATALOGUE_SUFFIXES = (".h5", ".hdf5")
@@ -35,6 +35,8 @@ IMAGE_FILTER = f"{name_filter('Images', IMAGE_SUFFIXES)};;{ALL_FILES}"
 #: Position tables: CSV/ECSV, or FITS tables (told apart from FITS images by their content).
 TABLE_FILTER = f"{name_filter('Position tables', TABLE_SUFFIXES + ('.fits',))};;{ALL_FILES}"
 CATALOGUE_FILTER = name_filter("HDF5 catalogues", CATALOGUE_SUFFIXES)
+#: Region files (read and written by the ``regions`` package).
+REGION_FILTER = f"DS9 regions (*.reg);;CASA regions (*.crtf);;{ALL_FILES}"
 #: A whole catalogue exported to any table format.
 EXPORT_FILTER = name_filter("Tables", EXPORT_FORMATS)
 #: One galaxy's row (CSV first: the row export's default name is galaxy.csv).
