@@ -76,6 +76,7 @@ from galaxy_inspector.engine import (
     stamp_for,
 )
 from galaxy_inspector.errors import InputError, isolate_failures, user_message
+from galaxy_inspector.flags import Flag
 from galaxy_inspector.io import Target, expand_inputs, read_image
 from galaxy_inspector.parallel import ordered_map, usable_cores
 from galaxy_inspector.physical_properties.measure import (
@@ -124,6 +125,7 @@ class BatchOptions:
     hdu: int | str | None = None
     plane: int = 0
     detect: bool = False
+    detect_min_area: float | None = None  # arcsec²; None: a few PSF beams (detect_min_pixels)
     seed: int = 0
     batch_size: int = 32
     command_line: str = ""
@@ -184,8 +186,8 @@ def _seed(key: str, seed: int) -> int:
     return (zlib.crc32(key.encode("utf-8", "surrogateescape")) + seed) % SEED_LIMIT
 
 
-def _prepare_target(target: Target, image, spec: StampSpec, detect: bool,
-                    seed: int) -> list[Stamp]:
+def _prepare_target(target: Target, image, spec: StampSpec,
+                    options: BatchOptions) -> list[Stamp]:
     if target.ra is not None:
         if image.wcs is None:
             raise InputError("the image has no celestial WCS, so the table's RA/Dec cannot be "
@@ -193,15 +195,16 @@ def _prepare_target(target: Target, image, spec: StampSpec, detect: bool,
         positions = [image.sky_to_pixel(target.ra, target.dec) + (0,)]
     elif target.x is not None:
         positions = [(target.x, target.y, 0)]
-    elif detect:
-        positions = detect_galaxies(image)
+    elif options.detect:
+        positions = detect_galaxies(image, min_area_arcsec2=options.detect_min_area)
         if not positions:
-            raise InputError("no galaxy detected in the image")
+            raise InputError("no galaxy detected in the image (a smaller --detect-min-area "
+                             "finds smaller sources)")
     else:  # a cutout of its galaxy: measure the source at its centre, at its own centroid
         positions = [central_galaxy(image, pixel_scale=spec.pixel_scale)]
     stamps = []
     for k, (x, y, flag) in enumerate(positions):
-        stamp = stamp_for(image, x, y, spec, seed=_seed(f"{target.key}#{k}", seed))
+        stamp = stamp_for(image, x, y, spec, seed=_seed(f"{target.key}#{k}", options.seed))
         if flag:
             stamp = dataclasses.replace(stamp, flags=stamp.flags | flag)
         stamps.append(stamp)
@@ -227,7 +230,7 @@ def prepare_unit(targets: list[Target], spec: StampSpec, options: BatchOptions,
     for p in todo:
         p.hdu = image.hdu
         try:
-            stamps = _prepare_target(p.target, image, spec, options.detect, options.seed)
+            stamps = _prepare_target(p.target, image, spec, options)
             for stamp in stamps:
                 _check_stamp(stamp)
             p.stamps = stamps
@@ -412,7 +415,8 @@ def _same_file(a: Path, b: Path) -> bool:
 def _row_settings(options: BatchOptions, n_samples: int) -> dict:
     """The options that change rows, by their command-line names: a resume must repeat them
     (the models and the saved samples are checked on their own)."""
-    return {"--detect": options.detect, "--pixel-scale": options.pixel_scale,
+    return {"--detect": options.detect, "--detect-min-area": options.detect_min_area,
+            "--pixel-scale": options.pixel_scale,
             "--zero-point": options.zero_point, "--seed": options.seed, "--hdu": options.hdu,
             "--plane": options.plane, "--samples": n_samples,
             "--save-samples": options.save_samples,
@@ -463,11 +467,14 @@ def run_batch(inputs: list, out, options: BatchOptions | None = None,
                 spec = StampSpec(properties[0].stamp_size, properties[0].pixel_scale,
                                  NOMINAL_SKY_SIGMA_NJY)
             property_specs = tuple(PropertySpec.of(m) for m in properties)
+            uncalibrated = 0  # ok rows of images without a flux calibration
 
             def write(answers: _Answers) -> None:
+                nonlocal uncalibrated
                 rows, samples, property_samples = builder.build(answers.pairs)
                 writer.append(rows, samples, property_samples)
                 ok = rows["status"] == b"ok"
+                uncalibrated += int(np.sum(ok & (rows["flags"] & Flag.FLUX_UNCALIBRATED != 0)))
                 counts.done += int(np.sum(ok))
                 counts.failed += len(rows) - int(np.sum(ok))
                 incomplete = rows["error"] != b""  # ok rows: the morphology gave no posterior
@@ -499,6 +506,8 @@ def run_batch(inputs: list, out, options: BatchOptions | None = None,
                     if cancel and cancel():
                         counts.cancelled = True
                         break
+            if uncalibrated and morphology:  # one line for the run, however many rows
+                counts.notes.append(_uncalibrated_note(uncalibrated, spec.nominal_sky_sigma))
             counts.elapsed = time.monotonic() - t0
             if counts.cancelled:  # what it wrote goes into the file; --resume finishes the rest
                 writer.checkpoint()
@@ -509,6 +518,15 @@ def run_batch(inputs: list, out, options: BatchOptions | None = None,
                                "skipped": counts.skipped, "partial": counts.partial,
                                "seconds": round(counts.elapsed, 3)})
     return counts
+
+
+def _uncalibrated_note(rows: int, nominal_sky_sigma: float) -> str:
+    """What a run should say once about its rows from images without a flux calibration."""
+    which = "1 row comes" if rows == 1 else f"{rows} rows come"
+    return (f"note: {which} from images without a flux calibration (flag FLUX_UNCALIBRATED): "
+            f"their stamps were scaled to a nominal sky noise of {nominal_sky_sigma:.3g} nJy/px, "
+            "so flux_njy is not physical and B/T and R_e rest on that scaling; give "
+            "--zero-point or calibrated images")
 
 
 def _cluster_client(options: BatchOptions):
@@ -540,6 +558,9 @@ def _check_options(options: BatchOptions) -> None:
         raise InputError(f"--zero-point {options.zero_point:g} is not an AB zero point: give "
                          f"one between {low:g} and {high:g} (8.9 for Jy pixels, 22.5 for SDSS "
                          "nanomaggies, 31.4 for nJy, about 25-35 for counts)")
+    if options.detect_min_area is not None and not 0 < options.detect_min_area < math.inf:
+        raise InputError(f"--detect-min-area {options.detect_min_area:g} must be a positive "
+                         "area in arcsec²")
     if options.pixel_scale is not None and not 0 < options.pixel_scale < math.inf:
         raise InputError(f"--pixel-scale {options.pixel_scale:g} must be a positive number of "
                          "arcsec per pixel")

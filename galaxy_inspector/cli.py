@@ -134,7 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="processes reading and cutting images while the model runs "
                         "(default: 2, or 1 on a single core)")
     b.add_argument("--pixel-scale", type=_positive_float, metavar="ARCSEC",
-                   help="arcsec per pixel for images without WCS (JPEG default 0.396)")
+                   help="arcsec per pixel; replaces a FITS file's own (WCS or keyword: the "
+                        "WCS is rescaled, and the calibration column says so), and gives one "
+                        "to images without (JPEG default 0.396)")
     b.add_argument("--zero-point", type=float, metavar="ZP",
                    help="AB zero point of the pixel values for images without calibration")
     b.add_argument("--hdu", type=_hdu, metavar="N|NAME",
@@ -144,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--detect", action="store_true",
                    help="find galaxies in each image (segmentation + deblending) and measure "
                         "each, instead of one galaxy at the centre")
+    b.add_argument("--detect-min-area", type=_positive_float, metavar="ARCSEC2",
+                   help="with --detect: the least area of a source, arcsec² (at least 10 "
+                        "pixels; default: two PSF beams, 20 pixels at any pixel scale)")
     b.add_argument("--redshift-column", metavar="NAME",
                    help="table column with each object's redshift, for property models that "
                         "need one (default: 'z' or 'redshift')")
@@ -202,6 +207,7 @@ def _run_batch(args, argv) -> int:
                            overwrite=args.overwrite, workers=args.workers,
                            pixel_scale=args.pixel_scale, zero_point=args.zero_point,
                            hdu=args.hdu, plane=args.plane, detect=args.detect,
+                           detect_min_area=args.detect_min_area,
                            seed=args.seed, redshift_column=args.redshift_column,
                            cluster=args.cluster, cluster_jobs=args.cluster_jobs,
                            command_line=printable(shlex.join(["galaxy-inspector", *argv])))

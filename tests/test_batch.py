@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import galsim
 import h5py
 import numpy as np
@@ -197,3 +199,68 @@ def test_rows_flagged_outside_training_keep_the_posterior_but_lose_the_label(
     assert plain["label"].endswith("R_e < 1000″") and not plain["flags"] & Flag.OUTSIDE_TRAINING
     assert flagged["flags"] & Flag.OUTSIDE_TRAINING and flagged["label"] == ""
     assert flagged["status"] == "ok" and np.isfinite(flagged["bt_median"])
+
+
+def _hst_field(path, scale=0.05, n=256):
+    """A faint R_e = 0.3″ galaxy at HST's 0.05″/px, in nJy, the scale in PIXSCALE."""
+    galaxy = galsim.Convolve(galsim.Exponential(half_light_radius=0.3, flux=600.0),
+                             galsim.Gaussian(fwhm=0.1))
+    data = (galaxy.drawImage(nx=n, ny=n, scale=scale).array
+            + np.random.default_rng(6).normal(0, 1.0, (n, n)))
+    fits.PrimaryHDU(data.astype(np.float32),
+                    fits.Header({"BUNIT": "nJy", "PIXSCALE": scale})).writeto(path)
+    return path
+
+
+def test_detect_finds_a_small_galaxy_at_hst_scale_and_the_least_area_is_an_option(
+        tmp_path, bundle):
+    path = _hst_field(tmp_path / "hst.fits")
+    run_batch([path], tmp_path / "cat.h5", _options(bundle, detect=True))
+    table = read_catalogue(tmp_path / "cat.h5")
+    assert list(table["status"]) == ["ok"] and abs(table["x"][0] - 127.5) < 2
+    run_batch([path], tmp_path / "strict.h5", _options(bundle, detect=True, detect_min_area=2.0))
+    strict = read_catalogue(tmp_path / "strict.h5")
+    assert "no galaxy detected" in strict["error"][0] and "--detect-min-area" in strict["error"][0]
+    with h5py.File(tmp_path / "strict.h5") as f:
+        assert json.loads(f.attrs["settings"])["--detect-min-area"] == 2.0
+    with pytest.raises(InputError, match="--detect-min-area"):
+        run_batch([path], tmp_path / "bad.h5", _options(bundle, detect=True, detect_min_area=0.0))
+
+
+def test_pixel_scale_option_replaces_a_wrong_wcs_scale(tmp_path, bundle, write_galaxies):
+    """The cutouts are drawn at 0.168″/px; a WCS saying 0.1″/px is overridden by the option,
+    and the row's calibration says so."""
+    (path,) = write_galaxies(tmp_path / "in", 1)
+    with fits.open(path, mode="update") as hdul:
+        hdul[1].header.update({"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CRVAL1": 150.0,
+                               "CRVAL2": 2.0, "CRPIX1": 50.5, "CRPIX2": 50.5,
+                               "CD1_1": -0.1 / 3600, "CD2_2": 0.1 / 3600})
+    run_batch([path], tmp_path / "wcs.h5", _options(bundle))
+    run_batch([path], tmp_path / "given.h5", _options(bundle, pixel_scale=0.168))
+    wcs, given = read_catalogue(tmp_path / "wcs.h5"), read_catalogue(tmp_path / "given.h5")
+    assert wcs["pixel_scale"][0] == pytest.approx(0.1)
+    assert given["pixel_scale"][0] == pytest.approx(0.168) and given["status"][0] == "ok"
+    assert "0.168\"/px as given, not the file's 0.1\"/px" in given["calibration"][0]
+
+
+def test_uncalibrated_rows_are_flagged_and_the_run_notes_it_once(tmp_path, bundle, capsys):
+    """Images without a flux calibration are scaled to a nominal sky noise: every row says so
+    (flags, calibration) and the command prints one note for the run, not one per galaxy."""
+    from galaxy_inspector.cli import main
+
+    rng = np.random.default_rng(7)
+    for i in range(3):
+        counts = 50 * galsim.Exponential(half_light_radius=0.8, flux=2e3).drawImage(
+            nx=100, ny=100, scale=0.168).array + rng.normal(0, 1.0, (100, 100)) + 300
+        fits.PrimaryHDU(counts.astype(np.float32),
+                        fits.Header({"PIXSCALE": 0.168})).writeto(tmp_path / f"raw{i}.fits")
+    inputs = [str(tmp_path / f"raw{i}.fits") for i in range(3)]
+    assert main(["--batch", *inputs, "--out", str(tmp_path / "cat.h5"), "--model", bundle,
+                 "--samples", "16", "--workers", "1"]) == 0
+    table = read_catalogue(tmp_path / "cat.h5")
+    assert all(f & Flag.FLUX_UNCALIBRATED and f & Flag.CALIBRATION_GUESSED
+               for f in table["flags"])
+    assert all("scaled to a sky noise" in c for c in table["calibration"])
+    notes = [line for line in capsys.readouterr().err.splitlines()
+             if "without a flux calibration" in line]
+    assert len(notes) == 1 and notes[0].startswith("note: 3 rows come from images")

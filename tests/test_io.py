@@ -88,8 +88,53 @@ def test_hst_photflam_rates_counts_and_missing_exptime():
     no_time = calibration_from_header({"PHOTFLAM": photflam, "PHOTPLAM": photplam,
                                        "BUNIT": "COUNTS"})
     assert not no_time.calibrated and "EXPTIME" in no_time.description
-    guessed = calibration_from_header({"PHOTFLAM": photflam, "PHOTPLAM": photplam})
-    assert guessed.calibrated and guessed.flags & Flag.CALIBRATION_GUESSED
+
+
+PHOT = {"TELESCOP": "HST", "PHOTFLAM": 1.5e-19, "PHOTPLAM": 8000.0, "EXPTIME": 400.0}
+
+
+@pytest.mark.parametrize("header, file_name, per_second, assumed", [
+    # WFPC2 pipeline images (c0f/c0m) are DN; nothing else need say so (issue 16's 200-1280x).
+    ({"INSTRUME": "WFPC2"}, "u2x80101t_c0f.fits", False, True),
+    ({"INSTRUME": "WFPC2"}, "galaxy.fits", False, True),
+    ({"INSTRUME": "WFPC2", "FILENAME": "u2x80101t_c0m.fits"}, "cutout.fits", False, True),
+    # ACS and WFC3/UVIS: flt/flc are electrons, drz/drc electrons/s; WFC3/IR flt are rates.
+    ({"INSTRUME": "ACS"}, "j8xx01abq_flt.fits", False, True),
+    ({"INSTRUME": "ACS"}, "j8xx01010_drz.fits", True, True),
+    ({"INSTRUME": "WFC3", "DETECTOR": "UVIS"}, "ib4v12n5q_flc.fits", False, True),
+    ({"INSTRUME": "WFC3", "DETECTOR": "IR"}, "ia2113inq_flt.fits", True, True),
+    ({"INSTRUME": "ACS", "BUNIT": "ELECTRONS/S"}, "j8xx01abq_flt.fits", True, False),
+    # Drizzle's record of its output units wins over the WFPC2 BUNIT it left behind.
+    ({"INSTRUME": "WFPC2", "BUNIT": "COUNTS", "D001OUUN": "cps"}, "u2x8_drz.fits", True, False),
+    ({"INSTRUME": "ACS", "D001OUUN": "counts"}, "j8xx01010_drz.fits", False, False),
+])
+def test_hst_counts_are_divided_by_exptime_whatever_says_they_are_counts(
+        header, file_name, per_second, assumed):
+    rate_factor = calibration_from_header({**PHOT, "BUNIT": "ELECTRONS/S"}).factor
+    cal = calibration_from_header({**PHOT, **header}, file_name=file_name)
+    expected = rate_factor if per_second else rate_factor / PHOT["EXPTIME"]
+    assert cal.factor == pytest.approx(expected)
+    assert bool(cal.flags & Flag.CALIBRATION_GUESSED) == assumed
+    assert ("EXPTIME" in cal.description) == (not per_second)
+
+
+def test_hst_values_nothing_tells_apart_are_not_calibrated():
+    """PHOTFLAM of an image that may be counts or rates: uncalibrated with the reason (a
+    guess is off by the exposure time), and a zero point the user gives is used instead."""
+    unknown = calibration_from_header(PHOT, file_name="galaxy.fits")
+    assert not unknown.calibrated
+    assert "counts or count rates" in unknown.description and "--zero-point" in unknown.description
+    given = calibration_from_header(PHOT, user_zero_point=25.0, file_name="galaxy.fits")
+    assert given.calibrated and "user zero point" in given.description
+
+
+def test_wfpc2_counts_file_reads_as_rates_times_photflam(tmp_path):
+    header = fits.Header({**PHOT, "INSTRUME": "WFPC2"})
+    path = _write(tmp_path / "u2x80101t_c0f.fits", [fits.PrimaryHDU(COUNTS, header)])
+    image = read_image(path)
+    rate_factor = calibration_from_header({**PHOT, "BUNIT": "COUNTS/S"}).factor
+    np.testing.assert_allclose(image.data, COUNTS / 400.0 * rate_factor, rtol=1e-6)
+    assert image.flags & Flag.CALIBRATION_GUESSED and "EXPTIME 400" in image.calibration
 
 
 def test_user_zero_point_only_where_the_file_has_none(tmp_path):
@@ -106,11 +151,32 @@ def test_user_zero_point_only_where_the_file_has_none(tmp_path):
 
 def test_pixel_scale_from_rotated_wcs_else_option_else_unknown(tmp_path):
     rotated = _write(tmp_path / "rot.fits", [fits.PrimaryHDU(COUNTS, _celestial(0.396, 37.0))])
-    image = read_image(rotated, pixel_scale=1.0)
+    image = read_image(rotated)
     assert image.pixel_scale == pytest.approx(0.396) and image.wcs is not None
+    assert read_image(rotated, pixel_scale=0.3961).calibration == image.calibration
     bare = _write(tmp_path / "bare.fits", [fits.PrimaryHDU(COUNTS)])
     assert read_image(bare, pixel_scale=0.25).pixel_scale == 0.25
     assert read_image(bare).pixel_scale is None and read_image(bare).wcs is None
+
+
+def test_given_pixel_scale_overrides_a_wrong_wcs_and_says_so(tmp_path):
+    """--pixel-scale wins over the WCS: the WCS is rescaled about its reference pixel (its
+    rotation and reference position kept), so stamps are cut at the scale given."""
+    from astropy.wcs.utils import proj_plane_pixel_scales
+
+    wrong = _write(tmp_path / "wrong.fits", [fits.PrimaryHDU(COUNTS, _celestial(0.1, 48.0))])
+    own = read_image(wrong)
+    image = read_image(wrong, pixel_scale=0.05)
+    assert image.pixel_scale == 0.05
+    np.testing.assert_allclose(proj_plane_pixel_scales(image.wcs) * 3600.0, 0.05)
+    assert image.pixel_to_sky(9.5, 9.5) == pytest.approx(own.pixel_to_sky(9.5, 9.5))
+    ra0, dec0 = own.pixel_to_sky(9.5, 9.5)
+    far = [np.subtract(im.pixel_to_sky(19.5, 9.5), (ra0, dec0)) for im in (own, image)]
+    np.testing.assert_allclose(far[1], far[0] / 2, rtol=1e-4)  # same direction, half as far
+    assert "0.05\"/px as given, not the file's 0.1\"/px" in image.calibration
+    keyword = fits.PrimaryHDU(COUNTS)
+    keyword.header["PIXSCALE"] = 0.4
+    assert read_image(_write(tmp_path / "kw.fits", [keyword]), pixel_scale=0.2).pixel_scale == 0.2
 
 
 def test_compressed_and_gzipped_files_read_like_plain_ones(tmp_path):

@@ -34,7 +34,8 @@ def read_image(path, hdu=None, plane: int = 0, pixel_scale: float | None = None,
                zero_point: float | None = None) -> SkyImage:
     """Read an image file (FITS or JPEG/PNG, by its name) as a ``SkyImage``.
 
-    ``pixel_scale`` (arcsec/px) and ``zero_point`` (AB) are used only where the file has none.
+    ``pixel_scale`` (arcsec/px) replaces the file's own (a wrong WCS scale can be overridden);
+    ``zero_point`` (AB) is used only where the file has no calibration.
     """
     p = Path(path)
     problem = file_problem(p)
