@@ -32,6 +32,15 @@ references' ``bt_mode`` is recomputed by that rule from their own stored samples
 run stores none, and its modes (of interior posteriors, whose grid now starts at a bound the
 padding reaches) are compared within ``BT_MODE_ATOL``.
 
+Issue 16 measures the background and noise of the fill (masked, non-finite and off-image stamp
+pixels) on the cut's pixels beyond the stamp's inscribed circle, not on the whole cut, whose
+median a galaxy filling the stamp sets. Rows with filled pixels (``FILLED``: masked_fraction > 0
+or EDGE) are compared like re-centred rows, every summary within ``FILLED_SHIFT_IN_68_WIDTHS``
+of its 68 % interval's width: of the placed ones, the pure bulge field-3 (true B/T 1) went
+from a B/T mode of 0.887 to 1, the pure disk field-1 (B/T 0) from 0.048 to 0.064, hsc-1 (0.35)
+from 0.328 to 0.381; R_e moved under 0.05″, flux under 0.7 %. Issue 16 also set the least area of a detected source to two
+PSF beams (20 pixels) instead of 2 arcsec² (71 at 0.168″/px): the sources found are the same.
+
 Issue 15 added, deliberately, the column ``input_key_sha256`` (the exact resume key, last) and
 the root attributes ``NEW_ATTRS``; each is checked for what it must hold and left out of the
 comparison.
@@ -98,6 +107,11 @@ NOW_ERRORS = {("morphology", "field_3gal.fits"): "no source within 3.0 arcsec of
 #: interval: half of one, and 1.5 for the 99.73 % ends (set by the extreme few of 500 draws).
 SHIFT_IN_68_WIDTHS = {"lo997": 1.5, "hi997": 1.5}
 DEFAULT_SHIFT_IN_68_WIDTHS = 0.5
+#: How far a ``FILLED`` row's summaries may move, in widths of the reference's 68 % interval
+#: (measured: 0.61 at most), and its S/N (measured: 7 %, the fill's noise no longer inflated by
+#: the light of neighbours).
+FILLED_SHIFT_IN_68_WIDTHS = 1.0
+FILLED_SNR_RTOL = 0.1
 #: The morphology outputs, and how far their summaries and samples may move with the layout of
 #: the convolutions (measured: up to 2.2e-6 relative, about 20 float32 steps).
 MORPHOLOGY_OUTPUTS = ("bt", "re_arcsec", "flux_njy")
@@ -149,8 +163,15 @@ def _assert_same_rows(new: np.ndarray, old: np.ndarray) -> None:
             _assert_same_values(column, new[column], old[column])
 
 
-def _assert_recentred_rows(run: str, new: np.ndarray, old: np.ndarray) -> None:
-    """``UNPLACED`` rows: the expected errors, else the same answer measured a pixel away."""
+def _filled(rows: np.ndarray) -> np.ndarray:
+    """Rows whose stamp holds filled pixels (masked, not finite or off the image)."""
+    return (rows["masked_fraction"] > 0) | ((rows["flags"] & Flag.EDGE) != 0)
+
+
+def _assert_recentred_rows(run: str, new: np.ndarray, old: np.ndarray,
+                           filled: bool = False) -> None:
+    """``UNPLACED`` rows: the expected errors, else the same answer measured a pixel away
+    (``FILLED`` rows: the same answer from a stamp filled anew)."""
     stats = {c.rsplit("_", 1)[0] for c in old.dtype.names if c.endswith("_hi68")}
     moved = {"x", "y", "ra", "dec", "stn_scale", "snr", "flags", "crop_x0", "crop_y0",
              "crop_x1", "crop_y1"} | {c for c in old.dtype.names if c.rsplit("_", 1)[0] in stats}
@@ -168,13 +189,15 @@ def _assert_recentred_rows(run: str, new: np.ndarray, old: np.ndarray) -> None:
         for name in ("ra", "dec"):
             assert abs(new_row[name] - old_row[name]) < 1e-4 or np.isnan(old_row[name])
         assert new_row["stn_scale"] == pytest.approx(old_row["stn_scale"], rel=0.01, nan_ok=True)
-        assert new_row["snr"] == pytest.approx(old_row["snr"], rel=0.02, nan_ok=True)
+        assert new_row["snr"] == pytest.approx(old_row["snr"], nan_ok=True,
+                                               rel=FILLED_SNR_RTOL if filled else 0.02)
         assert new_row["flags"] & ~Flag.EDGE == old_row["flags"] & ~Flag.EDGE, ident
         for stat in stats:
             width = old_row[f"{stat}_hi68"] - old_row[f"{stat}_lo68"]
             for column in (c for c in old.dtype.names if c.rsplit("_", 1)[0] == stat):
                 suffix = column.rsplit("_", 1)[1]
-                allowed = SHIFT_IN_68_WIDTHS.get(suffix, DEFAULT_SHIFT_IN_68_WIDTHS) * width
+                allowed = width * (FILLED_SHIFT_IN_68_WIDTHS if filled else
+                                   SHIFT_IN_68_WIDTHS.get(suffix, DEFAULT_SHIFT_IN_68_WIDTHS))
                 assert (abs(new_row[column] - old_row[column]) <= allowed
                         or np.isnan(old_row[column]) and np.isnan(new_row[column])), \
                     (ident, column, new_row[column], old_row[column])
@@ -233,8 +256,10 @@ def _with_bounded_bt_modes(old_rows: np.ndarray, new_rows: np.ndarray, old) -> n
     if "bt_mode" not in rows.dtype.names:  # a property-only catalogue
         return rows
     if "posterior_samples" not in old:
-        np.testing.assert_allclose(new_rows["bt_mode"], rows["bt_mode"], atol=BT_MODE_ATOL)
-        rows["bt_mode"] = new_rows["bt_mode"]
+        same = ~_filled(old_rows)  # filled rows are compared within their intervals
+        np.testing.assert_allclose(new_rows["bt_mode"][same], rows["bt_mode"][same],
+                                   atol=BT_MODE_ATOL)
+        rows["bt_mode"][same] = new_rows["bt_mode"][same]
         return rows
     samples = old["posterior_samples"][:]
     measured = np.isfinite(samples).all(axis=(1, 2))
@@ -261,9 +286,12 @@ def test_catalogue_equals_the_reference_written_before_the_refactor(name, tmp_pa
         new_rows, old_rows = _without_key_digest(new["galaxies"][:]), old["galaxies"][:]
         old_rows = _with_bounded_bt_modes(old_rows, new_rows, old)
         assert new_rows["id"].tolist() == old_rows["id"].tolist()
-        kept = ~np.isin(old_rows["id"], [i.encode() for i in UNPLACED.get(name, ())])
+        unplaced = np.isin(old_rows["id"], [i.encode() for i in UNPLACED.get(name, ())])
+        filled = _filled(old_rows) & ~unplaced
+        kept = ~unplaced & ~filled
         _assert_same_rows(new_rows[kept], old_rows[kept])
-        _assert_recentred_rows(name, new_rows[~kept], old_rows[~kept])
+        _assert_recentred_rows(name, new_rows[unplaced], old_rows[unplaced])
+        _assert_recentred_rows(name, new_rows[filled], old_rows[filled], filled=True)
         _assert_summary_counts_follow_the_rows(json.loads(new.attrs["summary"]), new_rows)
         _assert_same_column_meta(new["galaxies.__table_column_meta__"],
                                  old["galaxies.__table_column_meta__"])

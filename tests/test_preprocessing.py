@@ -10,7 +10,12 @@ from astropy.wcs import WCS
 from galaxy_inspector.errors import InputError
 from galaxy_inspector.flags import Flag
 from galaxy_inspector.io import SkyImage
-from galaxy_inspector.preprocessing import central_galaxy, detect_galaxies, make_stamp
+from galaxy_inspector.preprocessing import (
+    central_galaxy,
+    detect_galaxies,
+    detect_min_pixels,
+    make_stamp,
+)
 
 MODEL_SCALE, SIZE = 0.168, 128
 GALAXY = galsim.Convolve(galsim.Sersic(1.0, half_light_radius=1.2, flux=5e4)
@@ -126,7 +131,9 @@ def test_uncalibrated_stamp_is_scaled_to_the_nominal_sky_noise():
     data = 1000 + 50 * (_drawn(MODEL_SCALE, 160) + rng.normal(0, 3.0, (160, 160)))
     image = SkyImage.from_array(data, MODEL_SCALE, calibrated=False)
     stamp = make_stamp(image, 79.5, 79.5, SIZE, MODEL_SCALE, nominal_sky_sigma=2.5)
-    assert stamp.flags & Flag.FLUX_UNCALIBRATED
+    assert stamp.flags & Flag.FLUX_UNCALIBRATED and stamp.flags & Flag.CALIBRATION_GUESSED
+    raw = make_stamp(image, 79.5, 79.5, SIZE, MODEL_SCALE, normalise_uncalibrated=False)
+    assert not raw.flags & Flag.CALIBRATION_GUESSED  # the file's values, nothing assumed
     assert stamp.sky_sigma == 2.5
     outskirts = stamp.data[:10].ravel()
     assert abs(np.median(outskirts)) < 1.0 and 1.5 < outskirts.std() < 3.5
@@ -205,17 +212,23 @@ def test_a_sub_pixel_overhang_is_not_an_edge_but_a_missing_strip_is():
     np.testing.assert_array_equal(off.data[:, :-3], data[:, 3:].astype(np.float32))
 
 
-def test_noise_filled_corners_of_a_north_up_stamp_from_a_rotated_frame_are_an_edge():
-    """A frame rotated by 48 degrees holds the stamp's whole axis-aligned footprint, but the
-    north-up stamp's corners lie off it and are filled."""
-    n, scale = 112, 0.2
+def _rotated_wcs(n: int, scale: float, degrees: float) -> WCS:
+    """A TAN WCS of an ``n``-pixel frame at ``scale`` arcsec/px, rotated by ``degrees``."""
     w = WCS(naxis=2)
     w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
     w.wcs.crval = [150.0, 2.0]
     w.wcs.crpix = [(n + 1) / 2, (n + 1) / 2]
-    angle = np.radians(48.0)
+    angle = np.radians(degrees)
     w.wcs.cd = scale / 3600.0 * np.array([[-np.cos(angle), np.sin(angle)],
                                           [np.sin(angle), np.cos(angle)]])
+    return w
+
+
+def test_noise_filled_corners_of_a_north_up_stamp_from_a_rotated_frame_are_an_edge():
+    """A frame rotated by 48 degrees holds the stamp's whole axis-aligned footprint, but the
+    north-up stamp's corners lie off it and are filled."""
+    n, scale = 112, 0.2
+    w = _rotated_wcs(n, scale, 48.0)
     data = _drawn(scale, n) + np.random.default_rng(3).normal(0, 1.0, (n, n))
     image = SkyImage.from_array(data, scale, wcs=w)
     assert SIZE * MODEL_SCALE / scale < n  # the unrotated footprint fits
@@ -224,3 +237,39 @@ def test_noise_filled_corners_of_a_north_up_stamp_from_a_rotated_frame_are_an_ed
     unrotated = make_stamp(SkyImage.from_array(data, scale), (n - 1) / 2, (n - 1) / 2, SIZE,
                            MODEL_SCALE)
     assert not unrotated.flags & Flag.EDGE
+
+
+def test_fill_is_the_sky_around_a_galaxy_that_fills_most_of_the_cut():
+    """The corners a north-up stamp cut from a rotated frame lacks are filled at the sky
+    around the galaxy (10 nJy, noise 1), not at the median of a cut the galaxy dominates."""
+    n, scale, sky = 112, 0.2, 10.0
+    w = _rotated_wcs(n, scale, 48.0)
+    disk = galsim.Sersic(1.0, half_light_radius=4.0, flux=5e5, trunc=10.0)
+    data = (disk.drawImage(nx=n, ny=n, scale=scale, method="no_pixel").array + sky
+            + np.random.default_rng(4).normal(0, 1.0, (n, n)))
+    assert np.median(data) > sky + 10  # the galaxy's light is most of the frame
+    stamp = make_stamp(SkyImage.from_array(data, scale, wcs=w), (n - 1) / 2, (n - 1) / 2,
+                       SIZE, MODEL_SCALE, seed=5)
+    assert stamp.flags & Flag.EDGE
+    corners = np.concatenate([stamp.data[:10, :10], stamp.data[:10, -10:],
+                              stamp.data[-10:, :10], stamp.data[-10:, -10:]]).ravel()
+    area = (MODEL_SCALE / scale) ** 2  # the stamp's pixels are smaller: less sky in each
+    assert np.median(corners) == pytest.approx(sky * area, abs=0.2)
+    assert corners.std() < 1.0
+
+
+def test_detection_at_hst_scale_finds_a_small_galaxy():
+    """A faint R_e = 0.3″ galaxy at 0.05″/px: the least area is two PSF beams (20 pixels)
+    at every scale, where 2 arcsec² would be 800 pixels and find nothing."""
+    scale, n = 0.05, 256
+    galaxy = galsim.Convolve(galsim.Exponential(half_light_radius=0.3, flux=600.0),
+                             galsim.Gaussian(fwhm=0.1))
+    data = (galaxy.drawImage(nx=n, ny=n, scale=scale).array
+            + np.random.default_rng(6).normal(0, 1.0, (n, n)))
+    image = SkyImage.from_array(data, scale)
+    found = detect_galaxies(image)
+    assert len(found) == 1
+    assert np.hypot(found[0][0] - (n - 1) / 2, found[0][1] - (n - 1) / 2) < 2
+    assert detect_galaxies(image, min_area_arcsec2=2.0) == []
+    assert detect_min_pixels(scale) == detect_min_pixels(0.168) == 20
+    assert detect_min_pixels(scale, 0.1) == 40 and detect_min_pixels(scale, 1e-4) == 10

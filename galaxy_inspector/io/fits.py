@@ -55,6 +55,8 @@ LAZY_ABOVE_BYTES = 64 * 2 ** 20
 WHOLE_READ_BYTES_PER_PIXEL = 12
 #: Rows per read when a mask is scanned for its largest value.
 MASK_SCAN_ROWS = 1024
+#: Relative difference below which a pixel scale the user gives is the file's own (kept as is).
+SAME_SCALE_TOLERANCE = 1e-3
 
 
 def _first_sentence(exc: BaseException) -> str:
@@ -130,8 +132,12 @@ def _plane_index(shape, plane, label) -> tuple[tuple, bool]:
 
 
 def _celestial_wcs(header):
+    """The header's celestial WCS (longitude, latitude), or None. A 2-D one already in that
+    order is kept as built: ``.celestial`` would copy it to the same transformation."""
     try:
-        wcs = WCS(header).celestial
+        wcs = WCS(header)
+        if not (wcs.naxis == 2 and wcs.wcs.lng == 0 and wcs.wcs.lat == 1):
+            wcs = wcs.celestial
     except Exception:  # astropy raises many types on malformed WCS keywords
         return None
     if not wcs.has_celestial or wcs.naxis != 2:
@@ -239,7 +245,8 @@ class FitsSectionPixels:
                            mask, None if variance is None else variance.astype(np.float32))
 
 
-def _pixel_scale(wcs, header, user_scale):
+def _file_pixel_scale(wcs, header) -> float | None:
+    """Arcsec per pixel as the file states it: its celestial WCS, else a scale keyword."""
     if wcs is not None:
         sx, sy = proj_plane_pixel_scales(wcs) * 3600.0
         return float(np.sqrt(sx * sy))
@@ -250,7 +257,28 @@ def _pixel_scale(wcs, header, user_scale):
             continue
         if np.isfinite(value) and value > 0:
             return value
-    return user_scale
+    return None
+
+
+def _pixel_scale(wcs, header, user_scale) -> tuple[float | None, object, str]:
+    """``(scale, wcs, note)``: the image's pixel scale, its WCS, and what the calibration text
+    says about them. A scale the user gave wins over the file's (a WCS can be wrong): the WCS
+    is then rescaled about its reference pixel to that scale, orientation and reference
+    position kept, so stamps are cut and resampled at the scale given."""
+    own = _file_pixel_scale(wcs, header)
+    if user_scale is None or own is None:
+        return (own if own is not None else user_scale), wcs, ""
+    if abs(user_scale / own - 1.0) <= SAME_SCALE_TOLERANCE:
+        return own, wcs, ""
+    if wcs is not None:
+        wcs = wcs.deepcopy()
+        if wcs.wcs.has_cd():
+            wcs.wcs.cd = wcs.wcs.cd * (user_scale / own)
+        else:
+            wcs.wcs.cdelt = wcs.wcs.cdelt * (user_scale / own)
+        wcs.wcs.set()
+    return user_scale, wcs, (f"; pixel scale {user_scale:.4g}\"/px as given, not the file's "
+                             f"{own:.4g}\"/px")
 
 
 def read_fits(path, hdu=None, plane: int = 0, pixel_scale: float | None = None,
@@ -266,7 +294,8 @@ def read_fits(path, hdu=None, plane: int = 0, pixel_scale: float | None = None,
     plane : int
         Plane of a 3-D cube (bands first).
     pixel_scale : float, optional
-        Arcsec per pixel, used only when the file has no celestial WCS or scale keyword.
+        Arcsec per pixel: the file's own (WCS, scale keyword) when not given; when given, it
+        replaces the file's (the WCS is rescaled to it, and the calibration text says so).
     zero_point : float, optional
         AB zero point of the stored values, used only when the file has no calibration.
     """
@@ -324,10 +353,9 @@ def _read_hdul(hdul, path, label, hdu, plane, user_scale, user_zp) -> SkyImage:
     plane_index, is_cube = _plane_index(_shape(image_hdu), plane, label)
     plane_shape = _shape(image_hdu)[len(plane_index):]
     _check_decompressible(hdul, index, plane_shape, label)
-    wcs = _celestial_wcs(image_hdu.header)
-    scale = _pixel_scale(wcs, header, user_scale)
-    calibration = calibration_from_header(header, scale, user_zp)
-    description = calibration.description
+    scale, wcs, scale_note = _pixel_scale(_celestial_wcs(image_hdu.header), header, user_scale)
+    calibration = calibration_from_header(header, scale, user_zp, file_name=label)
+    description = calibration.description + scale_note
     if is_cube:
         description += f"; plane {plane} of a cube"
     meta = dict(pixel_scale=scale, wcs=wcs, calibrated=calibration.calibrated,

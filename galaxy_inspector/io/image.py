@@ -78,20 +78,37 @@ class ImageCutout:
     """A square window of an image, padded where it runs off the image.
 
     ``data`` and ``variance`` are NaN and ``mask`` is True off the image; ``in_image`` says
-    which pixels lie on it. ``wcs`` is the window's WCS and ``position`` the cut's centre
-    ``(x, y)`` in window pixels (``Cutout2D.input_position_cutout``).
+    which pixels lie on it. ``position`` is the cut's centre ``(x, y)`` in window pixels
+    (``Cutout2D.input_position_cutout``), ``centre`` the same in the image's pixels.
     """
 
     data: np.ndarray
     mask: np.ndarray | None
     variance: np.ndarray | None
     in_image: np.ndarray
-    wcs: object
     position: tuple[float, float]
+    centre: tuple[float, float]
+    image_shape: tuple[int, int]
+    image_wcs: object
 
     @property
     def shape(self) -> tuple[int, int]:
         return self.data.shape
+
+    @cached_property
+    def wcs(self):
+        """The window's WCS (``Cutout2D``'s), made when first asked for: a copy of the image's
+        that only a resampled stamp reads (0.15 ms a stamp otherwise spent for nothing)."""
+        if self.image_wcs is None:
+            return None
+        return _geometry(self.image_shape, self.centre, self.shape[0], self.image_wcs).wcs
+
+
+def _geometry(shape, centre, side, wcs=None) -> Cutout2D:
+    """``Cutout2D``'s ``mode="partial"`` window of ``side`` pixels at ``centre`` (x, y) of an
+    image of ``shape``, on a zero-strided stand-in, so that no pixel is read."""
+    stand_in = np.broadcast_to(np.float32(0.0), shape)
+    return Cutout2D(stand_in, centre, side, wcs=wcs, mode="partial", fill_value=np.nan)
 
 
 def _padded(cut: Cutout2D, window, fill, dtype):
@@ -190,19 +207,18 @@ class SkyImage:
     def cutout(self, x: float, y: float, side: int) -> ImageCutout:
         """The ``side`` x ``side`` window centred on 0-based pixel (x, y), padded off the image.
 
-        Its geometry (slices, WCS, centre) is ``Cutout2D``'s in ``mode="partial"``, worked out on
-        a zero-strided stand-in of the image's shape, so that only the window's pixels are read.
+        Its geometry (slices, WCS, centre) is ``Cutout2D``'s in ``mode="partial"`` (``_geometry``),
+        so that only the window's pixels are read.
         """
-        stand_in = np.broadcast_to(np.float32(0.0), self.shape)
-        cut = Cutout2D(stand_in, (x, y), side, wcs=self.wcs, mode="partial", fill_value=np.nan)
+        cut = _geometry(self.shape, (x, y), side)
         window = self.window(*cut.slices_original)
         return ImageCutout(
             data=_padded(cut, window.data, np.nan, np.float32),
             mask=None if window.mask is None else _padded(cut, window.mask, True, bool),
             variance=(None if window.variance is None
                       else _padded(cut, window.variance, np.nan, np.float32)),
-            in_image=_padded(cut, True, False, bool), wcs=cut.wcs,
-            position=tuple(cut.input_position_cutout))
+            in_image=_padded(cut, True, False, bool), position=tuple(cut.input_position_cutout),
+            centre=(x, y), image_shape=self.shape, image_wcs=self.wcs)
 
     def preview_step(self, max_side: int) -> int:
         """Subsampling step that brings the image's longer side to at most ``max_side``."""
