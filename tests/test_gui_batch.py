@@ -57,6 +57,7 @@ def test_batch_dialog_writes_catalogue_without_blocking_gui(
     assert probe.worst < 0.1, f"GUI thread blocked for {probe.worst * 1000:.0f} ms"
     assert result.done == 4 and result.failed == 1 and not result.cancelled
     assert "Finished" in dialog.progress_label.text()
+    assert dialog.progress_label.text().endswith(f"catalogue: {out}")  # where it went
     assert dialog.errors.count() == 1 and "empty.fits" in dialog.errors.item(0).text()
     table = read_catalogue(out)
     assert len(table) == 5 and np.isfinite(table["bt_lo68"][table["status"] == "ok"]).all()

@@ -79,11 +79,12 @@ def test_log_axes_leave_out_what_they_cannot_show_and_say_when_nothing_is_left(b
     browser.plot_x.setCurrentText("flux_njy_mode")
     browser.plot_y.setCurrentText("re_arcsec_mode")
     browser.log_x.setChecked(True)
-    (points,) = browser.plot.listDataItems()
+    (points,) = [item for item in browser.plot.listDataItems()
+                 if item is not browser.selected_points]
     assert len(points.getData()[0]) == ROWS - 1  # the NaN flux is left out
     assert browser.plot.getPlotItem().ctrl.logXCheck.isChecked()
     browser.filter_edit.setText("no such galaxy")
-    assert not browser.plot.listDataItems()
+    assert not browser.plot.listDataItems()  # not even the ring of the selected rows
     assert "none passes the filter" in browser.plot.getPlotItem().titleLabel.text
 
 
@@ -109,3 +110,44 @@ def test_the_table_shows_many_rows_with_numbers_written_for_people(browser):
     tip = model.headerData(column("bt_mode"), Qt.Orientation.Horizontal,
                            Qt.ItemDataRole.ToolTipRole)
     assert "posterior mode" in tip
+
+
+def test_selected_rows_are_ringed_in_the_scatter_plot_and_a_click_on_a_point_selects_its_row(
+        browser, qtbot):
+    """Table and plot are linked views: the selected galaxies stand out among the points (in
+    the plot's own coordinates, log axes too), and clicking a point selects its row."""
+    browser.plot_x.setCurrentText("bt_mode")
+    browser.plot_y.setCurrentText("re_arcsec_mode")
+    browser.select_row(7)
+    x, y = browser.selected_points.getData()
+    assert list(x) == [browser.table["bt_mode"][7]]
+    assert list(y) == [browser.table["re_arcsec_mode"][7]]
+    browser.log_y.setChecked(True)  # redrawn: the ring stays on its point on the log axis
+    scatter = next(item for item in browser.plot.listDataItems()
+                   if item is not browser.selected_points)
+    point = next(p for p in scatter.scatter.points() if p.data() == 7)
+    ring = browser.selected_points.scatter.points()[0]
+    assert (ring.pos().x(), ring.pos().y()) == (point.pos().x(), point.pos().y())
+    assert np.isclose(ring.pos().y(), np.log10(browser.table["re_arcsec_mode"][7]))
+
+    point = next(p for p in scatter.scatter.points() if p.data() == 12)
+    scatter.scatter.sigClicked.emit(scatter.scatter, [point], None)
+    assert browser.selected_rows() == [12]
+    x, _ = browser.selected_points.getData()
+    assert list(x) == [browser.table["bt_mode"][12]]
+
+
+def test_a_histogram_of_few_galaxies_counts_in_whole_galaxies(browser, qtbot):
+    """pyqtgraph labels a histogram of a handful of galaxies 0.1, 0.2 … 0.9; counts are
+    whole numbers."""
+    browser.plot_x.setCurrentText("bt_mode")
+    browser.plot_y.setCurrentIndex(0)  # histogram
+    browser.filter_edit.setText("gal0[1-5]")  # five galaxies
+    qtbot.wait(50)
+    left = browser.plot.getAxis("left")
+    ticks = left.tickValues(0, 3, 400)
+    values = [v for _, level in ticks for v in level]
+    assert values and all(float(v).is_integer() for v in values)
+    browser.plot_y.setCurrentText("re_arcsec_mode")  # a scatter: pyqtgraph's own ticks again
+    values = [v for _, level in left.tickValues(0.5, 3, 400) for v in level]
+    assert any(not float(v).is_integer() for v in values)

@@ -61,6 +61,15 @@ def test_circles_of_re_on_the_sky_and_in_1_based_image_pixels(catalogue, tmp_pat
     assert (back[2].x, back[2].y, back[2].ra) == (10.5, 20.25, None)
 
 
+def test_region_text_is_ascii_for_older_ds9(tmp_path):
+    """The app's size label says "R_e < 1″"; DS9 before 8.1 reads region files as Latin-1."""
+    small = ("s1", "/data/field.fits", "ok", "R_e < 0.98″", 1.0, 2.0, 150.1, 2.2, 0.4, 0.3, 9.0)
+    out = tmp_path / "small.reg"
+    export_catalogue(write_catalogue(tmp_path / "small.h5", [small]), out)
+    assert out.read_bytes().isascii()
+    assert "text={s1; R_e < 0.98 arcsec; B/T=0.30}" in out.read_text()
+
+
 def test_boxes_are_the_stn_crop_north_up(catalogue, tmp_path):
     out = tmp_path / "crops.reg"
     assert write_regions(catalogue, out, shape="box") == 3

@@ -82,8 +82,10 @@ def _number(row, column: str, names) -> float:
 
 
 def _text(row, names) -> str:
-    """'id; label; B/T=0.42' with DS9's delimiters made harmless (braces end a text)."""
-    parts = [str(row["id"]), str(row["label"]) if "label" in names else ""]
+    """'id; label; B/T=0.42' with DS9's delimiters made harmless (braces end a text) and the
+    labels' arcsecond sign spelt out: older DS9 versions read region files as Latin-1."""
+    label = str(row["label"]).replace("″", " arcsec") if "label" in names else ""
+    parts = [str(row["id"]), label]
     bt = _number(row, "bt_mode", names)
     parts.append(f"B/T={bt:.2f}" if math.isfinite(bt) else "")
     text = "; ".join(p for p in parts if p)

@@ -3,6 +3,8 @@
 It runs ``galaxy_inspector.batch.run_batch`` (what ``--batch`` runs) in a background worker and
 shows its progress; cancelling stops between work units and leaves a file ``Resume`` finishes.
 "Run on" picks this computer (reading processes) or a Dask cluster (``--cluster``'s address).
+A relative output is made absolute when the run starts (against the working folder, as
+``--out`` is) and shown so, with where the catalogue went in the last line.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
@@ -158,13 +160,16 @@ class BatchDialog(QDialog):
         form.addRow("", self.detect)
         form.addRow("Run on", run_on)
         form.addRow("Reading processes", self.workers_box)
-        form.addRow("Pixel scale (″/px) if missing", self.pixel_scale)
+        form.addRow("Pixel scale (″/px), replaces the file's", self.pixel_scale)
         form.addRow("AB zero point if missing", self.zero_point)
 
         self.progress_bar = QProgressBar()
         self.progress_label = QLabel("Not started.")
+        self.progress_label.setWordWrap(True)  # a long catalogue path must not widen the dialog
         self.errors = QListWidget()
         self.errors.setMaximumHeight(110)
+        self.errors.setWordWrap(True)  # a reason is read whole, not scrolled sideways
+        self.errors.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.buttons = RunButtons(self, "Run", "Open in catalogue browser")
         self.buttons.result.clicked.connect(
             lambda: self.open_catalogue_requested.emit(self.output_edit.text()))
@@ -247,6 +252,8 @@ class BatchDialog(QDialog):
             self._say("Give the Dask cluster's address (e.g. local:4 or tcp://host:8786), or "
                       "run on this computer.", error=True)
             return
+        out = os.path.abspath(out)
+        self.output_edit.setText(out)
         self.settings.setValue("batch_output", out)
         self.settings.setValue("batch_cluster", self.cluster_address.text().strip())
         self.errors.clear()
@@ -300,7 +307,8 @@ class BatchDialog(QDialog):
         else:
             self.progress_bar.setValue(self.progress_bar.maximum())
             state = "Finished."
-        self._say(f"{state} {format_progress(result, self.total)} in {result.elapsed:.1f} s")
+        self._say("\n".join([f"{state} {format_progress(result, self.total)} in "
+                             f"{result.elapsed:.1f} s; catalogue: {out}", *result.notes]))
         self.errors.addItems(errors)
         self.buttons.result.setEnabled(Path(out).is_file())
         self.run_finished.emit(result)

@@ -1,5 +1,7 @@
 """The catalogue browser: a sortable, filterable table of an HDF5 catalogue, the selected
-galaxy's image, crop and posterior, and simple plots of catalogue columns."""
+galaxy's image, crop and posterior, and simple plots of catalogue columns. Table and scatter
+plot are linked views, as in TOPCAT: the selected rows are ringed in the plot, and clicking a
+point selects its row."""
 
 from __future__ import annotations
 
@@ -47,6 +49,9 @@ __all__ = ["CatalogueBrowser", "CatalogueTableModel", "HISTOGRAM", "column_label
 
 HISTOGRAM = "(histogram)"
 ALL_COLUMNS = "all columns"
+#: Counts up to this are labelled at every integer (pyqtgraph would write 0.1 … 0.9 galaxies).
+UNIT_TICKS_UP_TO = 10
+SELECTED_PEN = pg.mkPen("#d62728", width=2)
 
 
 def column_label(table, name: str) -> str:
@@ -172,6 +177,11 @@ class CatalogueBrowser(QMainWindow):
         self.plot_y = QComboBox()
         self.plot = pg.PlotWidget(background="w")
         plain_axes(self.plot)
+        self._plotted = None  # (catalogue rows, x, y) of the scatter's points
+        # A PlotDataItem, not a bare scatter, so that log axes apply to it too.
+        self.selected_points = pg.PlotDataItem(pen=None, symbol="o", symbolSize=13,
+                                               symbolPen=SELECTED_PEN, symbolBrush=None)
+        self.selected_points.setZValue(10)
         for name in ("left", "bottom"):  # pyqtgraph's pale grey is hard to read on white
             self.plot.getAxis(name).setTextPen("#222222")
             self.plot.getAxis(name).setPen("#555555")
@@ -235,6 +245,7 @@ class CatalogueBrowser(QMainWindow):
             box.blockSignals(False)
         if "bt_mode" in numeric:
             self.plot_x.setCurrentText("bt_mode")
+        self.view.selectionModel().selectionChanged.connect(self._show_selection_in_plot)
         self.view.resizeColumnsToContents()
         self._update_count()
         self.redraw_plot()
@@ -257,6 +268,11 @@ class CatalogueBrowser(QMainWindow):
         """Select catalogue row ``row`` (source order), as a user click would."""
         index = self.proxy.mapFromSource(self.proxy.sourceModel().index(row, 0))
         self.view.selectRow(index.row())
+
+    def selected_rows(self) -> list[int]:
+        """The catalogue rows (file order) selected in the table."""
+        return sorted(self.proxy.mapToSource(i).row()
+                      for i in self.view.selectionModel().selectedRows())
 
     def _on_selection(self, *_args) -> None:
         rows = self.view.selectionModel().selectedRows()
@@ -285,6 +301,10 @@ class CatalogueBrowser(QMainWindow):
         self.state.set_images(row["source"], planes)
         self.state.position = (row["x"], row["y"])
         self.state.analysis = analysis
+        # The galaxy, not its whole field: a catalogue of a large image would show a speck.
+        x0, y0, x1, y1 = analysis.stamp_box
+        if all(np.isfinite((x0, y0, x1, y1))):
+            self.image_view.view_box.setRange(xRange=(x0, x1), yRange=(y0, y1), padding=0.05)
         origin = "stored posterior samples" if analysis.measurement.crop is None \
             else "recomputed posterior (the file has no samples)"
         self.status.setText(f"{row['id']} — {origin}")
@@ -295,6 +315,8 @@ class CatalogueBrowser(QMainWindow):
         plot's title says when nothing can be drawn, and why."""
         self.plot.clear()
         self.plot.setTitle("")
+        self._plotted = None
+        self.plot.getAxis("left").setTickSpacing()  # automatic, unless counts are small
         if self.table is None or not self.plot_x.currentText():
             return
         rows = [self.proxy.mapToSource(self.proxy.index(r, 0)).row()
@@ -324,9 +346,30 @@ class CatalogueBrowser(QMainWindow):
             self.plot.plot(10.0 ** edges if log_x else edges, counts, stepMode="center",
                            fillLevel=None if log_y else 0, brush=(31, 95, 168, 120),
                            pen=pg.mkPen("#1f5fa8"))
+            if not log_y and np.nanmax(counts) <= UNIT_TICKS_UP_TO:
+                self.plot.getAxis("left").setTickSpacing(1, 1)
             return
-        self.plot.plot(x[keep], y[keep], pen=None, symbol="o", symbolSize=6,
-                       symbolBrush=(31, 95, 168, 160))
+        kept_rows = np.asarray(rows)[keep]
+        points = self.plot.plot(x[keep], y[keep], pen=None, symbol="o", symbolSize=6,
+                                symbolBrush=(31, 95, 168, 160), data=kept_rows)
+        points.sigPointsClicked.connect(self._on_points_clicked)
+        self._plotted = (kept_rows, x[keep], y[keep])
+        self.plot.addItem(self.selected_points)
+        self._show_selection_in_plot()
+
+    def _show_selection_in_plot(self, *_args) -> None:
+        """Ring the selected rows' points (those the scatter shows)."""
+        if self._plotted is None:
+            self.selected_points.clear()
+            return
+        rows, x, y = self._plotted
+        shown = np.isin(rows, self.selected_rows())
+        self.selected_points.setData(x[shown], y[shown])
+
+    def _on_points_clicked(self, _item, points, _event) -> None:
+        """A click on a point selects its row (and so shows its galaxy)."""
+        if len(points):
+            self.select_row(int(points[0].data()))
 
     def _ask_export(self) -> None:
         if not self.path:

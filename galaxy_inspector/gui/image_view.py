@@ -61,10 +61,12 @@ class ContrastBiasViewBox(pg.ViewBox):
 
 
 class SkyImageView(QWidget):
-    """Shows ``state``'s image; emits ``clicked(x, y)`` and ``hovered(x, y)`` in pixel coordinates."""
+    """Shows ``state``'s image; emits ``clicked(x, y)`` and ``hovered(x, y)`` in pixel
+    coordinates, and ``pointer_left()`` when the pointer leaves the image (nothing is under it)."""
 
     clicked = Signal(float, float)
     hovered = Signal(float, float)
+    pointer_left = Signal()
 
     def __init__(self, state: ViewerState, parent=None):
         super().__init__(parent)
@@ -187,9 +189,13 @@ class SkyImageView(QWidget):
         self.marker.setData([position[0]], [position[1]])
 
     def _show_analysis(self, analysis) -> None:
-        """Draw the STN crop (solid) and the stamp (dashed) the engine reports, in image pixels."""
+        """Draw the STN crop (solid) and the stamp (dashed) the engine reports, in image pixels.
+        A refused measurement has a stamp but no crop: the network read nothing."""
+        refused = analysis is not None and bool(analysis.measurement.error)
         for item, key in ((self.crop_box, "crop_box"), (self.stamp_box, "stamp_box")):
             box = getattr(analysis, key, None) if analysis is not None else None
+            if refused and item is self.crop_box:
+                box = None
             if box is None or not all(math.isfinite(v) for v in box):
                 item.hide()
                 continue
@@ -203,6 +209,10 @@ class SkyImageView(QWidget):
             return
         p = self.view_box.mapSceneToView(scene_pos)
         self.hovered.emit(p.x(), p.y())
+
+    def leaveEvent(self, event):  # noqa: N802 (Qt naming)
+        self.pointer_left.emit()
+        super().leaveEvent(event)
 
     def _on_mouse_clicked(self, event) -> None:
         if event.button() != Qt.MouseButton.LeftButton or self.state.image is None:

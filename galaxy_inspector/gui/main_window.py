@@ -89,6 +89,7 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.model_label)
 
         self.image_view.hovered.connect(self._on_hover)
+        self.image_view.pointer_left.connect(lambda: self._on_hover(None))
         self.image_view.clicked.connect(self.analyse_at)
         self.state.add_callback("analysis", self.posterior.show_analysis)
         self.state.add_callback("pixel_origin", self.posterior.set_pixel_origin)
@@ -431,17 +432,29 @@ class MainWindow(QMainWindow):
             self.select_frame(row)
 
     def _announce(self) -> None:
-        """Say in the status bar what is shown: the file, its place among the open images,
-        the plane's calibration."""
-        image = self.state.image
+        """Say in the status bar what is shown: the file, its place among the open images, the
+        plane or channel shown and what a click measures, with its calibration. Under a colour
+        view that is not the first plane's description: a click measures plane 0 of a FITS
+        composite, and the channels' mean of a JPEG/PNG (what ``--batch`` measures)."""
+        state, image = self.state, self.state.image
         if image is None:
             return
-        note = "" if image.calibrated else " — not flux-calibrated: flux outputs are not physical"
-        where = (f" (image {self.state.frame + 1} of {len(self.state.frames)})"
-                 if len(self.state.frames) > 1 else "")
+        where = (f" (image {state.frame + 1} of {len(state.frames)})"
+                 if len(state.frames) > 1 else "")
+        labels = band_labels(state.images, state.can_composite())
+        colour = state.band == COMPOSITE_BAND and state.can_composite()
+        if image.is_display_image:
+            shown = "in colour" if colour else f"channel {labels[state.band]}"
+            text = (f"a display image (JPEG/PNG, already stretched), shown as it is, {shown}; "
+                    "a click measures the channels' mean; no flux calibration")
+        else:
+            note = "" if image.calibrated else " — not flux-calibrated: flux outputs are not physical"
+            text = f"{image.calibration}{note}"
+            if colour:
+                text = (f"colour composite of {len(state.images)} planes; a click measures "
+                        f"{labels[0]}: {text}")  # the plane a composite measures
         self.statusBar().setStyleSheet("")
-        self.statusBar().showMessage(
-            f"{Path(self.state.path).name}{where}: {image.calibration}{note}", 15000)
+        self.statusBar().showMessage(f"{Path(state.path).name}{where}: {text}", 15000)
 
     # -- measuring -----------------------------------------------------------------------
     def analyse_at(self, x: float, y: float) -> None:
@@ -491,8 +504,9 @@ class MainWindow(QMainWindow):
             QTimer.singleShot(0, self._measure)
 
     # -- reactions to state --------------------------------------------------------------
-    def _on_hover(self, x: float, y: float) -> None:
-        self._hover = (x, y)
+    def _on_hover(self, x: float | None, y: float | None = None) -> None:
+        """The pointer is at view position (x, y), or (None) outside the image."""
+        self._hover = None if x is None else (x, y)
         self._refresh_readout()
 
     def _refresh_readout(self) -> None:

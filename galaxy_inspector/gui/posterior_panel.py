@@ -1,7 +1,9 @@
 """The posterior panel: corner plot, summary table, label, flags in words, the crop the network
 saw, the physical-property predictions, and exports. It shows what the engine measured; it
 computes nothing itself: a measurement the engine refused (``Measurement.error``) shows the
-reason instead of a posterior.
+reason instead of a posterior. What has nothing to show (plot, crop, table before a galaxy is
+measured, or when it was refused) is hidden, and the heading scrolled into view, so the hint
+or the reason is what one sees.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtWidgets import (
@@ -26,7 +27,6 @@ from PySide6.QtWidgets import (
     QPushButton,
     QScrollArea,
     QSizePolicy,
-    QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
@@ -38,7 +38,8 @@ from galaxy_inspector.catalogue.schema import flag_attributes
 from galaxy_inspector.errors import GalaxyInspectorError, first_line, user_message
 from galaxy_inspector.flags import FLAG_DESCRIPTIONS, Flag
 from galaxy_inspector.gui.file_filters import FIGURE_FILTER, ROW_FILTER
-from galaxy_inspector.gui.property_section import PropertySection
+from galaxy_inspector.gui.plots import ScrollingCanvas
+from galaxy_inspector.gui.property_section import FittedTable, PropertySection
 from galaxy_inspector.posterior import LEVEL_SUFFIXES, LEVELS
 from galaxy_inspector.viewer.corner_plot import draw_analysis, export_analysis
 from galaxy_inspector.viewer.wording import format_value, parameter_label
@@ -83,6 +84,10 @@ def measurement_attrs(analysis) -> dict:
 
 #: Panel width (pixels) under which the crop is shown below the corner plot.
 STACK_BELOW = 560
+#: What the panel says before a galaxy is shown: in the main window one clicks the image, in
+#: the catalogue browser one selects a row.
+HINTS = {False: "Click a galaxy in the image to measure it.",
+         True: "Select a row of the table to see its galaxy's posterior."}
 
 
 class PosteriorPanel(QWidget):
@@ -93,13 +98,15 @@ class PosteriorPanel(QWidget):
         super().__init__(parent)
         self.analysis = None
         self.pixel_origin = 0  # how the header numbers pixels (ViewerState.pixel_origin)
-        self.heading = QLabel("Click a galaxy in the image to measure it.")
+        self.hint = HINTS[in_catalogue]
+        self.heading = QLabel(self.hint)
         self.heading.setWordWrap(True)
+        self.heading.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
         self.heading.setTextFormat(Qt.TextFormat.RichText)
         # The size hint (figsize x dpi) is what the scroll area gives the canvas when space is
         # short; 300 px keeps the tables below it in view.
         self.figure = Figure(figsize=(4.6, 300 / 90), dpi=90, layout=None)
-        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas = ScrollingCanvas(self.figure)
         self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.canvas.setMinimumHeight(300)
         self.crop_view = pg.GraphicsLayoutWidget()
@@ -109,13 +116,12 @@ class PosteriorPanel(QWidget):
         crop_box.addItem(self.crop_item)
         self.crop_caption = QLabel()
         self.crop_caption.setWordWrap(True)
-        self.table = QTableWidget(0, 3 + len(LEVELS))
+        self.table = FittedTable(0, 3 + len(LEVELS))  # as high as its rows, however they wrap
         self.table.setHorizontalHeaderLabels(
             ["parameter", "mode", "median"] + [f"{100 * lv:.2f} % HPD" for lv in LEVELS])
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-        self.table.setMaximumHeight(120)
         self.flags_text = QLabel()
         self.flags_text.setWordWrap(True)
         self.flags_text.setTextFormat(Qt.TextFormat.RichText)
@@ -124,7 +130,7 @@ class PosteriorPanel(QWidget):
         self.export_figure_button.clicked.connect(self._ask_export_figure)
         self.export_row_button.clicked.connect(self._ask_export_row)
 
-        crop_panel = QWidget()
+        self.crop_panel = crop_panel = QWidget()
         crop_column = QVBoxLayout(crop_panel)
         crop_column.setContentsMargins(0, 0, 0, 0)
         crop_column.addWidget(QLabel("<b>What the network saw</b>"))
@@ -190,8 +196,13 @@ class PosteriorPanel(QWidget):
         has = analysis is not None
         self.export_figure_button.setEnabled(has)
         self.export_row_button.setEnabled(has)
+        measured = has and not analysis.measurement.error
+        for widget in (self.canvas, self.crop_panel, self.table):
+            widget.setVisible(measured)
+        if not measured:
+            self.scroll.verticalScrollBar().setValue(0)  # the hint or the reason in view
         if not has:
-            self.heading.setText("Click a galaxy in the image to measure it.")
+            self.heading.setText(self.hint)
             self.figure.clear()
             self.canvas.draw_idle()
             self.table.setRowCount(0)
@@ -241,6 +252,7 @@ class PosteriorPanel(QWidget):
                 cells.append(f"[{format_value(lo)}, {format_value(hi)}]")
             for c, text in enumerate(cells):
                 self.table.setItem(r, c, QTableWidgetItem(text))
+        self.table.fit_height()
 
     def _show_flags(self, m) -> None:
         lines = [f"<b>Calibration:</b> {html.escape(m.stamp.calibration)}"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import html
 
 import numpy as np
-from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
@@ -24,11 +23,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from galaxy_inspector.gui.plots import ScrollingCanvas
 from galaxy_inspector.viewer.corner_plot import draw_marginals
 from galaxy_inspector.viewer.model_cards import DEMO_COLOUR, DEMO_LABEL
 from galaxy_inspector.viewer.wording import format_value, property_label, reason_in_words
 
-__all__ = ["PropertySection", "PropertyBlock", "SECTION_TITLE"]
+__all__ = ["PropertySection", "PropertyBlock", "SECTION_TITLE", "FittedTable"]
 
 SECTION_TITLE = "Physical properties"
 #: Interval levels shown in the table (the export row has all three).
@@ -71,7 +71,7 @@ class PropertyBlock(QWidget):
         layout.addWidget(self.table)
         if p.samples is not None and np.size(p.samples):
             self.figure = Figure(figsize=(4.6, 1.25), dpi=90)
-            self.canvas = FigureCanvasQTAgg(self.figure)
+            self.canvas = ScrollingCanvas(self.figure)
             self.canvas.setFixedHeight(118)
             self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
             samples = np.asarray(p.samples, dtype=float).reshape(len(p.samples), -1)
@@ -82,7 +82,7 @@ class PropertyBlock(QWidget):
 
     @staticmethod
     def _make_table(p) -> QTableWidget:
-        table = _FittedTable(len(p.names), 3 + len(SHOWN_LEVELS))
+        table = FittedTable(len(p.names), 3 + len(SHOWN_LEVELS))
         table.setHorizontalHeaderLabels(["property", "mode", "median"]
                                         + [f"{label} HPD" for _, label in SHOWN_LEVELS])
         table.verticalHeader().setVisible(False)
@@ -103,7 +103,7 @@ class PropertyBlock(QWidget):
         return table
 
 
-class _FittedTable(QTableWidget):
+class FittedTable(QTableWidget):
     """A table exactly as high as its rows, which grow when narrow columns wrap their text."""
 
     def fit_height(self) -> None:

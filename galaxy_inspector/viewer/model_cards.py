@@ -260,7 +260,7 @@ def _labels(card: dict) -> str:
              "R_e < 1 arcsec": f"R_e mode < {_number(thresholds['re_small_arcsec'])}″"}
     accuracy = labels.get("validation_accuracy", {})
     truth = labels.get("definitions", {})
-    rows = [(_esc(name), rule, _esc(truth.get(name, "")),
+    rows = [(_esc(name), _esc(rule), _esc(truth.get(name, "")),  # "<" would open a tag
              _number(accuracy.get(name, {}).get("precision", "—")),
              _number(accuracy.get(name, {}).get("recall", "—"))) for name, rule in rules.items()]
     return ("<h3>Qualitative labels</h3>"
