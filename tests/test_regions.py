@@ -185,9 +185,31 @@ def test_load_regions_marks_them_and_measures_each_through_the_batch(
     assert list(xs) == [pytest.approx((nx - 1) / 2, abs=1e-6), nx / 2]
     assert list(ys)[1] == ny / 2
     qtbot.waitUntil(lambda: dialog.result is not None, timeout=180_000)
-    table = read_catalogue(tmp_path / "targets.h5")
+    assert not (tmp_path / "targets.h5").exists()  # CAT.reg's own CAT.h5 is never the output
+    table = read_catalogue(tmp_path / "targets.reg.measured.h5")
     assert list(table["id"]) == ["centre", "pixel"]
     assert table["x"][0] == pytest.approx((nx - 1) / 2, abs=1e-6)
     assert list(table["status"]) == ["ok", "ok"], list(table["error"])
     window.open_file(str(sample_paths["plain_njy.fits"]))
     qtbot.waitUntil(lambda: len(window.regions.marks.getData()[0]) == 0, timeout=30_000)
+
+
+@pytest.mark.gui
+@pytest.mark.slow
+def test_regions_over_a_cube_band_are_measured_on_that_plane(qtbot, make_main_window,
+                                                            sample_paths, tmp_path):
+    """A click measures the plane shown; so do regions loaded over it."""
+    window = make_main_window()
+    path = str(sample_paths["cube_gri.fits"])
+    window.open_file(path)
+    qtbot.waitUntil(lambda: window.state.path == path, timeout=30_000)
+    window.state.band = 2
+    ny, nx = window.state.image.shape
+    regions = tmp_path / "cube.reg"
+    regions.write_text(f"image\npoint({(nx + 1) / 2},{(ny + 1) / 2}) # text={{centre}}\n")
+    dialog = window.regions.load(regions)
+    assert dialog is not None, window.statusBar().currentMessage()
+    assert (dialog.options().plane, window.state.image.plane) == (2, 2)
+    assert "plane 2" in window.statusBar().currentMessage()
+    qtbot.waitUntil(lambda: dialog.result is not None, timeout=180_000)
+    assert list(read_catalogue(tmp_path / "cube.reg.measured.h5")["status"]) == ["ok"]

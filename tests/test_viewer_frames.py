@@ -59,6 +59,15 @@ def test_band_or_position_change_forgets_the_measurement():
     assert state.analysis is None
 
 
+def test_another_sample_count_asks_for_a_new_measurement():
+    state = ViewerState()
+    state.open_frame("/d/a.fits", _planes(1))
+    _measured(state, (3.0, 4.0), "500 samples")
+    assert not state.needs_measurement()
+    state.n_samples = 2000
+    assert state.needs_measurement()
+
+
 def test_a_late_result_goes_to_what_it_measured_or_nowhere():
     state = ViewerState()
     state.open_frame("/d/a.fits", _planes())

@@ -53,8 +53,6 @@ def write_regions(path, out, shape: str = "circle") -> int:
     how many regions were written. ``InputError`` for an unknown shape or a catalogue with no
     measured row, ``OutputError`` when ``out`` cannot be written."""
     out = Path(out)
-    if Path(out).resolve() == Path(path).resolve():
-        raise InputError(f"exporting {path} to itself would overwrite it; choose another name")
     regions = catalogue_regions(read_catalogue(path), shape)
     if not len(regions):
         raise InputError(f"{Path(path).name} has no measured galaxy (status ok) to write as "
@@ -88,7 +86,12 @@ def _text(row, names) -> str:
     parts = [str(row["id"]), label]
     bt = _number(row, "bt_mode", names)
     parts.append(f"B/T={bt:.2f}" if math.isfinite(bt) else "")
-    text = "; ".join(p for p in parts if p)
+    return _delimited("; ".join(p for p in parts if p))
+
+
+def _delimited(text: str) -> str:
+    """``text`` safe inside DS9's ``{...}``: one printable line, braces (which end it) as
+    parentheses."""
     return printable(text).replace("{", "(").replace("}", ")")
 
 
@@ -106,7 +109,8 @@ def _region(row, shape: str, names):
         RegionMeta,
     )
 
-    meta = RegionMeta({"text": _text(row, names), "tag": [Path(str(row["source"])).name]})
+    meta = RegionMeta({"text": _text(row, names),
+                       "tag": [_delimited(Path(str(row["source"])).name)]})
     ra, dec = _number(row, "ra", names), _number(row, "dec", names)
     scale = _number(row, "pixel_scale", names)  # arcsec per source pixel
     on_sky = math.isfinite(ra) and math.isfinite(dec)

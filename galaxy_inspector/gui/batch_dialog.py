@@ -67,6 +67,9 @@ class BatchDialog(QDialog):
     def __init__(self, model: str = "", settings=None, parent=None, property_models=()):
         super().__init__(parent)
         self.property_models = list(property_models)
+        #: ``(hdu, plane)`` to read the inputs from, when a caller measures a plane it shows
+        #: (regions loaded over a cube's band); None: each file's default HDU, plane 0.
+        self.image_plane: tuple | None = None
         self.setWindowTitle("Batch measure")
         self.resize(720, 640)
         self.settings = settings or stored.app_settings()
@@ -228,6 +231,7 @@ class BatchDialog(QDialog):
             from galaxy_inspector.engine import DEFAULT_MODEL
 
             model = [model or DEFAULT_MODEL, *self.property_models]
+        hdu, plane = self.image_plane or (None, 0)
         return BatchOptions(
             model=model, redshift_column=self.redshift_column.text().strip() or None,
             n_samples=self.samples.value() or None,
@@ -237,6 +241,7 @@ class BatchDialog(QDialog):
             zero_point=self.zero_point.value() or None, detect=self.detect.isChecked(),
             cluster=self.cluster_address.text().strip() if self.run_on_cluster.isChecked()
             else None,
+            hdu=hdu, plane=plane,
             command_line="galaxy-inspector GUI batch dialog")
 
     def _cluster_chosen(self, on_cluster: bool) -> None:

@@ -113,11 +113,16 @@ class RegionActions(QObject):
         self.marks.setData([x for _, x, _ in placed], [y for _, _, y in placed])
         dialog = self.window.open_batch_dialog()
         dialog.add_inputs([str(table)])
-        dialog.output_edit.setText(str(Path(path).with_suffix(".h5")))
+        # The plane shown, as a click measures it (not the file's first plane).
+        dialog.image_plane = (image.hdu if image.hdu >= 0 else None, image.plane)
+        # Not REGIONS.h5: a region file exported from CAT.h5 is CAT.reg, and the catalogue
+        # it came from must not be the one these measurements go to.
+        out = Path(f"{path}.measured.h5")
+        dialog.output_edit.setText(str(out))
         dialog.start()
         skipped = f"; {len(reasons)} left out ({reasons[0]})" if reasons else ""
-        self._say(f"{len(placed)} regions of {Path(path).name} marked, measuring them into "
-                  f"{Path(path).with_suffix('.h5').name}{skipped}")
+        self._say(f"{len(placed)} regions of {Path(path).name} marked, measuring them on plane "
+                  f"{image.plane} into {out.name}{skipped}")
         return dialog
 
     def _say(self, text: str) -> None:

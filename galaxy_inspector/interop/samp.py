@@ -242,8 +242,8 @@ class SampClient:
         deliveries = self._call_all("table.load.votable", "tables",
                                     {"url": vot.as_uri(), "table-id": table_id,
                                      "name": Path(path).name})
-        if not any(d.accepted for d in deliveries):
-            del self._sent[table_id]
+        if not any(d.accepted for d in deliveries):  # (a reconnect meanwhile cleared it)
+            self._sent.pop(table_id, None)
         return deliveries
 
     def send_image(self, image) -> list[Delivery]:
@@ -294,8 +294,9 @@ class SampClient:
 
     def _call_all(self, mtype: str, what: str, params: dict) -> list[Delivery]:
         """Call every other client subscribed to ``mtype`` at once and wait for each reply."""
-        subscribed = self._call_hub("listing clients", self._client.get_subscribed_clients, mtype)
-        me = self._client.get_public_id()
+        client = self._live_client()
+        subscribed = self._call_hub("listing clients", client.get_subscribed_clients, mtype)
+        me = client.get_public_id()
         recipients = [r for r in subscribed if r != me]
         if not recipients:
             raise SampUnavailable(f"no SAMP client takes {what} ({mtype}): start TOPCAT, DS9 "
@@ -310,10 +311,19 @@ class SampClient:
                                   f"{self.reply_timeout + self.hub_timeout:g} s")
         return [f.result() for f in futures]
 
+    def _live_client(self):
+        """The registered client; ``SampUnavailable`` once ``disconnect`` (the window closing,
+        while a call was still waiting for its replies) has let it go."""
+        client = self._client
+        if client is None:
+            raise SampUnavailable("disconnected from the SAMP hub")
+        return client
+
     def _deliver(self, recipient: str, message: dict) -> Delivery:
         name = self._name(recipient)
         try:
-            response = self._client.call_and_wait(recipient, message, str(self.reply_timeout))
+            response = self._live_client().call_and_wait(recipient, message,
+                                                         str(self.reply_timeout))
         except xmlrpc.client.Fault as fault:
             if "Timeout expired" in fault.faultString:
                 return Delivery(name, False, f"did not answer within {self.reply_timeout} s")

@@ -272,11 +272,15 @@ class ViewerState(HasCallbacks):
 
     # -- measurements ----------------------------------------------------------------------
     def measurement_key(self) -> tuple:
-        """What a measurement of the galaxy shown depends on: frame, band, position, models
-        and redshift. A worker's result is shown only while this key is the one it measured."""
-        frame = self.shown_frame()
-        return (frame.serial if frame else None, self.band, self.position, self.model,
-                self.property_models, self.redshift)
+        """What a measurement of the galaxy shown depends on: frame, band, position, models,
+        samples and redshift. A worker's result is shown only while this key is the one it
+        measured."""
+        return self._key(self.shown_frame(), self.band, self.position, self.redshift)
+
+    def _key(self, frame, band, position, redshift) -> tuple:
+        """The measurement key of ``frame`` looking at ``band`` and ``position``."""
+        return (frame.serial if frame else None, band, position, self.model,
+                self.property_models, self.n_samples, redshift)
 
     def accept_analysis(self, key: tuple, analysis) -> bool:
         """Take a worker's measurement made for ``key``: shown when the key is still the
@@ -287,8 +291,8 @@ class ViewerState(HasCallbacks):
             self._analysis_key = key
             return True
         for frame in self.frames:
-            if (frame.serial, frame.band, frame.position, self.model, self.property_models,
-                    frame.redshift) == key and frame is not self.shown_frame():
+            if (self._key(frame, frame.band, frame.position, frame.redshift) == key
+                    and frame is not self.shown_frame()):
                 frame.analysis, frame.analysis_key = analysis, key
         return False
 
