@@ -18,7 +18,8 @@ With ``--cluster`` (``BatchOptions.cluster``; ``galaxy_inspector.cluster``) the 
 ``TASK_INPUTS`` inputs a task, to the workers of a Dask cluster, which read, cut and measure
 them (``_cluster_task``); the rows come back as tasks complete and go through the same writer
 and counting (``write`` in ``run_batch``) as a local run's chunks (``_answers``). The
-posterior draws are seeded per galaxy (``seeding``), so rows do not depend on either.
+posterior draws are seeded per galaxy (``seeding``), so rows do not depend on either (to about
+1e-6 relative: the network's float32 outputs change in their last bits with the batch shape).
 
 One input cannot fail another: each stamp is checked before it is batched (``_check_stamp``),
 a model batch that fails is measured again stamp by stamp (``errors.isolate_failures``), and a
@@ -415,7 +416,8 @@ def _same_file(a: Path, b: Path) -> bool:
 def _row_settings(options: BatchOptions, n_samples: int) -> dict:
     """The options that change rows, by their command-line names: a resume must repeat them
     (the models and the saved samples are checked on their own)."""
-    return {"--detect": options.detect, "--detect-min-area": options.detect_min_area,
+    return {"--detect": options.detect,  # the area changes nothing without --detect
+            "--detect-min-area": options.detect_min_area if options.detect else None,
             "--pixel-scale": options.pixel_scale,
             "--zero-point": options.zero_point, "--seed": options.seed, "--hdu": options.hdu,
             "--plane": options.plane, "--samples": n_samples,

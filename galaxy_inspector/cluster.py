@@ -52,6 +52,10 @@ class ClusterLost(GalaxyInspectorError, OSError):
     """The scheduler stopped answering in the middle of a run."""
 
 
+LOST = ("the Dask scheduler stopped answering; the rows written so far are kept: add --resume "
+        "to finish")
+
+
 @dataclass(frozen=True)
 class ClusterAddress:
     """A parsed ``--cluster``: ``kind`` is ``local`` (``value``: workers), ``scheduler`` (an
@@ -78,11 +82,24 @@ def parse_address(text: str) -> ClusterAddress:
         return ClusterAddress("jobqueue", text.lower())
     path = Path(text).expanduser()
     if path.is_file():
+        if not _is_scheduler_file(path):
+            raise InputError(f"--cluster {text}: not a Dask scheduler file (a JSON file with an "
+                             "\"address\", as dask scheduler --scheduler-file writes it)")
         return ClusterAddress("scheduler_file", str(path))
     if path.suffix.lower() == ".json":
         raise InputError(f"--cluster {text}: no such scheduler file (dask scheduler "
                          "--scheduler-file writes it)")
     raise InputError(f"--cluster {text!r} is not a cluster address: {forms}")
+
+
+def _is_scheduler_file(path: Path) -> bool:
+    import json
+
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(content, dict) and isinstance(content.get("address"), str)
 
 
 def check_address(text: str) -> ClusterAddress:
@@ -188,12 +205,16 @@ def stream(client, function: Callable, items: Iterable, failed: Callable, **kwar
             elif future.status == "error":
                 yield failed(item, _task_failure(future.exception()))
             else:  # cancelled by the scheduler: it restarted or went away
-                raise ClusterLost("the Dask scheduler stopped answering; the rows written so "
-                                  "far are kept: add --resume to finish")
+                raise ClusterLost(LOST)
             refill()
+    except ClusterLost:
+        raise
+    except OSError:  # distributed's CommClosedError: the scheduler's connection went
+        raise ClusterLost(LOST) from None
     finally:
         if carried:
-            client.cancel(list(carried))
+            with contextlib.suppress(OSError):  # a scheduler gone has nothing left to cancel
+                client.cancel(list(carried))
 
 
 _END = object()

@@ -105,7 +105,11 @@ def kde_mode(samples: np.ndarray, grid_size: int = 512,
     A finite bound within reach of the kernel is handled by reflection (the samples mirrored
     about it are added to the density, the standard boundary correction): a plain KDE leaks
     density past the bound and puts the mode of a posterior piled at the bound inside the
-    range, while the reflected density of such a pile peaks at the bound itself.
+    range, while the reflected density of such a pile peaks at the bound itself. Samples
+    censored onto a bound (B/T's beyond its logit clip) count as density at the bound, so a
+    pile there can win against a broad interior peak with much more mass: measured, 15 % of
+    500 samples at the bound beside N(0, 0.5) in logit B/T put the mode on the bound (13 % do
+    not). The median and the intervals show the rest of such a posterior.
 
     Parameters
     ----------

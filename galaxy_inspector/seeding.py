@@ -1,6 +1,8 @@
 """Per-galaxy random seeds: a galaxy's posterior draws depend only on the run's ``--seed`` and
 its own stamp, never on the galaxies that share its batch, the batch size, ``--workers`` or the
-cluster node that measured it, so every way of running a batch writes the same rows."""
+cluster node that measured it, so every way of running a batch draws the same samples (the
+network's float32 outputs they transform can still differ in their last bits, about 1e-6
+relative, with the shape of the batch it ran in)."""
 
 from __future__ import annotations
 

@@ -92,14 +92,17 @@ def _assert_same_catalogue(new, old) -> None:
 
 def test_address_forms(tmp_path):
     scheduler_file = tmp_path / "scheduler.json"
-    scheduler_file.write_text("{}")
+    scheduler_file.write_text('{"type": "Scheduler", "address": "tcp://10.0.0.1:8786"}')
+    not_one = tmp_path / "notes.txt"
+    not_one.write_text("hello")
     assert cluster.parse_address("local:3") == cluster.ClusterAddress("local", 3)
     assert cluster.parse_address("tcp://node1:8786").kind == "scheduler"
     assert cluster.parse_address(str(scheduler_file)).kind == "scheduler_file"
     assert cluster.parse_address("SLURM") == cluster.ClusterAddress("jobqueue", "slurm")
     for bad, message in [("local:0", "at least 1"), ("local:two", "whole number"),
                          ("slurmm", "not a cluster address"),
-                         (str(tmp_path / "gone.json"), "no such scheduler file")]:
+                         (str(tmp_path / "gone.json"), "no such scheduler file"),
+                         (str(not_one), "not a Dask scheduler file")]:
         with pytest.raises(InputError, match=message):
             cluster.parse_address(bad)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from training import distributed
 from training.cli_help import OptionHelpFormatter
@@ -14,9 +15,10 @@ from training.progress import Progress
 def _simulate(args, progress):
     from training.simulate import SimulationConfig, simulate
 
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)  # a fresh user folder too
     simulate(args.out, n=args.n, seed=args.seed, workers=args.workers, progress=progress,
              config=SimulationConfig(broad_psf_fraction=args.broad_psf_fraction),
-             cluster=args.cluster)
+             cluster=args.cluster, cluster_jobs=args.cluster_jobs)
     progress.emit("done", out=args.out, n=args.n)
 
 
@@ -95,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="simulate on a Dask cluster instead: local:N, tcp://HOST:PORT, a "
                           "scheduler file, or slurm|pbs|sge|lsf|htcondor (the same file as a "
                           "local run; pip install 'galaxy-inspector[cluster]')")
+    sim.add_argument("--cluster-jobs", type=int, default=1, metavar="N",
+                     help="with --cluster slurm|pbs|sge|lsf|htcondor: batch jobs to start")
     sim.add_argument("--broad-psf-fraction", type=float, default=0.15,
                      help="share of PSFs with FWHM 1.1-1.6\" (the rest 0.6-1.1\", HSC-Wide g)")
     sim.set_defaults(func=_simulate)

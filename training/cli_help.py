@@ -21,7 +21,8 @@ class OptionHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         text = action.help or ""
         if action.required and action.option_strings:
             return f"{text} (required)"
-        if "default" in text or action.default in (None, False, argparse.SUPPRESS):
+        if ("default" in text or action.default is None or action.default is False
+                or action.default == argparse.SUPPRESS):  # 0 == False: "is", not "in"
             return text
         if not (action.option_strings
                 or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE)):

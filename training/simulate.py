@@ -134,7 +134,8 @@ def _simulate_chunk(args):
 
 
 def simulate(path, n: int, seed: int, workers: int = 0, config=SimulationConfig(),
-             progress: Progress | None = None, cluster: str | None = None) -> None:
+             progress: Progress | None = None, cluster: str | None = None,
+             cluster_jobs: int = 1) -> None:
     """Simulate ``n`` galaxies into the HDF5 file ``path``; deterministic in ``seed``.
 
     The file does not depend on ``workers`` or on ``cluster`` (a Dask cluster's address, as
@@ -144,21 +145,21 @@ def simulate(path, n: int, seed: int, workers: int = 0, config=SimulationConfig(
     if not 0.0 <= config.broad_psf_fraction <= 1.0:
         raise ValueError(f"broad PSF fraction must be within 0-1, got {config.broad_psf_fraction}")
     jobs = [(seed, s, min(s + config.chunk, n), config) for s in range(0, n, config.chunk)]
-    with _chunks(jobs, workers, cluster) as chunks:  # a cluster that cannot be reached: no file
+    with _chunks(jobs, workers, cluster, cluster_jobs) as chunks:  # a cluster that cannot be reached: no file
         _write(path, n, seed, config, chunks, progress)
 
 
 @contextlib.contextmanager
-def _chunks(jobs: list, workers: int, cluster: str | None):
+def _chunks(jobs: list, workers: int, cluster: str | None, cluster_jobs: int = 1):
     """``_simulate_chunk`` of each job, in order, from ``workers`` local processes (0: all
-    cores) or from the tasks of a Dask cluster."""
+    cores) or from the tasks of a Dask cluster (a jobqueue one scaled to ``cluster_jobs``)."""
     if cluster is None:
         with mp.get_context("spawn").Pool(workers or mp.cpu_count()) as pool:
             yield pool.imap(_simulate_chunk, jobs)
         return
     from galaxy_inspector.cluster import open_client, stream
 
-    with open_client(cluster) as client:
+    with open_client(cluster, cluster_jobs) as client:
         yield _in_order(stream(client, _simulate_chunk, jobs, failed=_chunk_failed))
 
 
