@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from astropy.nddata import Cutout2D
-from astropy.stats import median_absolute_deviation, sigma_clipped_stats
+from astropy.stats import median_absolute_deviation
 from astropy.wcs import WCS
 
 from galaxy_inspector.errors import InputError
@@ -228,7 +228,8 @@ def make_stamp(image: SkyImage, x: float, y: float, stamp_size: int, pixel_scale
     filled = data
     if (bad[window] if same_scale else bad).any():  # else no background or noise is needed
         around = _sky_around(data, good, np.hypot(cols - xc, rows - yc), half)
-        _, sky, clipped_std = sigma_clipped_stats(data[around], sigma=3.0, maxiters=5)
+        kept = _sigma_clipped(data[around])
+        sky, clipped_std = float(np.median(kept)), float(np.std(kept))
         noise = math.sqrt(np.median(variance[around])) if variance is not None else clipped_std
         rng = np.random.default_rng(seed)
         filled = np.where(bad, sky + rng.normal(0.0, noise, data.shape), data)
@@ -242,7 +243,7 @@ def make_stamp(image: SkyImage, x: float, y: float, stamp_size: int, pixel_scale
                                     pixel_scale, stamp_size)
         if noise is None:  # the noise the flux check allows for
             noise = (math.sqrt(np.median(variance)) if variance is not None
-                     else sigma_clipped_stats(data, sigma=3.0, maxiters=5)[2])
+                     else float(np.std(_sigma_clipped(data[np.isfinite(data)]))))
         _check_resampled(stamp, filled, xc, yc, centre, source_scale, pixel_scale, noise,
                          stamp_size)
         from_image = coverage >= EDGE_COVERAGE
@@ -281,7 +282,7 @@ def _sky_around(data: np.ndarray, good: np.ndarray, distance: np.ndarray,
     there, the ``MIN_SKY_PIXELS`` good pixels furthest from the galaxy. Neighbours in it are
     masked, as for any background estimate (photutils): the pixels of segments 2 sigma above
     a first estimate, dilated by ``SKY_MASK_DILATION`` pixels, unless that leaves too few."""
-    from scipy.ndimage import binary_dilation, label
+    from scipy.ndimage import binary_dilation
 
     around = good & (distance > radius)
     if around.sum() < MIN_SKY_PIXELS:
@@ -294,9 +295,7 @@ def _sky_around(data: np.ndarray, good: np.ndarray, distance: np.ndarray,
     # photutils' detect_sources and make_source_mask, written with scipy (no photutils import
     # on the hot path): 8-connected groups above 2 sigma of DETECT_MIN_PIXELS or more, dilated
     # by a disk of SKY_MASK_DILATION pixels.
-    groups, n = label(around & (data - sky > 2.0 * std), structure=EIGHT_CONNECTED)
-    large = np.bincount(groups.ravel(), minlength=n + 1) >= DETECT_MIN_PIXELS
-    large[0] = False
+    groups, large = _large_groups(around & (data - sky > 2.0 * std), DETECT_MIN_PIXELS)
     if not large.any():
         return around
     r = SKY_MASK_DILATION
@@ -446,6 +445,18 @@ class _Segments:
     origin: tuple[int, int]
 
 
+def _large_groups(mask: np.ndarray, n_pixels: int) -> tuple[np.ndarray, np.ndarray]:
+    """The 8-connected groups of ``mask`` (a label image, as photutils' ``detect_sources``
+    numbers them) and, per label, whether its group has at least ``n_pixels`` pixels (never
+    label 0, the background)."""
+    from scipy.ndimage import label
+
+    groups, n = label(mask, structure=EIGHT_CONNECTED)
+    large = np.bincount(groups.ravel(), minlength=n + 1) >= n_pixels
+    large[0] = False
+    return groups, large
+
+
 def _sigma_clipped(values: np.ndarray) -> np.ndarray:
     """The finite 1-D ``values`` that ``sigma_clipped_stats(values, sigma=3, maxiters=5)``
     keeps, clipped by ``SigmaClip``'s compiled path (taken when an axis is given; without one
@@ -463,7 +474,7 @@ def _segment(image: SkyImage, region, n_sigma: float,
     """Segment ``region`` of ``image`` as photutils' ``detect_sources`` would: the pixels of the
     smoothed image above ``n_sigma`` times its noise, 8-connected, in groups of at least
     ``detect_min_pixels`` pixels, numbered in raster order."""
-    from scipy.ndimage import gaussian_filter, label
+    from scipy.ndimage import gaussian_filter
 
     _check_detectable(image.shape, region)
     window = image.window(*region)
@@ -478,12 +489,10 @@ def _segment(image: SkyImage, region, n_sigma: float,
     noise = float(np.std(_sigma_clipped(smoothed[~bad])))
     n_pixels = detect_min_pixels(image.pixel_scale, min_area_arcsec2)
     threshold = n_sigma * noise if noise > 0 else np.nanmax(smoothed) / 2
-    groups, n = label((smoothed > threshold) & ~bad, structure=EIGHT_CONNECTED)
-    large = np.bincount(groups.ravel(), minlength=n + 1) >= n_pixels
-    large[0] = False
+    groups, large = _large_groups((smoothed > threshold) & ~bad, n_pixels)
     labels = None
     if large.any():
-        renumber = np.zeros(n + 1, dtype=np.int32)
+        renumber = np.zeros(large.size, dtype=np.int32)
         renumber[large] = np.arange(1, large.sum() + 1)
         labels = renumber[groups]
     y0, x0 = (s.indices(n)[0] for s, n in zip(region, image.shape, strict=True))
@@ -540,7 +549,7 @@ def _could_split(segments: _Segments) -> bool:
     group of every threshold (2 ms per segment), and only at thresholds with two local peaks
     and ``2 * n_pixels`` pixels above them: each group holds a peak of its own (its highest
     pixel), so with fewer there cannot be two."""
-    from scipy.ndimage import find_objects, label, maximum_filter
+    from scipy.ndimage import find_objects, maximum_filter
 
     n_pixels, labels = segments.n_pixels, segments.labels
     for k, box in enumerate(find_objects(labels), start=1):
@@ -555,8 +564,7 @@ def _could_split(segments: _Segments) -> bool:
         for level in _deblend_levels(inner.min(), inner.max()):
             if (peaks > level).sum() < 2 or (inner > level).sum() < 2 * n_pixels:
                 continue
-            groups, n = label((values > level) & inside, structure=EIGHT_CONNECTED)
-            if (np.bincount(groups.ravel(), minlength=n + 1)[1:] >= n_pixels).sum() >= 2:
+            if _large_groups((values > level) & inside, n_pixels)[1].sum() >= 2:
                 return True
     return False
 
