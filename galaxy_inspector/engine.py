@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from galaxy_inspector.domain import plan_stamp
 from galaxy_inspector.errors import BundleError, InputError
 from galaxy_inspector.flags import Flag
 from galaxy_inspector.io.image import SkyImage
@@ -171,23 +172,36 @@ def load_model(name_or_path=None, device: str | None = None):
 
 @dataclass(frozen=True)
 class StampSpec:
-    """The stamp a model reads: side (pixels), pixel scale (arcsec/px), and the sky noise
-    (nJy/px) uncalibrated images are scaled to. Small and picklable (sent to batch workers)."""
+    """The stamp a model reads: side (pixels), pixel scale (arcsec/px), the sky noise (nJy/px)
+    uncalibrated images are scaled to, and the PSF FWHMs (arcsec) it was trained on (None: no
+    PSF matching). ``bin_large``: cut galaxies too large for the model at a wider scale
+    (``domain``). Small and picklable (sent to batch workers)."""
 
     stamp_size: int
     pixel_scale: float
     nominal_sky_sigma: float
+    psf_range: tuple[float, float] | None = None
+    bin_large: bool = False
 
     @classmethod
     def of(cls, model) -> StampSpec:
-        return cls(model.stamp_size, model.pixel_scale, _nominal_sky_sigma(model.bundle.card))
+        card = model.bundle.card
+        return cls(model.stamp_size, model.pixel_scale, _nominal_sky_sigma(card),
+                   _training_ranges(card).get("psf_fwhm_arcsec"),
+                   bin_large="re_arcsec" in _training_ranges(card))
 
 
 def stamp_for(image: SkyImage, x: float, y: float, model, seed: int = 0) -> Stamp:
-    """The stamp ``model`` (or a ``StampSpec``) needs around 0-based pixel (x, y) of ``image``."""
+    """The stamp ``model`` (or a ``StampSpec``) needs around 0-based pixel (x, y) of ``image``,
+    brought into the model's domain (``domain.plan_stamp``: binned when the galaxy is too large,
+    convolved when the PSF is too sharp)."""
     spec = model if isinstance(model, StampSpec) else StampSpec.of(model)
-    return make_stamp(image, x, y, spec.stamp_size, spec.pixel_scale, seed=seed,
-                      nominal_sky_sigma=spec.nominal_sky_sigma)
+    plan = plan_stamp(image, x, y, spec.stamp_size, spec.pixel_scale, spec.psf_range,
+                      spec.bin_large)
+    stamp = make_stamp(image, x, y, spec.stamp_size, spec.pixel_scale * plan.binning,
+                       seed=seed, nominal_sky_sigma=spec.nominal_sky_sigma,
+                       binning=plan.binning, psf_kernel_fwhm=plan.kernel_fwhm)
+    return dataclasses.replace(stamp, flags=stamp.flags | plan.flags) if plan.flags else stamp
 
 
 def _nominal_sky_sigma(card) -> float:
@@ -262,15 +276,19 @@ def _posteriors(stamps: list[Stamp], model, n_samples, seed, return_crops) -> li
     names = list(pred.names)
     if "flux_njy" in names:
         pred.samples[..., names.index("flux_njy")] *= gain[:, None].astype(np.float32)
+    binning = np.array([s.binning for s in stamps])
+    if "re_arcsec" in names:  # the model saw the galaxy `binning` times smaller
+        pred.samples[..., names.index("re_arcsec")] *= binning[:, None].astype(np.float32)
     summary = summarize(pred.samples, names, model.mode_transforms())
     thresholds = thresholds_from_card(card)
     flags = np.array([s.flags for s in stamps], dtype=np.int64)
     for name, (lo, hi) in ranges.items():
         value = sky_sigma if name == "sky_sigma_njy" else summary.get(f"{name}_median")
-        if value is not None:
+        if value is not None:  # as the model saw it
+            value = value / binning if name == "re_arcsec" else value
             flags |= np.where((value < lo) | (value > hi), int(Flag.OUTSIDE_TRAINING), 0)
     re = summary.get("re_arcsec_median", np.full(len(stamps), np.nan))
-    snr = _snr(data, re / model.pixel_scale, sky_sigma)
+    snr = _snr(data, re / binning / model.pixel_scale, sky_sigma)
     flags |= np.where(~(snr >= LOW_SNR), int(Flag.LOW_SNR), 0)
     out = []
     for i, stamp in enumerate(stamps):

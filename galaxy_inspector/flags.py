@@ -25,6 +25,10 @@ class Flag(enum.IntFlag):
     PIXEL_SCALE_GUESSED = 128
     NONLINEAR_IMAGE = 256
     BLENDED = 512
+    RESCALED = 1024
+    PSF_MATCHED = 2048
+    NEIGHBOURS_MASKED = 4096
+    PSF_GUESSED = 8192
 
 
 FLAG_DESCRIPTIONS = {
@@ -47,7 +51,17 @@ FLAG_DESCRIPTIONS = {
                               "assumed; give --pixel-scale",
     Flag.NONLINEAR_IMAGE: "a display image (JPEG/PNG) with a non-linear stretch: all outputs "
                           "are rough",
-    Flag.BLENDED: "the galaxy was split from a blend by deblending (--detect)",
+    Flag.BLENDED: "the galaxy was split from a blend by deblending: a neighbour touches it",
+    Flag.RESCALED: "the galaxy is larger than the model's training range: its stamp was binned "
+                   "by the factor in column binning (wider pixels, the same flux), and R_e "
+                   "scaled back by it",
+    Flag.PSF_MATCHED: "the image's PSF, in the stamp's frame, was sharper than the model's "
+                      "training range: the image was convolved to a PSF inside it (column "
+                      "psf_fwhm_arcsec is the image's)",
+    Flag.NEIGHBOURS_MASKED: "other sources in the stamp were replaced by sky and noise before "
+                            "the galaxy was measured",
+    Flag.PSF_GUESSED: "no PSF known for an image with pixels finer than the model's: its FWHM "
+                      "was assumed to be 3 pixels (give --psf-fwhm or --psf)",
 }
 
 

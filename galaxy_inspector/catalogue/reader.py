@@ -219,11 +219,13 @@ def stored_measurement(path, index: int) -> Measurement:
         else:
             samples = np.empty((0, len(names)), np.float32)
         properties = _properties(f, index, row, units)
+        # Catalogues written before stamps were binned have no binning column.
+        binning = float(row.get("binning", 1.0))
         stamp = Stamp(data=np.empty((0, 0), np.float32), x=row["x"], y=row["y"], ra=row["ra"],
                       dec=row["dec"], source_scale=row["pixel_scale"],
-                      model_scale=float(f.attrs.get("model_pixel_scale", math.nan)),
+                      model_scale=float(f.attrs.get("model_pixel_scale", math.nan)) * binning,
                       flags=row["flags"], masked_fraction=row["masked_fraction"],
-                      sky_sigma=math.nan, calibration=row["calibration"])
+                      sky_sigma=math.nan, calibration=row["calibration"], binning=binning)
     return Measurement(
         stamp=stamp, names=names, units=[units.get(f"{n}_median", "") for n in names],
         samples=samples, summary=_summary(row, names), stn_scale=row["stn_scale"],

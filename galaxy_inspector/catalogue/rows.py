@@ -168,7 +168,7 @@ class RowBuilder:
         for name, value in (("x", s.x), ("y", s.y), ("ra", s.ra), ("dec", s.dec),
                             ("stn_scale", m.stn_scale), ("flags", m.flags),
                             ("snr", m.snr), ("masked_fraction", s.masked_fraction),
-                            ("pixel_scale", s.source_scale)):
+                            ("pixel_scale", s.source_scale), ("binning", s.binning)):
             rows[name][i] = value
         for name, value in zip(("crop_x0", "crop_y0", "crop_x1", "crop_y1"), m.crop_box,
                                strict=True):

@@ -52,6 +52,8 @@ _TRAILING = [
     ("snr", "f4", "", "signal-to-noise ratio within 2 R_e"),
     ("masked_fraction", "f4", "", "fraction of stamp pixels masked/non-finite and filled"),
     ("pixel_scale", "f4", "arcsec", "source image pixel scale (arcsec per pixel)"),
+    ("binning", "f4", "", "the stamp's pixels were this many times the model's (1: its own "
+                          "scale; more for a galaxy too large for the model, flag RESCALED)"),
     ("crop_x0", "f4", "pix", "region the CNN read: lower x, source pixels"),
     ("crop_y0", "f4", "pix", "region the CNN read: lower y, source pixels"),
     ("crop_x1", "f4", "pix", "region the CNN read: upper x, source pixels"),

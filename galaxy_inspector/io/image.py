@@ -150,17 +150,23 @@ class SkyImage:
         Index of the plane in a cube (0 for 2-D images).
     pixels : PixelSource
         Where the pixels come from.
+    psf_fwhm : float or None
+        FWHM of the image's PSF in arcsec (given, from a header or measured); None: unknown.
+    psf_source : str
+        Where ``psf_fwhm`` came from ("" when unknown), for the catalogue.
     """
 
     def __init__(self, data=None, pixel_scale: float | None = None, wcs=None, mask=None,
                  variance=None, calibrated: bool = False, calibration: str = "uncalibrated",
                  flags: int = 0, source: str = "", hdu: int = -1, plane: int = 0, *,
-                 pixels: PixelSource | None = None):
+                 pixels: PixelSource | None = None, psf_fwhm: float | None = None,
+                 psf_source: str = ""):
         if (data is None) == (pixels is None):
             raise ValueError("a SkyImage needs either data arrays or a pixel source")
         values = dict(pixels=pixels or ArrayPixels(data, mask, variance),
                       pixel_scale=pixel_scale, wcs=wcs, calibrated=calibrated,
-                      calibration=calibration, flags=flags, source=source, hdu=hdu, plane=plane)
+                      calibration=calibration, flags=flags, source=source, hdu=hdu, plane=plane,
+                      psf_fwhm=psf_fwhm, psf_source=psf_source)
         for name, value in values.items():
             object.__setattr__(self, name, value)
 
@@ -177,6 +183,13 @@ class SkyImage:
         calibration = kwargs.pop("calibration", "array in nJy" if calibrated else "uncalibrated")
         return cls(data=data, pixel_scale=pixel_scale, calibrated=calibrated,
                    calibration=calibration, **kwargs)
+
+    def with_psf(self, fwhm: float | None, source: str) -> SkyImage:
+        """The same image (pixels shared, not copied) with its PSF FWHM (arcsec) known."""
+        return SkyImage(pixel_scale=self.pixel_scale, wcs=self.wcs, calibrated=self.calibrated,
+                        calibration=self.calibration, flags=self.flags, source=self.source,
+                        hdu=self.hdu, plane=self.plane, pixels=self.pixels, psf_fwhm=fwhm,
+                        psf_source=source)
 
     @property
     def shape(self) -> tuple[int, int]:

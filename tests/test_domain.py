@@ -1,0 +1,174 @@
+"""Bringing galaxies into the model's domain (``domain.py``): big galaxies binned, sharp PSFs
+convolved, broad ones flagged, galaxies cut off by the image refused."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import galsim
+import numpy as np
+import pytest
+
+from galaxy_inspector.domain import BINNING_START_ARCSEC, PSF_TARGET_FACTOR, plan_stamp
+from galaxy_inspector.engine import StampSpec, load_model, measure_stamps, stamp_for
+from galaxy_inspector.errors import InputError
+from galaxy_inspector.flags import Flag
+from galaxy_inspector.io.image import SkyImage
+from galaxy_inspector.preprocessing import FWHM_PER_SIGMA, make_stamp
+
+HSC_SCALE = 0.168
+SKY_SIGMA = 2.68
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model()
+
+
+def _galaxy(re_arcsec: float, bt: float, flux: float):
+    """A bulge+disk whose two components share one half-light radius, so that the total's is
+    that radius exactly."""
+    bulge = galsim.DeVaucouleurs(half_light_radius=re_arcsec, flux=bt * flux)
+    disk = galsim.Exponential(half_light_radius=re_arcsec, flux=(1 - bt) * flux)
+    return bulge + disk
+
+
+def _image(profile, side: int, scale: float = HSC_SCALE, sigma: float = SKY_SIGMA,
+           psf_fwhm: float | None = 0.7, seed: int = 3, known_psf: bool = True) -> SkyImage:
+    psf = galsim.Moffat(beta=3.5, fwhm=psf_fwhm if psf_fwhm else 0.7)
+    data = galsim.Convolve(profile, psf).drawImage(nx=side, ny=side, scale=scale).array
+    data = data + np.random.default_rng(seed).normal(0.0, sigma, data.shape)
+    return SkyImage.from_array(data, pixel_scale=scale,
+                               psf_fwhm=psf_fwhm if known_psf else None,
+                               psf_source="given" if known_psf else "")
+
+
+def _centre(image: SkyImage) -> tuple[float, float]:
+    ny, nx = image.shape
+    return (nx - 1) / 2.0, (ny - 1) / 2.0
+
+
+def test_a_galaxy_too_large_for_the_stamp_is_binned_and_measured_at_its_size(model):
+    re_true, flux = 10.0, 8e6
+    image = _image(_galaxy(re_true, 0.4, flux), side=900)
+    x, y = _centre(image)
+    binned = stamp_for(image, x, y, model)
+    plain = stamp_for(image, x, y, dataclasses.replace(StampSpec.of(model), bin_large=False))
+    assert binned.binning > 1 and binned.flags & Flag.RESCALED
+    assert binned.model_scale == pytest.approx(HSC_SCALE * binned.binning)
+    assert plain.binning == 1 and not plain.flags & Flag.RESCALED
+    good, bad = measure_stamps([binned, plain], model, seed=1)
+    # Binned: R_e within 15 % and its 95 % interval near the truth; flux within 10 %.
+    assert good.summary["re_arcsec_mode"] == pytest.approx(re_true, rel=0.15)
+    assert good.summary["re_arcsec_lo95"] < re_true * 1.05
+    assert good.summary["re_arcsec_hi95"] > re_true * 0.95
+    assert good.summary["flux_njy_median"] == pytest.approx(flux, rel=0.10)
+    # Unbinned, the model sat at the stamp's size: R_e and the flux far below the truth.
+    assert bad.summary["re_arcsec_mode"] < 0.85 * re_true
+    assert bad.summary["flux_njy_median"] < 0.85 * flux
+    # The crop box is the sky the model read: k times wider than an unbinned one would be.
+    width = good.crop_box[2] - good.crop_box[0]
+    assert width == pytest.approx(good.stn_scale * 128 * binned.binning, rel=1e-6)
+
+
+def test_a_galaxy_of_the_training_sizes_is_cut_as_before(model):
+    image = _image(_galaxy(1.2, 0.3, 3e5), side=200)
+    x, y = _centre(image)
+    stamp = stamp_for(image, x, y, model, seed=5)
+    same = make_stamp(image, x, y, 128, HSC_SCALE, seed=5, nominal_sky_sigma=SKY_SIGMA)
+    assert stamp.binning == 1.0
+    assert not stamp.flags & (Flag.RESCALED | Flag.PSF_MATCHED | Flag.PSF_GUESSED)
+    np.testing.assert_array_equal(stamp.data, same.data)
+
+
+def test_a_big_galaxy_cut_off_by_the_image_is_refused(model):
+    image = _image(_galaxy(15.0, 0.6, 1e7), side=160)  # 27″ of a galaxy of R_e 15″
+    x, y = _centre(image)
+    with pytest.raises(InputError, match="fills the image"):
+        stamp_for(image, x, y, model)
+
+
+def test_a_big_galaxy_cut_off_by_the_image_edge_is_refused(model):
+    # Sky all around but on one side, where the image ends 6″ from the centre of an R_e 10″
+    # galaxy.
+    profile = _galaxy(10.0, 0.5, 8e6).shift(-33.0, 0.0)
+    image = _image(profile, side=500)
+    x, y = _centre(image)
+    with pytest.raises(InputError, match="cut off by the image's edge"):
+        stamp_for(image, x - 33.0 / HSC_SCALE, y, model)
+
+
+def _fwhm_of_star(stamp) -> float:
+    """FWHM (stamp pixels) of the point source at a stamp's centre, from its second moments
+    (exact for a Gaussian)."""
+    data = stamp.data.astype(np.float64)
+    n = data.shape[0]
+    c = (n - 1) / 2.0
+    yy, xx = np.indices(data.shape)
+    near = np.hypot(xx - c, yy - c) < 25
+    w = np.where(near, data, 0.0)
+    var = (w * ((xx - c) ** 2 + (yy - c) ** 2)).sum() / w.sum() / 2.0
+    return FWHM_PER_SIGMA * math.sqrt(var)
+
+
+def test_a_sharp_psf_is_convolved_into_the_training_range(model):
+    # An HST-like image (0.05″/px, FWHM 0.1″) of a Gaussian star: in the stamp its FWHM is the
+    # target's, PSF_TARGET_FACTOR times the sharpest trained PSF.
+    lo = StampSpec.of(model).psf_range[0]
+    star = galsim.Gaussian(fwhm=0.1, flux=2e5)
+    data = star.drawImage(nx=700, ny=700, scale=0.05).array
+    data = data + np.random.default_rng(1).normal(0.0, 0.05, data.shape)
+    image = SkyImage.from_array(data, pixel_scale=0.05, psf_fwhm=0.1, psf_source="given")
+    stamp = stamp_for(image, 349.5, 349.5, model)
+    assert stamp.flags & Flag.PSF_MATCHED and not stamp.flags & Flag.PSF_GUESSED
+    # The target, widened a little by the stamp's pixels and the resampling kernel.
+    assert PSF_TARGET_FACTOR * lo <= _fwhm_of_star(stamp) * HSC_SCALE < 1.1 * PSF_TARGET_FACTOR * lo
+    assert stamp.psf_fwhm == 0.1 and stamp.psf_source == "given"
+
+
+def test_the_psf_plan_follows_what_is_known(model):
+    spec = StampSpec.of(model)
+    lo, hi = spec.psf_range
+    galaxy = _galaxy(1.0, 0.3, 3e5)
+    broad = _image(galaxy, side=200, psf_fwhm=1.2 * hi)
+    plan = plan_stamp(broad, 99.5, 99.5, 128, HSC_SCALE, spec.psf_range)
+    assert plan.kernel_fwhm == 0 and plan.flags & Flag.OUTSIDE_TRAINING  # nothing widened
+    inside = _image(galaxy, side=200, psf_fwhm=0.5 * (lo + hi))
+    assert plan_stamp(inside, 99.5, 99.5, 128, HSC_SCALE, spec.psf_range).flags == 0
+    # Unknown PSF: a survey at the model's pixel scale is assumed inside the range...
+    unknown = _image(galaxy, side=200, known_psf=False)
+    assert plan_stamp(unknown, 99.5, 99.5, 128, HSC_SCALE, spec.psf_range).flags == 0
+    # ...an image with much finer pixels has its PSF assumed 3 of them, and is matched.
+    fine = SkyImage.from_array(np.random.default_rng(2).normal(0, 1, (800, 800)),
+                               pixel_scale=0.04)
+    plan = plan_stamp(fine, 399.5, 399.5, 128, HSC_SCALE, spec.psf_range)
+    assert plan.flags & Flag.PSF_GUESSED and plan.flags & Flag.PSF_MATCHED
+    assert plan.kernel_fwhm == pytest.approx(math.sqrt((PSF_TARGET_FACTOR * lo) ** 2
+                                                       - 0.12 ** 2))
+
+
+def test_binning_starts_above_its_threshold_only():
+    small = _image(_galaxy(0.8 * BINNING_START_ARCSEC / 1.3, 0.3, 1e6), side=300)
+    assert plan_stamp(small, 149.5, 149.5, 128, HSC_SCALE).binning == 1.0
+    large = _image(_galaxy(2.5 * BINNING_START_ARCSEC, 0.3, 5e6), side=700)
+    plan = plan_stamp(large, 349.5, 349.5, 128, HSC_SCALE)
+    assert plan.binning > 1 and plan.flags == Flag.RESCALED  # no PSF range: no PSF step
+
+
+def test_a_binned_row_is_written_and_read_back_with_its_binning(model, tmp_path):
+    from galaxy_inspector.batch import BatchOptions, run_batch
+    from galaxy_inspector.catalogue.reader import read_catalogue, stored_measurement
+    from astropy.io import fits
+
+    image = _image(_galaxy(9.0, 0.5, 6e6), side=800)
+    header = fits.Header({"BUNIT": "nJy", "PIXSCALE": HSC_SCALE})
+    path = tmp_path / "big.fits"
+    fits.writeto(path, np.asarray(image.data), header)
+    out = tmp_path / "cat.h5"
+    run_batch([path], out, BatchOptions(pixel_scale=HSC_SCALE))
+    row = read_catalogue(out)[0]
+    assert row["status"] == "ok" and row["binning"] > 1 and row["flags"] & Flag.RESCALED
+    measurement = stored_measurement(out, 0)
+    assert measurement.stamp.binning == row["binning"]
+    assert measurement.stamp.model_scale == pytest.approx(HSC_SCALE * row["binning"])
