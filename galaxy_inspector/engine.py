@@ -59,6 +59,9 @@ __all__ = ["DEFAULT_MODEL", "Measurement", "StampSpec", "load_model", "load_mode
            "LOW_SNR", "NO_GALAXY_SNR", "DISPLAY_REFUSAL"]
 
 DEFAULT_MODEL = "morphology-hsc-g"
+#: Relative slack of a training-range check, so that a value brought to a range's end by
+#: scaling (the sky noise) is not outside it by its last bits.
+RANGE_ROUNDING = 1e-6
 LOW_SNR = 10.0
 #: Below this S/N within 2 R_e the stamp holds no galaxy the model can see: a 3-sigma aperture
 #: flux is the usual detection limit, and below it the posterior describes the noise.
@@ -243,10 +246,12 @@ def measure_stamps(stamps: list[Stamp], model, n_samples: int | None = None, see
                    return_crops: bool = False) -> list[Measurement]:
     """Posteriors of many stamps in batched forward passes, with summaries, labels and flags.
 
-    A stamp noisier than any the model was trained on (say a shallow survey) is divided by
-    ``k = sky sigma / the training maximum`` before the network and its flux samples are
-    multiplied by ``k``: where sky noise dominates, an image and its noise scaled together
-    hold the same shape information. Such rows stay flagged OUTSIDE_TRAINING.
+    A stamp whose sky noise lies outside the training range (a shallow survey, or a deep one
+    such as HST's) is divided by ``g = sky sigma / the nearest end of that range`` before the
+    network, and its flux samples are multiplied by ``g``: an image and its noise scaled
+    together hold the same shapes at the same signal-to-noise ratio, which is what the model
+    measures them from. The training ranges are checked on what the model saw: the scaled
+    flux and noise, and R_e divided by the stamp's binning.
 
     Two kinds of stamp get a ``Measurement`` with an ``error`` instead of a posterior: a stamp
     of a display image (flag NONLINEAR_IMAGE) unless the model's card says ``input.kind``
@@ -269,8 +274,10 @@ def _posteriors(stamps: list[Stamp], model, n_samples, seed, return_crops) -> li
     card = model.bundle.card
     ranges = _training_ranges(card)
     sky_sigma = np.array([s.sky_sigma for s in stamps])
-    sky_max = ranges.get("sky_sigma_njy", (0.0, math.inf))[1]
-    gain = np.maximum(np.nan_to_num(sky_sigma / sky_max, nan=1.0), 1.0)
+    sky_lo, sky_hi = ranges.get("sky_sigma_njy", (0.0, math.inf))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gain = sky_sigma / np.clip(sky_sigma, sky_lo, sky_hi)
+    gain = np.where(np.isfinite(gain) & (gain > 0), gain, 1.0)
     pred = model.predict(data / gain[:, None, None].astype(np.float32), n_samples=n_samples,
                          seed=seed, return_crops=return_crops)
     names = list(pred.names)
@@ -282,11 +289,13 @@ def _posteriors(stamps: list[Stamp], model, n_samples, seed, return_crops) -> li
     summary = summarize(pred.samples, names, model.mode_transforms())
     thresholds = thresholds_from_card(card)
     flags = np.array([s.flags for s in stamps], dtype=np.int64)
+    seen_as = {"re_arcsec": binning, "flux_njy": gain, "sky_sigma_njy": gain}
     for name, (lo, hi) in ranges.items():
         value = sky_sigma if name == "sky_sigma_njy" else summary.get(f"{name}_median")
         if value is not None:  # as the model saw it
-            value = value / binning if name == "re_arcsec" else value
-            flags |= np.where((value < lo) | (value > hi), int(Flag.OUTSIDE_TRAINING), 0)
+            value = value / seen_as.get(name, 1.0)
+            flags |= np.where((value < lo * (1 - RANGE_ROUNDING))
+                              | (value > hi * (1 + RANGE_ROUNDING)), int(Flag.OUTSIDE_TRAINING), 0)
     re = summary.get("re_arcsec_median", np.full(len(stamps), np.nan))
     snr = _snr(data, re / binning / model.pixel_scale, sky_sigma)
     flags |= np.where(~(snr >= LOW_SNR), int(Flag.LOW_SNR), 0)

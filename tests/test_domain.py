@@ -172,3 +172,23 @@ def test_a_binned_row_is_written_and_read_back_with_its_binning(model, tmp_path)
     measurement = stored_measurement(out, 0)
     assert measurement.stamp.binning == row["binning"]
     assert measurement.stamp.model_scale == pytest.approx(HSC_SCALE * row["binning"])
+
+
+def test_deeper_and_shallower_images_are_measured_at_the_same_signal_to_noise(model):
+    # The same pixels and noise times 0.1, 0.2 (noise below the training range), 30 and 60
+    # (above it): the model sees one image, so shapes agree and fluxes follow the scale.
+    galaxy = _galaxy(1.2, 0.4, 2e5)
+    base = _image(galaxy, side=160)
+    rows = {}
+    for gain in (0.1, 0.2, 30.0, 60.0):
+        image = SkyImage.from_array(np.asarray(base.data) * gain, pixel_scale=HSC_SCALE,
+                                    psf_fwhm=0.7, psf_source="given")
+        (rows[gain],) = measure_stamps([stamp_for(image, 79.5, 79.5, model, seed=2)], model,
+                                       seed=2)
+    for deep, other in ((0.1, 0.2), (30.0, 60.0)):
+        a, b = rows[deep].summary, rows[other].summary
+        assert a["bt_median"] == pytest.approx(b["bt_median"], abs=1e-4)
+        assert a["re_arcsec_median"] == pytest.approx(b["re_arcsec_median"], rel=1e-4)
+        assert a["flux_njy_median"] / deep == pytest.approx(b["flux_njy_median"] / other,
+                                                            rel=1e-4)
+    assert not any(m.flags & Flag.OUTSIDE_TRAINING for m in rows.values())
