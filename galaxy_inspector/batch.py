@@ -78,7 +78,8 @@ from galaxy_inspector.engine import (
 )
 from galaxy_inspector.errors import InputError, isolate_failures, user_message
 from galaxy_inspector.flags import Flag
-from galaxy_inspector.io import Target, expand_inputs, read_image
+from galaxy_inspector.io import PSF_FROM_STARS, Target, expand_inputs, read_image
+from galaxy_inspector.io.psf import FWHM_LIMITS_ARCSEC, check_psf_image
 from galaxy_inspector.parallel import ordered_map, usable_cores
 from galaxy_inspector.physical_properties.measure import (
     DEFAULT_PROPERTY_SAMPLES,
@@ -134,6 +135,8 @@ class BatchOptions:
     retry_errors: bool = False  # with resume: measure the inputs of error rows again
     cluster: str | None = None  # a Dask cluster's address (``galaxy_inspector.cluster``)
     cluster_jobs: int = 1  # jobs a dask-jobqueue cluster (slurm, pbs...) is scaled to
+    psf_fwhm: float | None = None  # arcsec, every image's PSF (--psf-fwhm)
+    psf: str | None = None  # a PSF image's path, or "stars" (--psf); see io.read_image
 
 
 @dataclass
@@ -222,7 +225,8 @@ def prepare_unit(targets: list[Target], spec: StampSpec, options: BatchOptions,
         return out
     try:
         image = read_image(targets[0].path, hdu=options.hdu, plane=options.plane,
-                           pixel_scale=options.pixel_scale, zero_point=options.zero_point)
+                           pixel_scale=options.pixel_scale, zero_point=options.zero_point,
+                           psf_fwhm=options.psf_fwhm, psf=options.psf)
     except Exception as exc:  # every input is answered, whatever a hostile file raises
         for p in todo:
             p.error = user_message(exc)
@@ -422,7 +426,8 @@ def _row_settings(options: BatchOptions, n_samples: int) -> dict:
             "--zero-point": options.zero_point, "--seed": options.seed, "--hdu": options.hdu,
             "--plane": options.plane, "--samples": n_samples,
             "--save-samples": options.save_samples,
-            "--redshift-column": options.redshift_column}
+            "--redshift-column": options.redshift_column,
+            "--psf-fwhm": options.psf_fwhm, "--psf": options.psf}
 
 
 def run_batch(inputs: list, out, options: BatchOptions | None = None,
@@ -443,6 +448,8 @@ def run_batch(inputs: list, out, options: BatchOptions | None = None,
         raise InputError(f"no such file or folder: {missing[0]}{more}; nothing was written")
     options = options or BatchOptions()
     _check_options(options)
+    if options.psf not in (None, PSF_FROM_STARS):  # the same file from any worker's folder
+        options = dataclasses.replace(options, psf=str(Path(options.psf).expanduser().absolute()))
     options, worker_notes = _bounded_workers(options) if not options.cluster else (options, [])
     morphology, properties = load_models(options.model)
     n_samples = int(options.n_samples if options.n_samples is not None
@@ -566,6 +573,7 @@ def _check_options(options: BatchOptions) -> None:
     if options.pixel_scale is not None and not 0 < options.pixel_scale < math.inf:
         raise InputError(f"--pixel-scale {options.pixel_scale:g} must be a positive number of "
                          "arcsec per pixel")
+    _check_psf_options(options)
     try:
         seed = operator.index(options.seed)
     except TypeError:
@@ -573,6 +581,21 @@ def _check_options(options: BatchOptions) -> None:
     if not 0 <= seed < SEED_LIMIT:
         raise InputError(f"--seed {seed} is out of range: give a whole number from 0 to "
                          f"{SEED_LIMIT - 1}")
+
+
+def _check_psf_options(options: BatchOptions) -> None:
+    """Refuse a PSF FWHM no PSF has, both PSF options at once, and a PSF image that cannot be
+    read or measured (before anything is written)."""
+    low, high = FWHM_LIMITS_ARCSEC
+    if options.psf_fwhm is not None and not low <= options.psf_fwhm <= high:  # NaN too
+        raise InputError(f"--psf-fwhm {options.psf_fwhm:g} is not a PSF's FWHM: give one "
+                         f"between {low:g} and {high:g} arcsec")
+    if options.psf is None:
+        return
+    if options.psf_fwhm is not None:
+        raise InputError("give --psf-fwhm or --psf, not both")
+    if options.psf != PSF_FROM_STARS:
+        check_psf_image(Path(options.psf).expanduser())
 
 
 def _measure(pending: list[_Prepared], morphology, properties, n_samples: int,

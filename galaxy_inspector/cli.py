@@ -45,6 +45,10 @@ examples:
         from the table's 'z' or 'redshift' column (or the one --redshift-column names)
   galaxy-inspector --batch cutouts/ --out met.h5 --model bundles/sdss-metallicity
         property model only (colour JPEG cutouts for a model trained on JPEGs)
+  galaxy-inspector --batch hst/ --out cat.h5 --psf-fwhm 0.1     the images' PSF FWHM (arcsec)
+  galaxy-inspector --batch field.fits --detect --out f.h5 --psf stars
+        measure the PSF on the field's stars (or --psf PSF.fits, a PSF image); the
+        psf_fwhm_arcsec and psf_source columns say what each row used
   galaxy-inspector --batch cutouts/ --out cat.h5 --resume       finish a killed/interrupted run
   galaxy-inspector --batch cutouts/ --out cat.h5 --resume --retry-errors
         also measure the inputs of error rows again (after fixing them)
@@ -139,6 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "to images without (JPEG default 0.396)")
     b.add_argument("--zero-point", type=float, metavar="ZP",
                    help="AB zero point of the pixel values for images without calibration")
+    b.add_argument("--psf-fwhm", type=_positive_float, metavar="ARCSEC",
+                   help="FWHM of every image's PSF, arcsec (default: --psf, else the header's "
+                        "SEEING, PSF_FWHM, FWHM... keyword, else unknown); a PSF sharper than "
+                        "the model's training range is matched to it, a broader one flagged")
+    b.add_argument("--psf", metavar="PSF.fits|stars",
+                   help="a FITS image of the PSF (its FWHM is fitted; its pixel scale is its "
+                        "own or the image's), or 'stars': measure each image's PSF on its "
+                        "isolated stars (an image with fewer than 3 gets error rows)")
     b.add_argument("--hdu", type=_hdu, metavar="N|NAME",
                    help="FITS HDU to read (default: the first image HDU)")
     b.add_argument("--plane", type=int, default=0, metavar="N",
@@ -208,6 +220,7 @@ def _run_batch(args, argv) -> int:
                            pixel_scale=args.pixel_scale, zero_point=args.zero_point,
                            hdu=args.hdu, plane=args.plane, detect=args.detect,
                            detect_min_area=args.detect_min_area,
+                           psf_fwhm=args.psf_fwhm, psf=args.psf,
                            seed=args.seed, redshift_column=args.redshift_column,
                            cluster=args.cluster, cluster_jobs=args.cluster_jobs,
                            command_line=printable(shlex.join(["galaxy-inspector", *argv])))

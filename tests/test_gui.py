@@ -158,3 +158,28 @@ def test_a_model_choice_measures_the_shown_galaxy_once(qtbot, make_main_window, 
     assert len(started) == 1 and not window._pending_measurement
     assert window.state.model == "/some/morphology"
     assert window.state.property_models == ("/some/properties",)
+
+
+def test_a_binned_galaxy_shows_its_real_extent_and_says_it_was_binned(
+        qtbot, make_main_window, tmp_path, wait_for_analysis):
+    import galsim
+    from astropy.io import fits
+
+    profile = (galsim.DeVaucouleurs(half_light_radius=9.0, flux=4e6)
+               + galsim.Exponential(half_light_radius=9.0, flux=4e6))
+    data = galsim.Convolve(profile, galsim.Moffat(beta=3.5, fwhm=0.7)).drawImage(
+        nx=800, ny=800, scale=0.168).array
+    data += np.random.default_rng(0).normal(0.0, 2.68, data.shape)
+    path = tmp_path / "big.fits"
+    fits.writeto(path, data.astype(np.float32), fits.Header({"BUNIT": "nJy",
+                                                             "PIXSCALE": 0.168}))
+    window = make_main_window()
+    _open(qtbot, window, str(path))
+    window.image_view.click_at(399.5, 399.5)
+    m = wait_for_analysis(window).measurement
+    assert m.stamp.binning > 1
+    x0, _, x1, _ = m.crop_box  # the sky the model read, in image pixels: binning x wider
+    assert x1 - x0 == pytest.approx(m.stn_scale * 128 * m.stamp.binning, rel=1e-6)
+    caption = window.posterior.crop_caption.text()
+    assert "binned" in caption and "R_e is scaled back" in caption
+    assert "RESCALED" in window.posterior.flags_text.text()

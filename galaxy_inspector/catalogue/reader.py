@@ -225,7 +225,9 @@ def stored_measurement(path, index: int) -> Measurement:
                       dec=row["dec"], source_scale=row["pixel_scale"],
                       model_scale=float(f.attrs.get("model_pixel_scale", math.nan)) * binning,
                       flags=row["flags"], masked_fraction=row["masked_fraction"],
-                      sky_sigma=math.nan, calibration=row["calibration"], binning=binning)
+                      sky_sigma=math.nan, calibration=row["calibration"], binning=binning,
+                      psf_fwhm=float(row.get("psf_fwhm_arcsec", math.nan)),
+                      psf_source=row.get("psf_source", ""))
     return Measurement(
         stamp=stamp, names=names, units=[units.get(f"{n}_median", "") for n in names],
         samples=samples, summary=_summary(row, names), stn_scale=row["stn_scale"],

@@ -165,10 +165,12 @@ class RowBuilder:
                      property_error_text(errors, rows.dtype["property_error"].itemsize))
         set_text(rows, i, "label", m.label)
         set_text(rows, i, "calibration", s.calibration)
+        set_text(rows, i, "psf_source", s.psf_source)
         for name, value in (("x", s.x), ("y", s.y), ("ra", s.ra), ("dec", s.dec),
                             ("stn_scale", m.stn_scale), ("flags", m.flags),
                             ("snr", m.snr), ("masked_fraction", s.masked_fraction),
-                            ("pixel_scale", s.source_scale), ("binning", s.binning)):
+                            ("pixel_scale", s.source_scale), ("binning", s.binning),
+                            ("psf_fwhm_arcsec", s.psf_fwhm)):
             rows[name][i] = value
         for name, value in zip(("crop_x0", "crop_y0", "crop_x1", "crop_y1"), m.crop_box,
                                strict=True):

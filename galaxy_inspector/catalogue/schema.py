@@ -54,6 +54,10 @@ _TRAILING = [
     ("pixel_scale", "f4", "arcsec", "source image pixel scale (arcsec per pixel)"),
     ("binning", "f4", "", "the stamp's pixels were this many times the model's (1: its own "
                           "scale; more for a galaxy too large for the model, flag RESCALED)"),
+    ("psf_fwhm_arcsec", "f4", "arcsec", "FWHM of the image's PSF (NaN: unknown); a PSF sharper "
+                                        "than the model's range was matched (flag PSF_MATCHED)"),
+    ("psf_source", "S80", "", "where psf_fwhm_arcsec came from: given, PSF image FILE, measured "
+                              "from N stars, header KEYWORD (empty: unknown)"),
     ("crop_x0", "f4", "pix", "region the CNN read: lower x, source pixels"),
     ("crop_y0", "f4", "pix", "region the CNN read: lower y, source pixels"),
     ("crop_x1", "f4", "pix", "region the CNN read: upper x, source pixels"),

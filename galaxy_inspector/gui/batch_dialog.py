@@ -151,6 +151,13 @@ class BatchDialog(QDialog):
         self.zero_point.setRange(0.0, 40.0)
         self.zero_point.setDecimals(3)
         self.zero_point.setSpecialValueText("from the files")
+        self.psf_fwhm = QDoubleSpinBox()
+        self.psf_fwhm.setRange(0.0, 10.0)
+        self.psf_fwhm.setDecimals(3)
+        self.psf_fwhm.setSingleStep(0.05)
+        self.psf_fwhm.setSpecialValueText("from the files")
+        self.psf_fwhm.setToolTip("FWHM of the images' PSF (--psf-fwhm); from the files: their "
+                                 "header's SEEING, PSF_FWHM, FWHM... keyword, else unknown")
         form = QFormLayout()
         form.addRow("Model", self.model_edit)
         form.addRow("", self.use_properties)
@@ -165,6 +172,7 @@ class BatchDialog(QDialog):
         form.addRow("Reading processes", self.workers_box)
         form.addRow("Pixel scale (″/px), replaces the file's", self.pixel_scale)
         form.addRow("AB zero point if missing", self.zero_point)
+        form.addRow("PSF FWHM (″), replaces the file's", self.psf_fwhm)
 
         self.progress_bar = QProgressBar()
         self.progress_label = QLabel("Not started.")
@@ -239,6 +247,7 @@ class BatchDialog(QDialog):
             overwrite=self.overwrite.isChecked(), workers=self.workers_box.value(),
             pixel_scale=self.pixel_scale.value() or None,
             zero_point=self.zero_point.value() or None, detect=self.detect.isChecked(),
+            psf_fwhm=self.psf_fwhm.value() or None,
             cluster=self.cluster_address.text().strip() if self.run_on_cluster.isChecked()
             else None,
             hdu=hdu, plane=plane,

@@ -255,7 +255,11 @@ class PosteriorPanel(QWidget):
         self.table.fit_height()
 
     def _show_flags(self, m) -> None:
-        lines = [f"<b>Calibration:</b> {html.escape(m.stamp.calibration)}"]
+        s = m.stamp
+        psf = (f"FWHM {format_value(s.psf_fwhm)}″ ({s.psf_source})" if math.isfinite(s.psf_fwhm)
+               else "unknown (no header keyword; a batch can be given one)")
+        lines = [f"<b>Calibration:</b> {html.escape(s.calibration)}",
+                 f"<b>PSF:</b> {html.escape(psf)}"]
         set_flags = [f for f in Flag if m.flags & f]
         if not set_flags:
             lines.append("<b>Flags:</b> none — nothing unusual was found.")
@@ -280,8 +284,14 @@ class PosteriorPanel(QWidget):
         read = f"{m.stn_scale * side:.0f}"
         field = (f"the central {read} of {side} stamp pixels" if m.stn_scale <= 1 else
                  f"a {read}-pixel field, zoomed out past the {side}-pixel stamp")
+        binned = ""
+        if m.stamp.binning > 1:
+            binned = (f" The galaxy is larger than the model's training sizes, so its stamp "
+                      f"was binned {format_value(m.stamp.binning)}×: each stamp pixel spans "
+                      f"{format_value(m.stamp.model_scale)}″, the model saw the galaxy "
+                      f"{format_value(m.stamp.binning)} times smaller, and R_e is scaled back.")
         self.crop_caption.setText(f"STN scale {m.stn_scale:.2f}: the network read {field} "
-                                  "(cyan box in the image).")
+                                  f"(cyan box in the image).{binned}")
 
     # -- exporting -----------------------------------------------------------------------
     def export_figure(self, path: str) -> None:

@@ -13,6 +13,9 @@ Memory: a plane larger than ``LAZY_ABOVE_BYTES`` (as float32) in a plain or tile
 be decompressed whole; one whose planes would need more than ``memory.whole_read_limit()`` is
 refused from its header, before any pixel is decompressed.
 
+The PSF FWHM a header records (``SEEING``, ``PSF_FWHM``, DECam's ``FWHM`` in pixels...) is
+the image's ``psf_fwhm`` (``psf.psf_from_header``).
+
 ``fits_band_names`` says which band each plane holds (``BANDk`` keywords, or a comma-separated
 ``FILTERS``, as ``training/make_samples.py`` writes cubes; ``FILTER``/``BAND``/``FILTNAM`` for a
 2-D image), so a multi-band property model can pick its planes by name.
@@ -33,6 +36,7 @@ from galaxy_inspector.errors import GalaxyInspectorError, ImageReadError, InputE
 from galaxy_inspector.io.calibration import calibration_from_header
 from galaxy_inspector.io.image import PixelWindow, SkyImage
 from galaxy_inspector.io.memory import format_bytes, whole_read_limit
+from galaxy_inspector.io.psf import psf_from_header
 
 __all__ = ["read_fits", "fits_band_names", "BAD_MASK_PLANES", "FITS_SUFFIXES",
            "LAZY_ABOVE_BYTES"]
@@ -358,9 +362,11 @@ def _read_hdul(hdul, path, label, hdu, plane, user_scale, user_zp) -> SkyImage:
     description = calibration.description + scale_note
     if is_cube:
         description += f"; plane {plane} of a cube"
+    psf = psf_from_header(header, scale)
     meta = dict(pixel_scale=scale, wcs=wcs, calibrated=calibration.calibrated,
                 calibration=description, flags=calibration.flags,
-                source=path, hdu=index, plane=plane if is_cube else 0)
+                source=path, hdu=index, plane=plane if is_cube else 0,
+                psf_fwhm=psf.fwhm if psf else None, psf_source=psf.source if psf else "")
     factor = calibration.factor if calibration.calibrated else None
     if (not hdul[index].fileinfo()["file"].compression
             and 4 * int(np.prod(plane_shape)) > LAZY_ABOVE_BYTES):
