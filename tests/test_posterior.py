@@ -111,6 +111,16 @@ def _censored(bt):
     return np.where(bt >= 0.99, 1.0, np.where(bt <= 0.01, 0.0, bt))
 
 
+def _logit_normal(rng, centre, width, rows=50, n=500):
+    """B/T posteriors as a network gives them: Gaussian in logit B/T, censored at the clip."""
+    return _censored(1 / (1 + np.exp(-rng.normal(centre, width, (rows, n)))))
+
+
+def _pile_at_one(rng, rows=50, n=500):
+    """A network's posterior piled at 1: logit B/T ~ N(5, 1), two thirds beyond the clip."""
+    return _logit_normal(rng, 5.0, 1.0, rows, n)
+
+
 def test_the_mode_of_a_posterior_piled_at_a_bound_is_the_bound():
     """Over many galaxies: a KDE mode of 500 samples scatters by ~0.2 sigma even for a
     Gaussian, so single rows of the half-Gaussian fall within 0.01 of the bound three times in
@@ -123,7 +133,7 @@ def test_the_mode_of_a_posterior_piled_at_a_bound_is_the_bound():
     assert np.median(kde_mode(1 - piled, bounds=(0.0, 1.0))) == pytest.approx(0.0, abs=0.001)
     assert np.median(kde_mode(piled)) < 0.985
     # What a model gives: censored at its logit clip, a point mass at the bound.
-    np.testing.assert_array_equal(kde_mode(_censored(piled), bounds=(0.0, 1.0)), 1.0)
+    np.testing.assert_array_equal(kde_mode(_pile_at_one(rng), bounds=(0.0, 1.0)), 1.0)
 
 
 def test_an_interior_posterior_keeps_its_mode_within_bounds():
@@ -150,8 +160,8 @@ def test_the_models_mode_of_a_pile_is_the_bound_and_obeys_the_bounds_of_the_inte
     """Mode and intervals obey the same rule: in [0, 1], on a bound for a pile, and nothing
     clipped to the logit clip [0.01, 0.99]."""
     rng = np.random.default_rng(13)
-    piled = _piled_at_one(rng, rows=50)
-    for samples, bound in ((piled, 1.0), (_censored(piled), 1.0), (1 - piled, 0.0)):
+    piled = _pile_at_one(rng)
+    for samples, bound in ((piled, 1.0), (1 - piled, 0.0)):
         out = _model_modes(samples)
         np.testing.assert_array_equal(out["bt_mode"], bound)
         hpd_end = out["bt_hi68"] if bound else out["bt_lo68"]
@@ -176,7 +186,7 @@ def test_the_catalogue_row_carries_the_bounded_mode(tiny_bundle_factory, monkeyp
     def piled_predict(*args, **kwargs):
         prediction = real_predict(*args, **kwargs)
         n, s, _ = prediction.samples.shape
-        prediction.samples[..., 0] = _censored(_piled_at_one(np.random.default_rng(14), n, s))
+        prediction.samples[..., 0] = _pile_at_one(np.random.default_rng(14), n, s)
         return prediction
 
     monkeypatch.setattr(model, "predict", piled_predict)
@@ -186,7 +196,47 @@ def test_the_catalogue_row_carries_the_bounded_mode(tiny_bundle_factory, monkeyp
     (m,) = measure_stamps([stamp_for(SkyImage.from_array(image, 0.168), 74.5, 74.5, model)],
                           model, n_samples=400)
     row = single_row(RowOrigin(id="piled", source="piled.fits"), m)
-    assert row["bt_mode"] == row["bt_hi68"] == 1.0 and row["bt_lo68"] < 1.0
+    assert row["bt_mode"] == row["bt_hi68"] == 1.0 and row["bt_lo95"] < 1.0
+
+
+def _beside_a_broad_peak(rng, at_zero, rows=100, n=500):
+    """B/T posteriors with a fraction ``at_zero`` censored at 0 beside a broad interior peak at
+    0.3 (logit B/T ~ N(logit 0.3, 0.6): B/T 0.2-0.42 within one sigma)."""
+    interior = 1 / (1 + np.exp(-rng.normal(np.log(0.3 / 0.7), 0.6, (rows, n))))
+    return np.where(np.arange(n) < round(at_zero * n), 0.0, interior)
+
+
+def test_a_bound_is_the_mode_only_if_it_holds_more_than_the_interior_peak_nearby():
+    """The posterior is a point mass at each bound beside an interior density: 15 % at 0
+    beside a broad peak holding 85 % does not make 0 the mode, 60 % does, and without
+    samples on a bound the mode is the plain KDE's."""
+    rng = np.random.default_rng(15)
+    some = _model_modes(_beside_a_broad_peak(rng, 0.15))["bt_mode"]
+    assert np.median(some) == pytest.approx(0.3, abs=0.02) and (some > 0.2).all()
+    most = _model_modes(_beside_a_broad_peak(rng, 0.60))["bt_mode"]
+    np.testing.assert_array_equal(most, 0.0)
+    none = _beside_a_broad_peak(rng, 0.0)
+    transform = MorphologyModel.mode_transforms(SimpleNamespace(outputs=SHIPPED_OUTPUTS))["bt"]
+    np.testing.assert_allclose(_model_modes(none)["bt_mode"],
+                               transform.inverse(kde_mode(transform.forward(none))), rtol=1e-12)
+    # The same rule in the samples' own units, and at the upper bound.
+    assert np.median(kde_mode(1 - _beside_a_broad_peak(rng, 0.15), bounds=(0.0, 1.0))) == \
+        pytest.approx(0.7, abs=0.03)
+    np.testing.assert_array_equal(kde_mode(1 - _beside_a_broad_peak(rng, 0.6),
+                                           bounds=(0.0, 1.0)), 1.0)
+
+
+def test_a_pile_and_the_interior_peak_beside_it_are_one_peak_on_the_bound():
+    """logit B/T ~ N(clip, 0.5): half beyond the clip, the rest densest just inside it, within
+    a bandwidth of the pile (whose window then holds it: the mode would be B/T 0.989 in one
+    row in seven); and posteriors wholly on the bounds."""
+    rng = np.random.default_rng(16)
+    for centre, bound in ((4.6, 1.0), (-4.6, 0.0)):
+        modes = _model_modes(_logit_normal(rng, centre, 0.5))["bt_mode"]
+        np.testing.assert_array_equal(modes, bound)
+    on_bounds = np.where(np.arange(500) < 150, 0.0, np.ones((3, 500)))
+    np.testing.assert_array_equal(kde_mode(on_bounds, bounds=(0.0, 1.0)), 1.0)
+    np.testing.assert_array_equal(kde_mode(1 - on_bounds, bounds=(0.0, 1.0)), 0.0)
 
 
 def _gaussian_posteriors(n, width_ratio, rng, n_samples=400):
