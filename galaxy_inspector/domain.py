@@ -24,7 +24,6 @@ measured:
 from __future__ import annotations
 
 import math
-import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,11 +55,6 @@ SAME_SAMPLING_FRACTION = 0.7
 TRUNCATION_LEVEL = 0.05
 #: The search window grows by this factor until the galaxy's isophote lies inside it.
 WINDOW_GROWTH = 2.0
-#: How many times the noise of its pixels the spread of an image's sigma-clipped pixels may be
-#: for them to be sky (correlated noise, as in drizzled images, makes it up to about 1.5).
-NO_SKY_SPREAD = 3.0
-#: Longest side of the subsampled view of an image its sky level is measured on.
-SKY_PREVIEW_SIDE = 1024
 #: Fewest of a window's pixels, as a fraction, that must lie below the sky to measure its noise.
 MIN_SKY_FRACTION = 0.05
 #: Largest search window, in stamp footprints.
@@ -102,6 +96,7 @@ def first_look(image: SkyImage, x: float, y: float, footprint: float,
         MAX_CUT_SIDE,
         _large_groups,
         detect_min_pixels,
+        image_sky,
     )
 
     ny, nx = image.shape
@@ -114,7 +109,7 @@ def first_look(image: SkyImage, x: float, y: float, footprint: float,
         bad = ~np.isfinite(data) | (cut.mask if cut.mask is not None else False)
         if bad.all():
             return FirstLook(math.nan, False)
-        sky = _image_sky(image)
+        sky = image_sky(image)
         if math.isnan(sky):
             return FirstLook(math.nan, True)
         smoothed = gaussian_filter(np.where(bad, sky, data) - sky, 1.0)
@@ -147,32 +142,6 @@ def first_look(image: SkyImage, x: float, y: float, footprint: float,
     half = int(np.searchsorted(cumulative, 0.5 * cumulative[-1]))
     r50 = float(distance[order][min(half, order.size - 1)])
     return FirstLook(r50 * scale, _truncated(segment, cut.in_image, data - sky, xc, yc, r50))
-
-
-_SKIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _image_sky(image: SkyImage) -> float:
-    """The sky level of the whole image (sigma-clipped median of its preview), once per image:
-    a window filled by a big galaxy has no sky of its own. NaN when the image has no sky: the
-    spread of its clipped pixels is over ``NO_SKY_SPREAD`` times the noise of its pixels
-    (from differences of neighbours, which a smooth galaxy does not change), so they are a
-    galaxy's light, not sky."""
-    from galaxy_inspector.preprocessing import MAD_TO_SIGMA, _sigma_clipped
-
-    if image not in _SKIES:
-        data = np.asarray(image.preview(SKY_PREVIEW_SIDE), dtype=np.float64)
-        mask = image.preview(SKY_PREVIEW_SIDE, "mask")
-        good = np.isfinite(data) & (True if mask is None else ~mask)
-        sky = math.nan
-        if good.any():
-            kept = _sigma_clipped(data[good])
-            step = np.diff(data, axis=1)[good[:, 1:] & good[:, :-1]]
-            noise = MAD_TO_SIGMA * float(np.median(np.abs(step - np.median(step)))) / math.sqrt(2)
-            if not np.std(kept) > NO_SKY_SPREAD * noise:
-                sky = float(np.median(kept))
-        _SKIES[image] = sky
-    return _SKIES[image]
 
 
 def _window_border(shape) -> np.ndarray:
@@ -212,6 +181,7 @@ def plan_stamp(image: SkyImage, x: float, y: float, stamp_size: int, pixel_scale
         NOMINAL_PSF_FWHM_PIXELS,
         PAD,
         check_position,
+        image_sky,
     )
 
     check_position(image.shape, x, y)
@@ -220,7 +190,7 @@ def plan_stamp(image: SkyImage, x: float, y: float, stamp_size: int, pixel_scale
     source_scale = image.pixel_scale or pixel_scale
     binning, flags = 1.0, 0
     if bin_large:
-        if math.isnan(_image_sky(image)):
+        if math.isnan(image_sky(image)):
             raise InputError("the galaxy fills the image: there is no sky around it to measure "
                              "its light against; measure it on a larger image")
         look = first_look(image, x, y, stamp_size * pixel_scale / source_scale, source_scale)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import math
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,8 +32,17 @@ from galaxy_inspector.errors import InputError
 from galaxy_inspector.flags import Flag
 from galaxy_inspector.io.image import SkyImage
 from galaxy_inspector.io.memory import format_bytes, whole_read_limit
+from galaxy_inspector.segmentation import (
+    _could_split,
+    _deblend,
+    _large_groups,
+    _segment_pixels,
+    _Segments,
+    _sigma_clipped,
+)
 
-__all__ = ["Stamp", "make_stamp", "check_position", "detect_galaxies", "detect_min_pixels",
+__all__ = ["Stamp", "make_stamp", "check_position", "image_sky", "detect_galaxies",
+           "detect_min_pixels",
            "central_galaxy",
            "CENTRE_RADIUS_ARCSEC", "NOMINAL_SKY_SIGMA_NJY"]
 
@@ -59,9 +69,20 @@ ONTO_IMAGE_ROUNDING = 1e-9
 MIN_SKY_PIXELS = 200
 #: Pixels by which neighbours are grown when masked out of the fill's background.
 SKY_MASK_DILATION = 3
+#: Pixels beyond a same-scale stamp's footprint searched for the neighbours it replaces.
+NEIGHBOUR_MARGIN = 8
 FLUX_CHECK_TOLERANCE = 0.03  # relative, plus 5 sigma of the noise in the aperture
+#: A Gaussian's FWHM in units of its sigma.
+FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 #: Sky noise per pixel (nJy) an uncalibrated image is scaled to: HSC-Wide g at 0.168″/px.
 NOMINAL_SKY_SIGMA_NJY = 2.0
+#: The median of a half-normal distribution, in units of its sigma.
+HALF_NORMAL_MEDIAN = 0.6745
+#: How many times the noise of its pixels the spread of an image's sigma-clipped pixels may be
+#: for them to be sky (correlated noise, as in drizzled images, makes it up to about 1.5).
+NO_SKY_SPREAD = 3.0
+#: Longest side of the subsampled view of an image its sky level is measured on.
+SKY_PREVIEW_SIDE = 1024
 #: Gaussian sigma per median absolute deviation, rounded as stamps have always been made with.
 #: ``mad_std``'s 1.482602 would move the sky noise by 1.5e-6 relative, and with it the scaled
 #: pixels of uncalibrated images and so their per-galaxy seeded posterior draws.
@@ -93,6 +114,13 @@ class Stamp:
         Robust standard deviation of the stamp's outskirts, nJy per model pixel.
     calibration : str
         How the fluxes were calibrated (from the image, plus any scaling applied here).
+    binning : float
+        Model pixels per stamp pixel: 1, or k > 1 when a galaxy too large for the model was
+        cut at ``k`` times the model's pixel scale (``model_scale`` is then that wider scale).
+    psf_fwhm : float
+        FWHM (arcsec) of the image's PSF, NaN when unknown.
+    psf_source : str
+        Where ``psf_fwhm`` came from ("" when unknown).
     """
 
     data: np.ndarray
@@ -106,6 +134,9 @@ class Stamp:
     masked_fraction: float
     sky_sigma: float
     calibration: str
+    binning: float = 1.0
+    psf_fwhm: float = math.nan
+    psf_source: str = ""
 
     @property
     def box(self) -> tuple[float, float, float, float]:
@@ -152,7 +183,8 @@ def check_position(shape: tuple[int, int], x: float, y: float) -> None:
 
 def make_stamp(image: SkyImage, x: float, y: float, stamp_size: int, pixel_scale: float,
                seed: int = 0, nominal_sky_sigma: float = NOMINAL_SKY_SIGMA_NJY,
-               normalise_uncalibrated: bool = True) -> Stamp:
+               normalise_uncalibrated: bool = True, binning: float = 1.0,
+               psf_kernel_fwhm: float = 0.0, mask_neighbours: bool = True) -> Stamp:
     """The stamp of ``stamp_size`` pixels at ``pixel_scale`` arcsec/px centred on (x, y).
 
     Parameters
@@ -172,6 +204,16 @@ def make_stamp(image: SkyImage, x: float, y: float, stamp_size: int, pixel_scale
     normalise_uncalibrated : bool
         Subtract the sky and scale an uncalibrated image to ``nominal_sky_sigma`` (morphology
         models); False keeps the file's values, for a model trained on those raw values.
+    binning : float
+        Recorded in the stamp: the factor by which ``pixel_scale`` exceeds the model's own
+        (``domain.plan_stamp``).
+    psf_kernel_fwhm : float
+        FWHM (arcsec) of a Gaussian the image is convolved with before resampling (0: none),
+        to bring a sharp PSF into a model's training range (``domain.plan_stamp``).
+    mask_neighbours : bool
+        Replace other sources in the cut by the fill's sky and noise, as GALFIT users mask
+        them (``neighbours.other_sources``; flags NEIGHBOURS_MASKED, and BLENDED where one
+        touches the galaxy); they do not count in ``masked_fraction``.
 
     Raises
     ------
@@ -224,16 +266,30 @@ def make_stamp(image: SkyImage, x: float, y: float, stamp_size: int, pixel_scale
         # The cut is padded beyond the footprint, so a stamp always lies inside it.
         window = Cutout2D(bad, _onto_image(in_image, xc, yc, stamp_size), stamp_size,
                           mode="strict").slices_original
+    if mask_neighbours:  # other sources are filled like masked pixels, but not counted so
+        from galaxy_inspector.neighbours import other_sources
+
+        reach = half + NEIGHBOUR_MARGIN if same_scale and not psf_kernel_fwhm else None
+        neighbours, touching = other_sources(data, bad, xc, yc,
+                                             detect_min_pixels(image.pixel_scale), reach)
+        if (neighbours & in_footprint).any():
+            flags |= Flag.NEIGHBOURS_MASKED
+        if touching:
+            flags |= Flag.BLENDED
+        bad, good = bad | neighbours, good & ~neighbours
     noise = None
     filled = data
-    if (bad[window] if same_scale else bad).any():  # else no background or noise is needed
-        around = _sky_around(data, good, np.hypot(cols - xc, rows - yc), half)
-        kept = _sigma_clipped(data[around])
-        sky, clipped_std = float(np.median(kept)), float(np.std(kept))
+    # Else no background or noise is needed (a convolution reads the whole cut).
+    if (bad[window] if same_scale and not psf_kernel_fwhm else bad).any():
+        sky, clipped_std, around = _local_sky(data, good, np.hypot(cols - xc, rows - yc), half)
         noise = math.sqrt(np.median(variance[around])) if variance is not None else clipped_std
         rng = np.random.default_rng(seed)
         filled = np.where(bad, sky + rng.normal(0.0, noise, data.shape), data)
 
+    if psf_kernel_fwhm:
+        from scipy.ndimage import gaussian_filter
+
+        filled = gaussian_filter(filled, psf_kernel_fwhm / FWHM_PER_SIGMA / source_scale)
     ra, dec = image.pixel_to_sky(x, y)
     centre = (stamp_size - 1) / 2.0
     if same_scale:
@@ -257,7 +313,18 @@ def make_stamp(image: SkyImage, x: float, y: float, stamp_size: int, pixel_scale
                  or float(np.std(stamp[outskirts])))
     calibration = image.calibration
     if not image.calibrated and normalise_uncalibrated:
-        stamp = stamp - np.median(stamp[outskirts])
+        # The sky around the galaxy (per source pixel, times the pixel-area ratio), not the
+        # stamp's outskirts, which a galaxy filling the stamp makes bright: subtracting that
+        # took its wings, and its noise measured there scaled it down.
+        # The whole image's sky where it has one (``image_sky``), else the cut's own.
+        sky = image_sky(image)
+        if math.isnan(sky):
+            sky = _local_sky(data, good, np.hypot(cols - xc, rows - yc), half)[0]
+        stamp = stamp - sky * (1.0 if same_scale else ratio ** 2)
+        ring = stamp[outskirts]
+        below = -ring[ring < 0]  # below the sky there is only noise, whatever the galaxy
+        if below.size >= MIN_SKY_PIXELS:
+            sky_sigma = float(np.median(below)) / HALF_NORMAL_MEDIAN or sky_sigma
         if sky_sigma > 0:
             stamp, sky_sigma = stamp * (nominal_sky_sigma / sky_sigma), nominal_sky_sigma
             calibration += f"; scaled to a sky noise of {nominal_sky_sigma:.3g} nJy/px"
@@ -269,7 +336,42 @@ def make_stamp(image: SkyImage, x: float, y: float, stamp_size: int, pixel_scale
     return Stamp(data=stamp.astype(np.float32), x=float(x), y=float(y), ra=ra, dec=dec,
                  source_scale=float(source_scale), model_scale=float(pixel_scale),
                  flags=int(flags), masked_fraction=masked_fraction, sky_sigma=float(sky_sigma),
-                 calibration=calibration)
+                 calibration=calibration, binning=float(binning),
+                 psf_fwhm=math.nan if image.psf_fwhm is None else float(image.psf_fwhm),
+                 psf_source=image.psf_source)
+
+
+_SKIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def image_sky(image: SkyImage) -> float:
+    """The sky level of the whole image (sigma-clipped median of its preview), once per image:
+    a window filled by a big galaxy has no sky of its own. NaN when the image has no sky: the
+    spread of its clipped pixels is over ``NO_SKY_SPREAD`` times the noise of its pixels
+    (from differences of neighbours, which a smooth galaxy does not change), so they are a
+    galaxy's light, not sky."""
+    if image not in _SKIES:
+        data = np.asarray(image.preview(SKY_PREVIEW_SIDE), dtype=np.float64)
+        mask = image.preview(SKY_PREVIEW_SIDE, "mask")
+        good = np.isfinite(data) & (True if mask is None else ~mask)
+        sky = math.nan
+        if good.any():
+            kept = _sigma_clipped(data[good])
+            step = np.diff(data, axis=1)[good[:, 1:] & good[:, :-1]]
+            noise = MAD_TO_SIGMA * float(np.median(np.abs(step - np.median(step)))) / math.sqrt(2)
+            if not np.std(kept) > NO_SKY_SPREAD * noise:
+                sky = float(np.median(kept))
+        _SKIES[image] = sky
+    return _SKIES[image]
+
+
+def _local_sky(data: np.ndarray, good: np.ndarray, distance: np.ndarray,
+               radius: float) -> tuple[float, float, np.ndarray]:
+    """The background and noise around a galaxy: sigma-clipped median and spread of the
+    cut's pixels that ``_sky_around`` picks, and those pixels."""
+    around = _sky_around(data, good, distance, radius)
+    kept = _sigma_clipped(data[around])
+    return float(np.median(kept)), float(np.std(kept)), around
 
 
 def _sky_around(data: np.ndarray, good: np.ndarray, distance: np.ndarray,
@@ -421,61 +523,10 @@ def detect_min_pixels(pixel_scale: float | None, min_area_arcsec2: float | None 
     return max(DETECT_MIN_PIXELS, int(round(min_area_arcsec2 / (pixel_scale or 0.2) ** 2)))
 
 
-#: Multi-thresholding of ``photutils.segmentation.deblend_sources`` as called here (its
-#: defaults): levels per segment, spaced exponentially between the segment's lowest and highest
-#: smoothed values (linearly when the lowest is not positive).
-DEBLEND_LEVELS = 32
-#: 8-connected pixels, as photutils segments.
-EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
-
-
-@dataclass(frozen=True)
-class _Segments:
-    """A searched window of an image: its pixels, its unusable ones, its sky, the sky-subtracted
-    pixels smoothed by a 1-pixel Gaussian, and the segments above the threshold (``labels``,
-    1..n, 0 elsewhere; None when there are none) of at least ``n_pixels`` pixels. ``origin``
-    is the window's (x0, y0) in the image."""
-
-    data: np.ndarray
-    bad: np.ndarray
-    sky: float
-    smoothed: np.ndarray
-    labels: np.ndarray | None
-    n_pixels: int
-    origin: tuple[int, int]
-
-
-def _large_groups(mask: np.ndarray, n_pixels: int) -> tuple[np.ndarray, np.ndarray]:
-    """The 8-connected groups of ``mask`` (a label image, as photutils' ``detect_sources``
-    numbers them) and, per label, whether its group has at least ``n_pixels`` pixels (never
-    label 0, the background)."""
-    from scipy.ndimage import label
-
-    groups, n = label(mask, structure=EIGHT_CONNECTED)
-    large = np.bincount(groups.ravel(), minlength=n + 1) >= n_pixels
-    large[0] = False
-    return groups, large
-
-
-def _sigma_clipped(values: np.ndarray) -> np.ndarray:
-    """The finite 1-D ``values`` that ``sigma_clipped_stats(values, sigma=3, maxiters=5)``
-    keeps, clipped by ``SigmaClip``'s compiled path (taken when an axis is given; without one
-    astropy loops in Python, 3 times slower): the same bounds, so the same values, whose
-    statistics are then the same."""
-    from astropy.stats import SigmaClip
-
-    _, low, high = SigmaClip(sigma=3.0, maxiters=5)(values, axis=0, masked=False,
-                                                     return_bounds=True)
-    return values[(values >= low) & (values <= high)]
-
-
 def _segment(image: SkyImage, region, n_sigma: float,
              min_area_arcsec2: float | None) -> _Segments:
-    """Segment ``region`` of ``image`` as photutils' ``detect_sources`` would: the pixels of the
-    smoothed image above ``n_sigma`` times its noise, 8-connected, in groups of at least
-    ``detect_min_pixels`` pixels, numbered in raster order."""
-    from scipy.ndimage import gaussian_filter
-
+    """Segment ``region`` of ``image`` (``_segment_pixels``), in groups of at least
+    ``detect_min_pixels`` pixels."""
     _check_detectable(image.shape, region)
     window = image.window(*region)
     data = np.asarray(window.data, dtype=np.float64)
@@ -484,33 +535,18 @@ def _segment(image: SkyImage, region, n_sigma: float,
         bad |= window.mask
     if bad.all():
         raise InputError("the image has no usable pixels (all masked or NaN)")
-    sky = float(np.median(_sigma_clipped(data[~bad])))
-    smoothed = gaussian_filter(np.where(bad, sky, data) - sky, 1.0)
-    noise = float(np.std(_sigma_clipped(smoothed[~bad])))
-    n_pixels = detect_min_pixels(image.pixel_scale, min_area_arcsec2)
-    threshold = n_sigma * noise if noise > 0 else np.nanmax(smoothed) / 2
-    groups, large = _large_groups((smoothed > threshold) & ~bad, n_pixels)
-    labels = None
-    if large.any():
-        renumber = np.zeros(large.size, dtype=np.int32)
-        renumber[large] = np.arange(1, large.sum() + 1)
-        labels = renumber[groups]
     y0, x0 = (s.indices(n)[0] for s, n in zip(region, image.shape, strict=True))
-    return _Segments(data, bad, sky, smoothed, labels, n_pixels, (x0, y0))
+    return _segment_pixels(data, bad, n_sigma, detect_min_pixels(image.pixel_scale,
+                                                                min_area_arcsec2), (x0, y0))
 
 
 def _deblended_sources(segments: _Segments) -> list:
     """``(x, y, flags)`` of every source of the segments, blends split by photutils'
     ``deblend_sources`` (``Flag.BLENDED`` on their pieces), brightest first."""
-    from photutils.segmentation import SegmentationImage, SourceCatalog, deblend_sources
+    from photutils.segmentation import SegmentationImage, SourceCatalog
 
     parents = SegmentationImage(segments.labels)
-    try:
-        pieces = deblend_sources(segments.smoothed, parents, segments.n_pixels,
-                                 progress_bar=False)
-    except ImportError:  # photutils deblends with scikit-image's watershed
-        raise InputError("--detect needs scikit-image for deblending: pip install "
-                         "scikit-image") from None
+    pieces = _deblend(segments)
     catalog = SourceCatalog(np.where(segments.bad, 0.0, segments.data - segments.sky), pieces,
                             convolved_data=segments.smoothed)
     # Each deblended piece lies inside one parent segment.
@@ -530,43 +566,6 @@ def _deblended_sources(segments: _Segments) -> list:
         found.append((float(src.segment_flux), x, y, flag))
     found.sort(key=lambda item: -item[0])
     return [(x, y, flag) for _, x, y, flag in found]
-
-
-def _deblend_levels(lowest: float, highest: float) -> np.ndarray:
-    """The thresholds ``deblend_sources`` tries on a segment whose smoothed values span
-    ``lowest``..``highest`` (its ``_SingleSourceDeblender.compute_thresholds``)."""
-    linear = np.linspace(lowest, highest, DEBLEND_LEVELS + 2)
-    if lowest <= 0:
-        return linear[1:-1]
-    return (lowest * (highest / lowest) ** ((linear - lowest) / (highest - lowest)))[1:-1]
-
-
-def _could_split(segments: _Segments) -> bool:
-    """Whether ``deblend_sources`` might split any segment: it does only where, at one of its
-    thresholds, the segment's pixels above it form two groups of at least ``n_pixels`` each
-    (its multi-thresholding; a segment of fewer than ``2 * n_pixels`` is never split). Those
-    groups are counted with one ``label`` per threshold, where photutils loops over every
-    group of every threshold (2 ms per segment), and only at thresholds with two local peaks
-    and ``2 * n_pixels`` pixels above them: each group holds a peak of its own (its highest
-    pixel), so with fewer there cannot be two."""
-    from scipy.ndimage import find_objects, maximum_filter
-
-    n_pixels, labels = segments.n_pixels, segments.labels
-    for k, box in enumerate(find_objects(labels), start=1):
-        inside = labels[box] == k
-        values = segments.smoothed[box]
-        inner = values[inside]
-        if inner.size < 2 * n_pixels or inner.min() == inner.max():
-            continue
-        within = np.where(inside, values, -np.inf)
-        peaks = within[inside & (maximum_filter(within, size=3, mode="constant",
-                                                cval=-np.inf) == within)]
-        for level in _deblend_levels(inner.min(), inner.max()):
-            if (peaks > level).sum() < 2 or (inner > level).sum() < 2 * n_pixels:
-                continue
-            if _large_groups((values > level) & inside, n_pixels)[1].sum() >= 2:
-                return True
-    return False
 
 
 def _unsplit_sources(segments: _Segments) -> list:

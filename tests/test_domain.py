@@ -157,9 +157,10 @@ def test_binning_starts_above_its_threshold_only():
 
 
 def test_a_binned_row_is_written_and_read_back_with_its_binning(model, tmp_path):
+    from astropy.io import fits
+
     from galaxy_inspector.batch import BatchOptions, run_batch
     from galaxy_inspector.catalogue.reader import read_catalogue, stored_measurement
-    from astropy.io import fits
 
     image = _image(_galaxy(9.0, 0.5, 6e6), side=800)
     header = fits.Header({"BUNIT": "nJy", "PIXSCALE": HSC_SCALE})
@@ -192,3 +193,31 @@ def test_deeper_and_shallower_images_are_measured_at_the_same_signal_to_noise(mo
         assert a["flux_njy_median"] / deep == pytest.approx(b["flux_njy_median"] / other,
                                                             rel=1e-4)
     assert not any(m.flags & Flag.OUTSIDE_TRAINING for m in rows.values())
+
+
+def test_calibration_does_not_change_the_shape(model, tmp_path):
+    # An SDSS-like frame (0.396″/px, sky-subtracted nanomaggies) read with its BUNIT and
+    # without: the uncalibrated stamp is only scaled, its sky taken from the image, not from
+    # the stamp's outskirts, which the galaxy fills (subtracting those took the bulge's wings:
+    # B/T 0.78 calibrated, 0.13 uncalibrated).
+    from astropy.io import fits
+
+    from galaxy_inspector.engine import analyse_position
+    from galaxy_inspector.io import read_image
+
+    flux = 10 ** ((22.5 - 16.5) / 2.5)
+    profile = (galsim.DeVaucouleurs(half_light_radius=1.5, flux=0.8 * flux)
+               + galsim.Exponential(half_light_radius=1.5, flux=0.2 * flux).shear(q=0.6, beta=0.3 * galsim.radians))
+    data = galsim.Convolve(profile, galsim.Moffat(beta=3, fwhm=1.4)).drawImage(
+        nx=300, ny=300, scale=0.396).array
+    data += np.random.default_rng(7).normal(0.0, 0.006, data.shape)
+    rows = []
+    for header in ({"PIXSCALE": 0.396, "BUNIT": "nanomaggy"}, {"PIXSCALE": 0.396}):
+        path = tmp_path / f"frame{len(rows)}.fits"
+        fits.writeto(path, data.astype(np.float32), fits.Header(header))
+        rows.append(analyse_position(read_image(path, psf_fwhm=1.4), 149.5, 149.5, model,
+                                     seed=1).summary)
+    calibrated, uncalibrated = rows
+    for name in ("bt", "re_arcsec"):
+        width = calibrated[f"{name}_hi68"] - calibrated[f"{name}_lo68"]
+        assert abs(uncalibrated[f"{name}_mode"] - calibrated[f"{name}_mode"]) < width, name

@@ -96,8 +96,11 @@ def property_stamp(bands: list[SkyImage], x: float, y: float, spec: PropertySpec
                 raise InputError(f"model {spec.name} reads calibrated fluxes (nJy) but band "
                                  f"{band} of {image.source or 'the image'} has no flux "
                                  f"calibration ({image.calibration}); give --zero-point")
+    # Neighbours are left in: each band would find its own, and the bands' masks would
+    # differ, giving the model colours no galaxy has (and the models were trained without).
     stamps = [make_stamp(image, x, y, spec.stamp_size, spec.pixel_scale, seed=seed,
-                         normalise_uncalibrated=False) for image in bands]
+                         normalise_uncalibrated=False, mask_neighbours=False)
+              for image in bands]
     flags = 0
     for stamp in stamps:
         flags |= stamp.flags
