@@ -65,7 +65,8 @@ MAX_WINDOW_FOOTPRINTS = 16.0
 class FirstLook:
     """A model-free look at the source at a position: its isophotal half-light radius
     (arcsec, PSF included; NaN when no source covers the position) and whether the image's
-    edge cuts off its light (``truncated``)."""
+    edge cuts off its light (``truncated``; with a NaN radius: no window it may read has a
+    background, the galaxy fills the image)."""
 
     r50_arcsec: float
     truncated: bool
@@ -95,6 +96,7 @@ def first_look(image: SkyImage, x: float, y: float, footprint: float,
     from galaxy_inspector.preprocessing import (
         MAX_CUT_SIDE,
         _large_groups,
+        background_surface,
         detect_min_pixels,
         image_sky,
     )
@@ -110,8 +112,11 @@ def first_look(image: SkyImage, x: float, y: float, footprint: float,
         if bad.all():
             return FirstLook(math.nan, False)
         sky = image_sky(image)
-        if math.isnan(sky):
-            return FirstLook(math.nan, True)
+        no_sky = math.isnan(sky)
+        if no_sky:  # a big galaxy fills the image: the smooth background around this one
+            sky = background_surface(data, ~bad)
+            if sky is None:  # none: the galaxy at the position is the big one
+                return FirstLook(math.nan, True)
         smoothed = gaussian_filter(np.where(bad, sky, data) - sky, 1.0)
         # Pixels below the sky are noise alone, whatever fills the window: their median
         # distance below it is 0.6745 sigma.
@@ -129,11 +134,15 @@ def first_look(image: SkyImage, x: float, y: float, footprint: float,
         if not large[target]:
             return FirstLook(math.nan, False)
         segment = groups == target
-        if not (segment & _window_border(segment.shape)).any() or side >= largest:
+        reaches_border = (segment & _window_border(segment.shape)).any()
+        if reaches_border and no_sky:  # larger than its window, with no sky to grow into
+            return FirstLook(math.nan, True)
+        if not reaches_border or side >= largest:
             break  # the whole isophote is in view, or as much of it as may be read
         side = min(largest, int(side * WINDOW_GROWTH))
     rows, cols = np.nonzero(segment)
-    flux = data[rows, cols] - sky
+    light = data - sky
+    flux = light[rows, cols]
     distance = np.hypot(cols - xc, rows - yc)
     order = np.argsort(distance)
     cumulative = np.cumsum(flux[order])
@@ -141,7 +150,7 @@ def first_look(image: SkyImage, x: float, y: float, footprint: float,
         return FirstLook(math.nan, False)
     half = int(np.searchsorted(cumulative, 0.5 * cumulative[-1]))
     r50 = float(distance[order][min(half, order.size - 1)])
-    return FirstLook(r50 * scale, _truncated(segment, cut.in_image, data - sky, xc, yc, r50))
+    return FirstLook(r50 * scale, _truncated(segment, cut.in_image, light, xc, yc, r50))
 
 
 def _window_border(shape) -> np.ndarray:
@@ -181,7 +190,6 @@ def plan_stamp(image: SkyImage, x: float, y: float, stamp_size: int, pixel_scale
         NOMINAL_PSF_FWHM_PIXELS,
         PAD,
         check_position,
-        image_sky,
     )
 
     check_position(image.shape, x, y)
@@ -190,10 +198,10 @@ def plan_stamp(image: SkyImage, x: float, y: float, stamp_size: int, pixel_scale
     source_scale = image.pixel_scale or pixel_scale
     binning, flags = 1.0, 0
     if bin_large:
-        if math.isnan(image_sky(image)):
+        look = first_look(image, x, y, stamp_size * pixel_scale / source_scale, source_scale)
+        if look.truncated and math.isnan(look.r50_arcsec):
             raise InputError("the galaxy fills the image: there is no sky around it to measure "
                              "its light against; measure it on a larger image")
-        look = first_look(image, x, y, stamp_size * pixel_scale / source_scale, source_scale)
         if look.r50_arcsec > BINNING_START_ARCSEC:
             if look.truncated:
                 raise InputError(

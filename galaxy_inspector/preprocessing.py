@@ -81,6 +81,13 @@ HALF_NORMAL_MEDIAN = 0.6745
 #: How many times the noise of its pixels the spread of an image's sigma-clipped pixels may be
 #: for them to be sky (correlated noise, as in drizzled images, makes it up to about 1.5).
 NO_SKY_SPREAD = 3.0
+#: Pixels a window's background surface is fitted to (a subsample of a larger window's).
+PLANE_FIT_PIXELS = 20000
+#: Radius, in window sides, of the circle about a galaxy left out of its background's fit.
+BACKGROUND_HOLE = 0.25
+#: A calibrated image's sky level farther from zero than this many pixel noises is a pedestal
+#: to subtract (a sky-subtracted image's is a hundredth of one).
+PEDESTAL_NOISES = 0.5
 #: Longest side of the subsampled view of an image its sky level is measured on.
 SKY_PREVIEW_SIDE = 1024
 #: Gaussian sigma per median absolute deviation, rounded as stamps have always been made with.
@@ -245,6 +252,20 @@ def make_stamp(image: SkyImage, x: float, y: float, stamp_size: int, pixel_scale
     if cut.variance is not None:
         variance = cut.variance.astype(np.float64)
         bad |= ~(variance > 0)
+    sky_note = ""
+    sky_level, sky_noise = image_background(image)
+    if not image.is_display_image and math.isnan(sky_level):
+        # No sky in the image, a big galaxy fills it: what lies on its wing is measured against
+        # the smooth background around it, that galaxy's light, which is taken away.
+        background = background_surface(data, ~bad)
+        if background is not None:
+            data, flags = data - background, flags | Flag.BLENDED
+            sky_note = "; the smooth light of a galaxy filling the image subtracted"
+    elif image.calibrated and sky_noise > 0 and abs(sky_level) > PEDESTAL_NOISES * sky_noise:
+        # A calibrated image is taken as sky-subtracted, unless its sky says otherwise (WFPC2
+        # and ground-based frames often keep a pedestal).
+        data = data - sky_level
+        sky_note = f"; its sky level {sky_level:.4g} subtracted"
     xc, yc = cut.position
     rows, cols = np.ogrid[:cut.shape[0], :cut.shape[1]]
     half = footprint / 2.0
@@ -311,7 +332,7 @@ def make_stamp(image: SkyImage, x: float, y: float, stamp_size: int, pixel_scale
     # 8-bit display images can have a sky so flat that its MAD is 0: fall back to the std.
     sky_sigma = (MAD_TO_SIGMA * float(median_absolute_deviation(stamp[outskirts]))
                  or float(np.std(stamp[outskirts])))
-    calibration = image.calibration
+    calibration = image.calibration + sky_note
     if not image.calibrated and normalise_uncalibrated:
         # The sky around the galaxy (per source pixel, times the pixel-area ratio), not the
         # stamp's outskirts, which a galaxy filling the stamp makes bright: subtracting that
@@ -345,24 +366,70 @@ _SKIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def image_sky(image: SkyImage) -> float:
+    """The sky level of the whole image (``image_background``), NaN when it has none."""
+    return image_background(image)[0]
+
+
+def image_background(image: SkyImage) -> tuple[float, float]:
     """The sky level of the whole image (sigma-clipped median of its preview), once per image:
     a window filled by a big galaxy has no sky of its own. NaN when the image has no sky: the
     spread of its clipped pixels is over ``NO_SKY_SPREAD`` times the noise of its pixels
     (from differences of neighbours, which a smooth galaxy does not change), so they are a
-    galaxy's light, not sky."""
+    galaxy's light, not sky. Also the noise of its pixels (``pixel_noise``)."""
     if image not in _SKIES:
         data = np.asarray(image.preview(SKY_PREVIEW_SIDE), dtype=np.float64)
         mask = image.preview(SKY_PREVIEW_SIDE, "mask")
         good = np.isfinite(data) & (True if mask is None else ~mask)
-        sky = math.nan
+        sky = noise = math.nan
         if good.any():
             kept = _sigma_clipped(data[good])
-            step = np.diff(data, axis=1)[good[:, 1:] & good[:, :-1]]
-            noise = MAD_TO_SIGMA * float(np.median(np.abs(step - np.median(step)))) / math.sqrt(2)
-            if not np.std(kept) > NO_SKY_SPREAD * noise:
+            noise = pixel_noise(data, good)
+            # Without noise (a model image, a flat display sky) nothing tells: take the median.
+            if not noise > 0 or not np.std(kept) > NO_SKY_SPREAD * noise:
                 sky = float(np.median(kept))
-        _SKIES[image] = sky
+        _SKIES[image] = (sky, noise)
     return _SKIES[image]
+
+
+def pixel_noise(data: np.ndarray, good: np.ndarray) -> float:
+    """The noise of single pixels, from the robust spread of differences of horizontal
+    neighbours (over sqrt 2): a smooth galaxy or background hardly changes them."""
+    step = np.diff(data, axis=1)[good[:, 1:] & good[:, :-1]]
+    if not step.size:
+        return math.nan
+    return MAD_TO_SIGMA * float(np.median(np.abs(step - np.median(step)))) / math.sqrt(2)
+
+
+def background_surface(data: np.ndarray, good: np.ndarray) -> np.ndarray | None:
+    """The background of a window centred on a galaxy where the image as a whole has none
+    (``image_sky`` NaN: a big galaxy fills it): a cubic surface fitted to the window's good
+    pixels outside the circle of ``BACKGROUND_HOLE`` of its side about its centre (the
+    galaxy's), clipped at 3 sigma (other sources left out), or None when even that leaves
+    them spread over ``NO_SKY_SPREAD`` times their noise: the window holds only a galaxy's
+    light. A small galaxy on the smooth wing of a big one has a background (measured 50″ from
+    the centre of an R_e 25″ galaxy, a 32″ window: a spread of 2 noises); the big one's core
+    has none (10 to 60)."""
+    ny, nx = data.shape
+    yy, xx = np.indices(data.shape)
+    u, v = (xx - (nx - 1) / 2.0) / (nx / 2.0), (yy - (ny - 1) / 2.0) / (ny / 2.0)
+    ring = good & (np.hypot(u, v) > 2.0 * BACKGROUND_HOLE)
+    rows, cols = np.nonzero(ring)
+    step = max(1, rows.size // PLANE_FIT_PIXELS)
+    rows, cols = rows[::step], cols[::step]
+    powers = [(i, j) for i in range(4) for j in range(4 - i)]
+    design = np.column_stack([u[rows, cols] ** i * v[rows, cols] ** j for i, j in powers])
+    values = data[rows, cols]
+    keep = np.ones(rows.size, dtype=bool)
+    for _ in range(5):
+        if keep.sum() < 10 * design.shape[1]:
+            return None
+        coeffs = np.linalg.lstsq(design[keep], values[keep], rcond=None)[0]
+        residual = values - design @ coeffs
+        spread = MAD_TO_SIGMA * float(np.median(np.abs(residual[keep])))
+        keep = np.abs(residual) <= 3.0 * spread
+    if not np.std(residual[keep]) <= NO_SKY_SPREAD * pixel_noise(data, good):
+        return None
+    return sum(c * u ** i * v ** j for c, (i, j) in zip(coeffs, powers, strict=True))
 
 
 def _local_sky(data: np.ndarray, good: np.ndarray, distance: np.ndarray,

@@ -89,6 +89,25 @@ def test_a_big_galaxy_cut_off_by_the_image_is_refused(model):
         stamp_for(image, x, y, model)
 
 
+def test_a_small_galaxy_on_the_wing_of_one_that_fills_the_image_is_measured(model):
+    # A 3″ elliptical 50″ from the centre of an R_e 25″ galaxy that fills the 110″ image (as in
+    # the NGC 5831 WFPC2 mosaic): no sky in the image, a smooth background around the small
+    # one, which is measured; the big one is refused.
+    big = _galaxy(25.0, 0.8, 6e8)
+    small = galsim.DeVaucouleurs(half_light_radius=1.0, flux=4e5).shift(40.0, 30.0)
+    image = _image(big + small, side=660)
+    x, y = _centre(image)
+    from galaxy_inspector.preprocessing import image_sky
+
+    assert np.isnan(image_sky(image))
+    stamp = stamp_for(image, x + 40.0 / HSC_SCALE, y + 30.0 / HSC_SCALE, model)
+    assert stamp.binning == 1.0
+    (m,) = measure_stamps([stamp], model, seed=1)
+    assert not m.error and 0.6 < m.summary["re_arcsec_median"] < 1.6
+    with pytest.raises(InputError, match="fills the image"):
+        stamp_for(image, x, y, model)
+
+
 def test_a_big_galaxy_cut_off_by_the_image_edge_is_refused(model):
     # Sky all around but on one side, where the image ends 6″ from the centre of an R_e 10″
     # galaxy.
@@ -221,3 +240,18 @@ def test_calibration_does_not_change_the_shape(model, tmp_path):
     for name in ("bt", "re_arcsec"):
         width = calibrated[f"{name}_hi68"] - calibrated[f"{name}_lo68"]
         assert abs(uncalibrated[f"{name}_mode"] - calibrated[f"{name}_mode"]) < width, name
+
+
+def test_a_calibrated_image_with_a_sky_pedestal_has_it_subtracted(model):
+    # WFPC2 and ground-based frames often keep their sky: the same galaxy on a pedestal of 20
+    # sky noises is measured as without it.
+    galaxy = _galaxy(1.2, 0.5, 3e5)
+    base = _image(galaxy, side=200)
+    lifted = SkyImage.from_array(np.asarray(base.data) + 20 * SKY_SIGMA, pixel_scale=HSC_SCALE,
+                                 psf_fwhm=0.7, psf_source="given")
+    flat, raised = (stamp_for(image, 99.5, 99.5, model, seed=4) for image in (base, lifted))
+    assert "sky level" in raised.calibration and "sky level" not in flat.calibration
+    # Up to the bias of a clipped median with a galaxy in the image (0.2 sigma here).
+    np.testing.assert_allclose(raised.data, flat.data, atol=0.3 * SKY_SIGMA)
+    offset = float(np.median(raised.data - flat.data))
+    assert abs(offset) < 0.3 * SKY_SIGMA

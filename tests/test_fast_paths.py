@@ -115,7 +115,7 @@ def test_a_same_scale_stamp_fills_only_what_it_holds(monkeypatch):
     mask = np.zeros(data.shape, bool)
     mask[:10, :10] = True  # in the padded cut, outside the 128-pixel stamp
     image = SkyImage.from_array(data, SCALE, mask=mask)
-    monkeypatch.setattr(preprocessing, "_sigma_clipped",
+    monkeypatch.setattr(preprocessing, "_local_sky",
                         lambda *a, **k: pytest.fail("estimated a fill nothing needs"))
     stamp = make_stamp(image, 79.5, 79.5, SIDE, SCALE)
     np.testing.assert_array_equal(stamp.data, data[16:144, 16:144].astype(np.float32))
@@ -138,7 +138,8 @@ def test_the_last_bits_of_a_position_never_move_a_stamp():
     """A 128-pixel stamp of a 128-pixel cutout within a pixel of its centre is the cutout
     itself, never EDGE: its overhang on one side equals the room on the other, and rounding
     (a centroid's 1e-13 px) must not decide between them."""
-    data = np.random.default_rng(2).normal(10.0, 1.0, (SIDE, SIDE))
+    # A sky-subtracted image: a calibrated image's sky pedestal would be subtracted.
+    data = np.random.default_rng(2).normal(0.0, 1.0, (SIDE, SIDE))
     image = SkyImage.from_array(data, SCALE)
     for x in np.linspace(CENTRE - 0.45, CENTRE + 0.95, 57):
         for nudge in (-2e-13, 0.0, 2e-13):
