@@ -89,23 +89,25 @@ def test_a_big_galaxy_cut_off_by_the_image_is_refused(model):
         stamp_for(image, x, y, model)
 
 
-def test_a_small_galaxy_on_the_wing_of_one_that_fills_the_image_is_measured(model):
-    # A 3″ elliptical 50″ from the centre of an R_e 25″ galaxy that fills the 110″ image (as in
-    # the NGC 5831 WFPC2 mosaic): no sky in the image, a smooth background around the small
-    # one, which is measured; the big one is refused.
-    big = _galaxy(25.0, 0.8, 6e8)
-    small = galsim.DeVaucouleurs(half_light_radius=1.0, flux=4e5).shift(40.0, 30.0)
-    image = _image(big + small, side=660)
-    x, y = _centre(image)
+def test_a_galaxy_in_an_image_without_one_sky_level_is_measured_against_its_own(model):
+    # A mosaic whose chips keep different levels (the NGC 5831 WFPC2 mosaic): the image has no
+    # one sky, the galaxy's surroundings do.
     from galaxy_inspector.preprocessing import image_sky
 
-    assert np.isnan(image_sky(image))
-    stamp = stamp_for(image, x + 40.0 / HSC_SCALE, y + 30.0 / HSC_SCALE, model)
-    assert stamp.binning == 1.0
-    (m,) = measure_stamps([stamp], model, seed=1)
-    assert not m.error and 0.6 < m.summary["re_arcsec_median"] < 1.6
-    with pytest.raises(InputError, match="fills the image"):
-        stamp_for(image, x, y, model)
+    shift = 150 * HSC_SCALE
+    plain = _image(_galaxy(1.0, 0.4, 3e5).shift(-shift, 0.0), side=600)
+    data = np.asarray(plain.data) + 5 * SKY_SIGMA  # the galaxy's chip keeps a pedestal
+    data[:, 300:] += 40 * SKY_SIGMA  # and the next chip another
+    mosaic = SkyImage.from_array(data, pixel_scale=HSC_SCALE, psf_fwhm=0.7, psf_source="given")
+    assert np.isnan(image_sky(mosaic))
+    x, y = _centre(plain)
+    stamp = stamp_for(mosaic, x - 150, y, model, seed=3)
+    alone = stamp_for(plain, x - 150, y, model, seed=3)
+    assert "no sky in the image" in stamp.calibration
+    # The pedestal is gone: the stamps differ by the error of a clipped median, not 5 sigma.
+    assert abs(float(np.median(stamp.data - alone.data))) < 0.3 * SKY_SIGMA
+    with pytest.raises(InputError, match="fills the image"):  # where no level is flat
+        stamp_for(mosaic, 300.0, y, model)
 
 
 def test_a_big_galaxy_cut_off_by_the_image_edge_is_refused(model):
