@@ -67,7 +67,9 @@ def posterior_pieces(model: MorphologyModel, x: torch.Tensor, n_samples: int, dr
         draw = (L @ (torch.exp(0.5 * log_var) * eps).unsqueeze(-1)).squeeze(-1)
         mus.append(mu.reshape(-1, n_samples, n_params).numpy())
         draws.append(draw.reshape(-1, n_samples, n_params).numpy())
-        levels.append(model.brightness(out, n_samples))
+        # A model without flux (the display model) has no brightness: one level for all.
+        levels.append(model.brightness(out, n_samples) if "flux_njy" in model.names
+                      else np.zeros(len(out) // n_samples))
     return np.concatenate(mus), np.concatenate(draws), np.concatenate(levels)
 
 

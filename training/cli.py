@@ -10,6 +10,12 @@ from pathlib import Path
 from training import distributed
 from training.cli_help import OptionHelpFormatter
 from training.progress import Progress
+from training.realism import PRESET
+
+#: ``simulate``'s option (its ``args`` name) for each realism field of ``SimulationConfig``.
+REALISM_OPTIONS = {"knots_fraction": "knots", "psf_variety": "psf_variety",
+                   "neighbours_fraction": "neighbours", "masks_fraction": "masks",
+                   "psf_known_fraction": "psf_known"}
 
 
 def _simulate(args, progress):
@@ -17,9 +23,18 @@ def _simulate(args, progress):
 
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)  # a fresh user folder too
     simulate(args.out, n=args.n, seed=args.seed, workers=args.workers, progress=progress,
-             config=SimulationConfig(broad_psf_fraction=args.broad_psf_fraction),
+             config=SimulationConfig(broad_psf_fraction=args.broad_psf_fraction,
+                                     **_realism_options(args)),
              cluster=args.cluster, cluster_jobs=args.cluster_jobs)
     progress.emit("done", out=args.out, n=args.n)
+
+
+def _realism_options(args) -> dict:
+    """The realism options given, over ``--realism``'s preset (``training.realism.PRESET``)."""
+    given = {name: getattr(args, option) for name, option in REALISM_OPTIONS.items()}
+    preset = PRESET if args.realism else {}
+    return {name: preset[name] if value is None else value for name, value in given.items()
+            if value is not None or name in preset}
 
 
 def _train(args, progress):
@@ -47,6 +62,31 @@ def _evaluate(args, progress):
              progress=progress)
 
 
+def _adapt(args, progress):
+    import signal
+
+    from galaxy_inspector.errors import GalaxyInspectorError, user_message
+    from training.adapt import AdaptOptions, adapt
+
+    options = AdaptOptions(
+        images=args.images, out=args.out, model=args.model, psf=args.psf,
+        psf_fwhm=args.psf_fwhm, pixel_scale=args.pixel_scale, zero_point=args.zero_point,
+        n=args.n, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
+        samples=args.samples, device=args.device, workers=args.workers, name=args.name,
+        keep_work=args.keep_work)
+    # SIGTERM (the GUI's cancel, a batch system's limit) ends it like Ctrl-C: the finished
+    # steps and the last epoch's checkpoint stay for --resume.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        adapt(options, resume=args.resume, progress=progress)
+    except GalaxyInspectorError as exc:
+        raise ValueError(user_message(exc)) from None
+    except KeyboardInterrupt:
+        print("galaxy-inspector-train: adapt interrupted; run it again with --resume to "
+              "continue from the last finished step", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
 EPILOG = """\
 The morphology model is made in four steps, each resumable (README, "Reproducing the shipped
 model", gives the exact commands and seeds of the shipped bundle):
@@ -70,6 +110,12 @@ A physical-property model is made in two steps (docs/properties.md):
   2. properties: a bundle trained on the table or the survey
 
 and properties-demo trains the shipped demo bundles with their full reports.
+
+The display-image model (JPEG/PNG, B/T and R_e) is made by display-simulate, display-train,
+display-calibrate and display-evaluate (README, "The display-image model").
+
+adapt fine-tunes a morphology model to your own survey in one resumable command:
+       galaxy-inspector-train adapt --images MY_FOLDER --out bundles/my-survey
 Add --json before the sub-command for machine-readable progress (JSON lines).
 """
 _DEFAULTS = OptionHelpFormatter  # each default said once, required options marked
@@ -101,6 +147,28 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --cluster slurm|pbs|sge|lsf|htcondor: batch jobs to start")
     sim.add_argument("--broad-psf-fraction", type=float, default=0.15,
                      help="share of PSFs with FWHM 1.1-1.6\" (the rest 0.6-1.1\", HSC-Wide g)")
+    sim.add_argument("--realism", action="store_true",
+                     help="the sky as it is: " + " ".join(
+                         "--" + REALISM_OPTIONS[name].replace("_", "-")
+                         + ("" if value is True else f" {value:g}")
+                         for name, value in PRESET.items()) + " (each given on its own wins)")
+    sim.add_argument("--knots", type=float, default=None, metavar="FRACTION",
+                     help="share of disk galaxies with star-forming clumps (GalSim "
+                          "RandomKnots: 5-50 holding 0-30 %% of the disk's light, part of the "
+                          "truth) (default: 0)")
+    sim.add_argument("--psf-variety", action=argparse.BooleanOptionalAction, default=None,
+                     help="Moffat PSFs of beta 2-5 or Kolmogorov, ellipticity sigma 0.05 "
+                          "(default: Moffat of beta 2.5-4.5, sigma 0.03)")
+    sim.add_argument("--neighbours", type=float, default=None, metavar="FRACTION",
+                     help="share of stamps with other galaxies and stars in them (not in the "
+                          "truth) (default: 0)")
+    sim.add_argument("--masks", type=float, default=None, metavar="FRACTION",
+                     help="share of stamps with masked pixels (a saturated star's core and "
+                          "bleed trail, a bad column, an edge strip), filled in training with "
+                          "sky noise as the app fills them (default: 0)")
+    sim.add_argument("--psf-known", type=float, default=None, metavar="FRACTION",
+                     help="share of stamps whose PSF FWHM counts as known: a psf_known "
+                          "column for training conditioned on seeing (default: no column)")
     sim.set_defaults(func=_simulate)
 
     tr = sub.add_parser("train", formatter_class=_DEFAULTS,
@@ -152,9 +220,56 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=int, default=None, help="use only the first N galaxies")
     ev.set_defaults(func=_evaluate)
 
+    ad = sub.add_parser(
+        "adapt", formatter_class=_DEFAULTS,
+        help="fine-tune a morphology model to your survey: galaxies injected into its sky",
+        description="Measure your images (pixel scale, calibration, sky noise and its "
+                    "correlation, PSF), inject simulated galaxies into their blank sky, "
+                    "fine-tune the model from its weights, recalibrate it and evaluate the "
+                    "original and the adapted model on injected test galaxies. Writes a "
+                    "bundle with a before/after report to --out (work files in OUT/work "
+                    "until it finishes; --resume continues an interrupted run).")
+    ad.add_argument("--images", required=True, metavar="FOLDER",
+                    help="folder of the survey's FITS images (searched recursively)")
+    ad.add_argument("--out", required=True, metavar="BUNDLE",
+                    help="folder of the adapted bundle (card.json, model.safetensors, report/)")
+    psf = ad.add_mutually_exclusive_group()
+    psf.add_argument("--psf", metavar="PSF.fits", default=None,
+                     help="a PSF image of the survey (default: measured on each image's stars, "
+                          "else its header's)")
+    psf.add_argument("--psf-fwhm", type=float, metavar="ARCSEC", default=None,
+                     help="the survey's PSF FWHM in arcsec")
+    ad.add_argument("--model", default="morphology-hsc-g", metavar="BUNDLE",
+                    help="the morphology bundle to adapt (a folder or a shipped name)")
+    ad.add_argument("--pixel-scale", type=float, metavar="ARCSEC", default=None,
+                    help="arcsec per pixel, replacing the images' WCS")
+    ad.add_argument("--zero-point", type=float, metavar="MAG", default=None,
+                    help="AB zero point of images without a flux calibration")
+    ad.add_argument("--n", type=int, default=3000,
+                    help="galaxies to inject (70 %% train, 15 %% calibration, 15 %% test)")
+    ad.add_argument("--epochs", type=int, default=4, help="fine-tuning epochs")
+    ad.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (one-cycle)")
+    ad.add_argument("--batch-size", type=int, default=64, help="galaxies per step")
+    ad.add_argument("--samples", type=int, default=200,
+                    help="posterior samples per galaxy in calibration and evaluation")
+    ad.add_argument("--seed", type=int, default=1,
+                    help="fixes the patches' split, the galaxies, the noise and the training")
+    ad.add_argument("--device", default=None, help="cuda, cpu, ... (default: CUDA if present)")
+    ad.add_argument("--workers", type=int, default=0,
+                    help="processes drawing galaxies (default: all cores)")
+    ad.add_argument("--name", default=None,
+                    help="the adapted bundle's name (default: the --out folder's name)")
+    ad.add_argument("--resume", action="store_true",
+                    help="continue the adaptation in --out, skipping its finished steps")
+    ad.add_argument("--keep-work", action="store_true",
+                    help="keep OUT/work (injected sets, checkpoint) when it finishes")
+    ad.set_defaults(func=_adapt)
+
+    from training.display import add_subcommands as add_display_subcommands
     from training.properties.cli import add_subcommands
 
     add_subcommands(sub)
+    add_display_subcommands(sub)
     return parser
 
 

@@ -23,15 +23,21 @@ PARAMETERS = (
 )
 BT_CLIP = (0.01, 0.99)
 REQUIRED_COLUMNS = ("images", "bt", "re_arcsec")
+#: Real blank-sky patches (nJy per model pixel) a set's galaxies are injected into
+#: (``training.adapt``); its column ``background_index`` names each galaxy's.
+BACKGROUNDS = "backgrounds"
 
 
 class SimulatedSet:
-    """Unit-flux stamps ``images`` (N, H, W) and their structural truth."""
+    """Unit-flux stamps ``images`` (N, H, W) and their structural truth; ``backgrounds``
+    (M, H, W) the real sky patches they are observed on, or None (drawn noise)."""
 
-    def __init__(self, images: torch.Tensor, table: dict[str, np.ndarray], attrs: dict):
+    def __init__(self, images: torch.Tensor, table: dict[str, np.ndarray], attrs: dict,
+                 backgrounds: torch.Tensor | None = None):
         self.images = images
         self.table = table
         self.attrs = attrs
+        self.backgrounds = backgrounds
 
     def __len__(self) -> int:
         return len(self.images)
@@ -51,7 +57,9 @@ def load_set(path, limit: int | None = None) -> SimulatedSet:
             raise ValueError(f"training set {path} is incomplete (its simulation was "
                              "interrupted); simulate it again")
         n = len(f["images"]) if limit is None else min(limit, len(f["images"]))
-        table = {k: f[k][:n] for k in f if k != "images"}
+        table = {k: f[k][:n] for k in f if k not in ("images", BACKGROUNDS)}
+        backgrounds = (torch.from_numpy(f[BACKGROUNDS][:].astype(np.float32))
+                       if BACKGROUNDS in f else None)
         for name in ("bt", "re_arcsec"):
             bad = np.flatnonzero(~np.isfinite(table[name]))
             if bad.size:
@@ -62,9 +70,12 @@ def load_set(path, limit: int | None = None) -> SimulatedSet:
             images[start:start + 2048] = torch.from_numpy(f["images"][start:min(n, start + 2048)])
         # Sets simulated before the share of broad PSFs was an option were drawn with 0.15.
         attrs = {"broad_psf_fraction": 0.15, **f.attrs}
-    if not torch.isfinite(images).all():
+    # Masked pixels are NaN in a set simulated with masks (training.observe fills them).
+    masked = torch.isnan(images) if attrs.get("masks_fraction", 0.0) else False
+    if not (torch.isfinite(images) | masked).all() or (backgrounds is not None
+                                             and not torch.isfinite(backgrounds).all()):
         raise ValueError(f"training set {path} has non-finite pixels")
-    return SimulatedSet(images, table, attrs)
+    return SimulatedSet(images, table, attrs, backgrounds)
 
 
 def load_sets(paths, limit: int | None = None) -> SimulatedSet:
@@ -77,6 +88,9 @@ def load_sets(paths, limit: int | None = None) -> SimulatedSet:
     if len(paths) == 1:
         return load_set(paths[0], limit)
     sets = [load_set(p) for p in paths]
+    if any(s.backgrounds is not None for s in sets):
+        raise ValueError("a set injected into real sky patches (adapt) is trained alone, not "
+                         "concatenated with others")
     first = sets[0]
     for path, other in zip(paths[1:], sets[1:], strict=True):
         if (other.images.shape[1:] != first.images.shape[1:]

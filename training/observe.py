@@ -14,6 +14,9 @@ Two regimes:
   third of all draws with spatially correlated noise (Gaussian-smoothed, rescaled to the same
   per-pixel sigma), as resampled and coadded images have. The network sees both and the
   bundle's training range covers the union.
+* ``"survey"`` (``training.adapt``): no drawn sky noise; the stamps are injected into real
+  blank-sky patches of a user's images, which bring their own noise, its correlation and
+  their artifacts (``training.dataset`` sets with ``backgrounds``).
 
 Total flux is log-uniform by default, so faint galaxies weigh as much as bright ones. GaMPEN
 (§2) drew it uniform in linear flux instead, which puts 80 % of galaxies above 10^6 nJy;
@@ -38,7 +41,7 @@ WIDE_SKY_SIGMA_NJY = (6.0, 40.0)
 WIDE_FRACTION = 0.3
 CORRELATED_FRACTION = 1.0 / 3.0
 CORRELATION_PX = (0.4, 1.2)  # Gaussian smoothing sigma of the noise field, model pixels
-REGIMES = ("hsc", "wide")
+REGIMES = ("hsc", "wide", "survey")
 FLUX_PRIORS = ("log-uniform", "uniform")  # the second is GaMPEN's (§2)
 
 
@@ -68,6 +71,8 @@ def draw_conditions(n: int, rng: np.random.Generator, regime: str = "hsc",
         conditions["sky_sigma_njy"] = np.where(shallow, wide_sky, conditions["sky_sigma_njy"])
         correlated = rng.random(n) < CORRELATED_FRACTION
         conditions["noise_corr_px"] = np.where(correlated, rng.uniform(*CORRELATION_PX, n), 0.0)
+    if regime == "survey":  # a real sky patch is added instead (training.adapt)
+        conditions["sky_sigma_njy"] = np.zeros(n)
     return conditions
 
 
@@ -94,11 +99,18 @@ def observe(unit_images: torch.Tensor, flux, sky_sigma, njy_per_electron,
     """Scale ``(B, H, W)`` unit-flux stamps to ``flux`` nJy and add sky + source noise (nJy/pixel).
 
     ``noise_corr_px`` (per stamp, model pixels; 0 = white) smooths the noise field with a
-    Gaussian of that sigma, keeping its per-pixel standard deviation.
+    Gaussian of that sigma, keeping its per-pixel standard deviation. Masked pixels (NaN,
+    ``training.realism``) get what the app fills them with (``preprocessing.make_stamp``): the
+    sky (0 here) plus white noise of the sky's per-pixel sigma, without the source's.
     """
     as_col = lambda v: torch.as_tensor(v, dtype=unit_images.dtype,  # noqa: E731
                                        device=unit_images.device).reshape(-1, 1, 1)
     image = unit_images * as_col(flux)
     variance = as_col(sky_sigma) ** 2 + image.clamp_min(0.0) * as_col(njy_per_electron)
     noise = _unit_noise(image.shape, noise_corr_px, generator, image.dtype, image.device)
-    return image + noise * variance.sqrt()
+    observed = image + noise * variance.sqrt()
+    masked = torch.isnan(unit_images)
+    if not masked.any():  # no draw more: sets without masks observe as they always did
+        return observed
+    fill = torch.randn(image.shape, generator=generator, dtype=image.dtype, device=image.device)
+    return torch.where(masked, fill * as_col(sky_sigma), observed)

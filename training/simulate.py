@@ -11,6 +11,12 @@ two-component galaxy <= 3"); axis ratios 0.25-1; bulge position angle within +-1
 disk's; B/T uniform in [0, 1] for two-component galaxies. PSF: Moffat, FWHM mostly 0.6-1.1"
 (HSC-Wide g) with a tail to 1.6" so poorer seeing is not out of distribution, beta 2.5-4.5,
 ellipticity of a few per cent. Sub-pixel to 1.5-pixel centring offsets.
+
+The realism options (``SimulationConfig``'s ``knots_fraction``, ``psf_variety``,
+``neighbours_fraction``, ``masks_fraction``, ``psf_known_fraction``; ``training.realism``) add
+star-forming clumps, other PSF shapes, neighbours and stars, masked pixels and a known/unknown
+seeing flag. They are off by default, and then the file is byte for byte the one made before
+they existed.
 """
 
 from __future__ import annotations
@@ -24,11 +30,12 @@ import galsim
 import h5py
 import numpy as np
 
+from training import realism
 from training.progress import Progress
 from training.truth import circular_half_light_radius
 
 __all__ = ["DEFAULT_BROAD_PSF_FRACTION", "SimulationConfig", "draw_parameters", "draw_galaxy",
-           "simulate"]
+           "intrinsic_half_light_radius", "simulate"]
 
 PARAM_COLUMNS = (
     "bt", "re_arcsec", "n_disk", "n_bulge", "hlr_disk", "hlr_bulge", "q_disk", "q_bulge",
@@ -52,6 +59,17 @@ class SimulationConfig:
     stamp_size: int = 128  # pixels
     chunk: int = 250  # galaxies per work unit (the seed of each unit is fixed)
     broad_psf_fraction: float = DEFAULT_BROAD_PSF_FRACTION
+    knots_fraction: float = 0.0  # of the galaxies with a disk: clumps in it
+    psf_variety: bool = False  # Moffat of beta 2-5 or Kolmogorov, instead of Moffat 2.5-4.5
+    neighbours_fraction: float = 0.0  # of the stamps: other galaxies and stars
+    masks_fraction: float = 0.0  # of the stamps: masked pixels (NaN in the file)
+    psf_known_fraction: float | None = None  # of the stamps: PSF FWHM known (None: no column)
+
+    def realism(self) -> dict:
+        """The realism options that are on, as the file's attributes record them."""
+        values = {name: getattr(self, name) for name in realism.OPTION_COLUMNS}
+        return {name: value for name, value in values.items()
+                if value is not None and value is not False and value != 0.0}
 
 
 def draw_parameters(rng: np.random.Generator,
@@ -88,21 +106,51 @@ def draw_parameters(rng: np.random.Generator,
         "dx": rng.uniform(-1.5, 1.5),
         "dy": rng.uniform(-1.5, 1.5),
     }
-    p["re_arcsec"] = circular_half_light_radius([
-        (1.0 - bt, p["n_disk"], p["hlr_disk"], p["q_disk"]),
-        (bt, p["n_bulge"], p["hlr_bulge"], p["q_bulge"]),
-    ])
+    p["re_arcsec"] = intrinsic_half_light_radius(p)
     return p
 
 
+def intrinsic_half_light_radius(p: dict) -> float:
+    """The truth R_e of ``p``: the circular half-light radius of its intrinsic bulge, disk
+    and clumps (``training.truth``), the clumps where this realisation put them."""
+    clumps = knots_profile(p)
+    points = () if clumps is None else np.column_stack([
+        np.full(clumps.npoints, clumps.flux / clumps.npoints), np.hypot(*clumps.points.T)])
+    return circular_half_light_radius(
+        [((1.0 - p["bt"]) * (1.0 - p.get("knot_flux_fraction", 0.0)), p["n_disk"],
+          p["hlr_disk"], p["q_disk"]),
+         (p["bt"], p["n_bulge"], p["hlr_bulge"], p["q_bulge"])], points)
+
+
+def _disk(p: dict, flux: float) -> galsim.GSObject:
+    return (galsim.Sersic(p["n_disk"], half_light_radius=p["hlr_disk"], flux=flux,
+                          gsparams=_GSPARAMS)
+            .shear(q=p["q_disk"], beta=p["pa_disk"] * galsim.degrees))
+
+
+def knots_profile(p: dict, flux: float = 1.0) -> galsim.GSObject | None:
+    """The disk's star-forming clumps (point sources sampled from the disk's own profile,
+    ``training.realism``), or ``None`` for a galaxy without them."""
+    if not p.get("knot_npoints"):
+        return None
+    disk = _disk(p, flux * (1.0 - p["bt"]) * p["knot_flux_fraction"])
+    return galsim.RandomKnots(int(p["knot_npoints"]), profile=disk,
+                              rng=galsim.BaseDeviate(int(p["knot_seed"])), gsparams=_GSPARAMS)
+
+
 def intrinsic_profile(p: dict, flux: float = 1.0) -> galsim.GSObject:
-    """The pre-PSF bulge+disk light of parameters ``p`` (unit total flux by default)."""
+    """The pre-PSF light of parameters ``p``: bulge, disk and its clumps (unit total flux by
+    default)."""
+    knots = knots_profile(p, flux)
+    smooth = _smooth_profile(p, flux)
+    return smooth if knots is None else galsim.Add([smooth, knots])
+
+
+def _smooth_profile(p: dict, flux: float) -> galsim.GSObject:
+    """Bulge and disk without the disk's clumps (the disk gives them its flux)."""
     parts = []
     if p["bt"] < 1.0:
-        parts.append(
-            galsim.Sersic(p["n_disk"], half_light_radius=p["hlr_disk"],
-                          flux=flux * (1.0 - p["bt"]), gsparams=_GSPARAMS)
-            .shear(q=p["q_disk"], beta=p["pa_disk"] * galsim.degrees))
+        parts.append(_disk(p, flux * (1.0 - p["bt"]) * (1.0 - p.get("knot_flux_fraction", 0.0))))
     if p["bt"] > 0.0:
         parts.append(
             galsim.Sersic(p["n_bulge"], half_light_radius=p["hlr_bulge"],
@@ -112,24 +160,107 @@ def intrinsic_profile(p: dict, flux: float = 1.0) -> galsim.GSObject:
 
 
 def psf_profile(p: dict) -> galsim.GSObject:
-    return (galsim.Moffat(beta=p["psf_beta"], fwhm=p["psf_fwhm"], gsparams=_GSPARAMS)
-            .shear(e1=p["psf_e1"], e2=p["psf_e2"]))
+    """The Moffat (or, with ``psf_kind``, Kolmogorov) PSF of ``p``, convolved with the Gaussian
+    of FWHM ``p["psf_kernel_fwhm"]`` where it has one (the engine's PSF matching of a sharp
+    image, ``training.adapt``)."""
+    if realism.PSF_KINDS[int(p.get("psf_kind", 0))] == "kolmogorov":
+        psf = galsim.Kolmogorov(fwhm=p["psf_fwhm"], gsparams=_GSPARAMS)
+    else:
+        psf = galsim.Moffat(beta=p["psf_beta"], fwhm=p["psf_fwhm"], gsparams=_GSPARAMS)
+    psf = psf.shear(e1=p["psf_e1"], e2=p["psf_e2"])
+    kernel = p.get("psf_kernel_fwhm", 0.0)
+    return (galsim.Convolve(psf, galsim.Gaussian(fwhm=kernel, gsparams=_GSPARAMS),
+                            gsparams=_GSPARAMS) if kernel else psf)
+
+
+def _others_profile(p: dict, flux: float) -> galsim.GSObject | None:
+    """Clumps and neighbouring galaxies: small, so they are drawn apart from the smooth
+    galaxy, whose extended wings need a far larger FFT than theirs."""
+    knots = knots_profile(p, flux)
+    parts = [] if knots is None else [knots]
+    for ratio, x, y, n, hlr, q, pa in p.get("neighbours", ()):
+        if hlr > 0:
+            parts.append(galsim.Sersic(n, half_light_radius=hlr, flux=flux * ratio,
+                                       gsparams=_GSPARAMS)
+                         .shear(q=q, beta=pa * galsim.degrees).shift(x, y))
+    return galsim.Add(parts) if parts else None
+
+
+#: Sub-pixels per pixel side on which stars are sampled.
+_STAR_OVERSAMPLING = 3
+#: GalSim's Moffat is zero where it falls below xvalue_accuracy (1e-5) of its peak: a bright
+#: star's wings would end in a sharp circle.
+_STAR_GSPARAMS = galsim.GSParams(xvalue_accuracy=1e-10)
+
+
+def _add_stars(p: dict, flux: float, image: galsim.Image) -> None:
+    """Stars drawn in real space (the PSF sampled on sub-pixels, summed per pixel): an FFT's
+    ringing, a thousandth of a saturated star's flux, would stripe the whole stamp."""
+    psf = psf_profile(p).withGSParams(_STAR_GSPARAMS)
+    stars = [galsim.Transform(psf, offset=(x, y), flux_ratio=flux * ratio)
+             for ratio, x, y, _, hlr, _, _ in p.get("neighbours", ()) if hlr == 0]
+    if not stars:
+        return
+    k, (ny, nx) = _STAR_OVERSAMPLING, image.array.shape
+    fine = galsim.Add(stars).drawImage(nx=nx * k, ny=ny * k, scale=image.scale / k,
+                                       offset=(p["dx"] * k, p["dy"] * k), method="no_pixel")
+    image.array[:] += fine.array.reshape(ny, k, nx, k).sum(axis=(1, 3))
 
 
 def draw_galaxy(p: dict, config: SimulationConfig = SimulationConfig(), flux: float = 1.0):
-    """PSF-convolved, pixel-integrated, noise-free image (nJy/pixel for ``flux`` in nJy)."""
-    obj = galsim.Convolve(intrinsic_profile(p, flux), psf_profile(p), gsparams=_GSPARAMS)
+    """PSF-convolved, pixel-integrated, noise-free image (nJy/pixel for ``flux`` in nJy);
+    masked pixels (``training.realism``) are NaN."""
+    obj = galsim.Convolve(_smooth_profile(p, flux), psf_profile(p), gsparams=_GSPARAMS)
     image = obj.drawImage(nx=config.stamp_size, ny=config.stamp_size,
                           scale=config.pixel_scale, offset=(p["dx"], p["dy"]))
-    return image.array.astype(np.float32)
+    others = _others_profile(p, flux)
+    if others is not None:
+        galsim.Convolve(others, psf_profile(p), gsparams=_GSPARAMS).drawImage(
+            image=image, add_to_image=True, offset=(p["dx"], p["dy"]))
+    _add_stars(p, flux, image)
+    pixels = image.array.astype(np.float32)
+    masked = realism.mask_pixels(p, config.stamp_size)
+    if masked is not None:
+        pixels[masked] = np.nan
+    return pixels
+
+
+def _add_realism(p: dict, draws: list[np.random.Generator], config: SimulationConfig) -> None:
+    """The realism options' draws for galaxy ``p``, each from its own stream."""
+    knots, psf, neighbours, masks, known = draws
+    if config.knots_fraction:
+        realism.draw_knots(p, knots, config.knots_fraction)
+        p["re_arcsec"] = intrinsic_half_light_radius(p)  # the clumps are intrinsic light
+    if config.psf_variety:
+        realism.draw_psf_variety(p, psf)
+    if config.neighbours_fraction:
+        realism.draw_neighbours(p, neighbours, config.neighbours_fraction,
+                                config.stamp_size * config.pixel_scale / 2.0)
+    if config.masks_fraction:
+        realism.draw_masks(p, masks, config.masks_fraction, config.stamp_size,
+                           config.pixel_scale)
+        masked = realism.mask_pixels(p, config.stamp_size)
+        p["masked_fraction"] = 0.0 if masked is None else float(masked.mean())
+    if config.psf_known_fraction is not None:
+        realism.draw_psf_known(p, known, config.psf_known_fraction)
+
+
+def _columns(config: SimulationConfig) -> tuple[str, ...]:
+    return PARAM_COLUMNS + tuple(c for name in config.realism()
+                                 for c in realism.OPTION_COLUMNS[name])
 
 
 def _simulate_chunk(args):
     seed, start, stop, config = args
     rng = np.random.default_rng([seed, start])
-    params = [draw_parameters(rng, config.broad_psf_fraction) for _ in range(start, stop)]
+    draws = realism.streams(seed, start) if config.realism() else None
+    params = []
+    for _ in range(start, stop):
+        params.append(draw_parameters(rng, config.broad_psf_fraction))
+        if draws:
+            _add_realism(params[-1], draws, config)
     images = np.stack([draw_galaxy(p, config) for p in params])
-    table = {c: np.array([p[c] for p in params]) for c in PARAM_COLUMNS}
+    table = {c: np.array([p[c] for p in params]) for c in _columns(config)}
     return start, images, table
 
 
@@ -144,23 +275,28 @@ def simulate(path, n: int, seed: int, workers: int = 0, config=SimulationConfig(
     """
     if not 0.0 <= config.broad_psf_fraction <= 1.0:
         raise ValueError(f"broad PSF fraction must be within 0-1, got {config.broad_psf_fraction}")
+    for name, value in config.realism().items():
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name.replace('_', ' ')} must be within 0-1, got {value}")
     jobs = [(seed, s, min(s + config.chunk, n), config) for s in range(0, n, config.chunk)]
     with _chunks(jobs, workers, cluster, cluster_jobs) as chunks:  # a cluster that cannot be reached: no file
         _write(path, n, seed, config, chunks, progress)
 
 
 @contextlib.contextmanager
-def _chunks(jobs: list, workers: int, cluster: str | None, cluster_jobs: int = 1):
-    """``_simulate_chunk`` of each job, in order, from ``workers`` local processes (0: all
-    cores) or from the tasks of a Dask cluster (a jobqueue one scaled to ``cluster_jobs``)."""
+def _chunks(jobs: list, workers: int, cluster: str | None, cluster_jobs: int = 1,
+            task=_simulate_chunk):
+    """``task`` (``_simulate_chunk``) of each job, in order, from ``workers`` local processes
+    (0: all cores) or from the tasks of a Dask cluster (a jobqueue one scaled to
+    ``cluster_jobs``)."""
     if cluster is None:
         with mp.get_context("spawn").Pool(workers or mp.cpu_count()) as pool:
-            yield pool.imap(_simulate_chunk, jobs)
+            yield pool.imap(task, jobs)
         return
     from galaxy_inspector.cluster import open_client, stream
 
     with open_client(cluster, cluster_jobs) as client:
-        yield _in_order(stream(client, _simulate_chunk, jobs, failed=_chunk_failed))
+        yield _in_order(stream(client, task, jobs, failed=_chunk_failed))
 
 
 def _chunk_failed(job, reason: str):
@@ -183,13 +319,18 @@ def _write(path, n: int, seed: int, config: SimulationConfig, chunks,
     size = config.stamp_size
     t0 = time.time()
     with h5py.File(path, "w") as f:
+        options = config.realism()
+        crowded = "neighbours_fraction" in options or "masks_fraction" in options
         f.attrs.update(pixel_scale=config.pixel_scale, stamp_size=size, seed=seed, n=n,
                        broad_psf_fraction=config.broad_psf_fraction,
-                       flux_unit="image normalised to unit total intrinsic flux",
-                       generator="training.simulate", galsim_version=galsim.__version__)
+                       flux_unit="image normalised to unit total intrinsic flux" + (
+                           " of the target (neighbours and stars add theirs; NaN pixels are "
+                           "masked)" if crowded else ""),
+                       generator="training.simulate", galsim_version=galsim.__version__,
+                       **options)
         images = f.create_dataset("images", (n, size, size), dtype="f4",
-                                  chunks=(16, size, size), compression="lzf")
-        columns = {c: f.create_dataset(c, (n,), dtype="f8") for c in PARAM_COLUMNS}
+                                  chunks=(min(16, max(n, 1)), size, size), compression="lzf")
+        columns = {c: f.create_dataset(c, (n,), dtype="f8") for c in _columns(config)}
         done = 0
         for start, imgs, table in chunks:
             images[start:start + len(imgs)] = imgs

@@ -51,8 +51,10 @@ def targets_for(table, conditions, specs, index) -> torch.Tensor:
                         dtype=torch.float32)
 
 
-def observed_batch(images, index, conditions, rng, generator, augment=True):
-    """Observed stamps ``(B, 1, H, W)`` for stored shapes ``index`` (one random orientation)."""
+def observed_batch(images, index, conditions, rng, generator, augment=True, backgrounds=None):
+    """Observed stamps ``(B, 1, H, W)`` for stored shapes ``index`` (one random orientation);
+    with ``backgrounds``, each on the real sky patch ``conditions["background"]`` names, in
+    an orientation of its own."""
     x = images[torch.as_tensor(index)]
     if augment:
         x = torch.rot90(x, int(rng.integers(4)), dims=(1, 2))
@@ -61,18 +63,26 @@ def observed_batch(images, index, conditions, rng, generator, augment=True):
     x = observe(x, conditions["flux_njy"], conditions["sky_sigma_njy"],
                 conditions["njy_per_electron"], generator=generator,
                 noise_corr_px=conditions.get("noise_corr_px"))
+    if backgrounds is not None:
+        sky = backgrounds[torch.as_tensor(conditions["background"])]
+        x = x + torch.rot90(sky, int(rng.integers(4)), dims=(1, 2))
     return x.unsqueeze(1)
 
 
 def fixed_observations(dataset, seed: int, limit: int | None = None,
                        flux_prior: str = "log-uniform"):
-    """A deterministic noisy version of a set (validation/test): stamps and their conditions."""
+    """A deterministic noisy version of a set (validation/test): stamps and their conditions.
+    A set with real sky patches (``training.adapt``) has each galaxy on its own patch."""
     n = len(dataset) if limit is None else min(limit, len(dataset))
     rng = np.random.default_rng([seed, 99])
-    conditions = draw_conditions(n, rng, flux_prior=flux_prior)
+    injected = dataset.backgrounds is not None
+    conditions = draw_conditions(n, rng, "survey" if injected else "hsc", flux_prior=flux_prior)
     generator = torch.Generator().manual_seed(seed)
     x = observe(dataset.images[:n], conditions["flux_njy"], conditions["sky_sigma_njy"],
                 conditions["njy_per_electron"], generator=generator)
+    if injected:
+        x = x + dataset.backgrounds[torch.as_tensor(
+            dataset.table["background_index"][:n].astype(np.int64))]
     return x, conditions
 
 
@@ -167,9 +177,13 @@ def _train(processes: Ranks, train_path, val_path, out_dir: Path, config: TrainC
             index = np.sort(order[step * config.batch_size:(step + 1) * config.batch_size])
             # Every rank draws the whole batch's conditions, so their generators stay in step.
             conditions = draw_conditions(len(index), rng, config.noise)
+            if train_set.backgrounds is not None:  # a real sky patch under each galaxy
+                conditions["background"] = rng.integers(len(train_set.backgrounds),
+                                                        size=len(index))
             own = processes.shard(len(index))
             conditions = {name: values[own] for name, values in conditions.items()}
-            x = observed_batch(train_set.images, index[own], conditions, rng, generator)
+            x = observed_batch(train_set.images, index[own], conditions, rng, generator,
+                               backgrounds=train_set.backgrounds)
             y = targets_for(train_set.table, conditions, specs, index[own])
             loss = processes.batch_loss(
                 gaussian_nll_ldl(trained(x.to(device)), y.to(device)).mean(), len(x), len(index))

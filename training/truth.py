@@ -13,6 +13,10 @@ It is computed from the Sérsic profiles themselves, not from a pixelised image:
   ``F(r) = P(2n, b_n (r / r_e)^(1/n))`` (regularised lower incomplete gamma function).
 
 Position angles do not enter: a centred circle is isotropic.
+
+Star-forming clumps (GalSim ``RandomKnots``) are point sources of the intrinsic light: each adds
+its flux to every circle whose radius exceeds its distance from the centre, so the enclosed
+flux stays exact (a step where a clump lies) and R_e is that of the drawn realisation.
 """
 
 from __future__ import annotations
@@ -56,13 +60,16 @@ def sersic_enclosed_fraction(radius, n, half_light_radius, q=1.0):
     return float(np.mean(gammainc(2.0 * n, x)))
 
 
-def circular_half_light_radius(components):
-    """Circular half-light radius of a sum of sheared Sérsic components.
+def circular_half_light_radius(components, points=()):
+    """Circular half-light radius of a sum of sheared Sérsic components and point sources.
 
     Parameters
     ----------
     components : sequence of (flux_fraction, n, half_light_radius, q)
         Flux fractions need not be normalised; components with zero flux are ignored.
+    points : sequence of (flux, distance)
+        Point sources (clumps) in the flux unit of ``components`` and the radius unit, at
+        ``distance`` from the centre.
 
     Returns
     -------
@@ -72,10 +79,12 @@ def circular_half_light_radius(components):
     comps = [c for c in components if c[0] > 0]
     if not comps:
         raise ValueError("at least one component must have positive flux")
-    total = sum(c[0] for c in comps)
+    point_flux, point_distance = np.asarray(points, dtype=float).reshape(-1, 2).T
+    total = sum(c[0] for c in comps) + point_flux.sum()
 
     def excess(radius):
         inside = sum(w * sersic_enclosed_fraction(radius, n, r, q) for w, n, r, q in comps)
+        inside += point_flux[point_distance < radius].sum()
         return inside / total - 0.5
 
     hi = max(r / np.sqrt(q) for _, _, r, q in comps) * 2.0

@@ -44,7 +44,16 @@ __all__ = ["TrainingDialog", "STAGES", "event_in_words", "training_folder"]
 STAGES = {"simulate": "Simulate a training set (GalSim)",
           "train": "Train the network",
           "calibrate": "Calibrate its posteriors",
-          "evaluate": "Evaluate on a test set"}
+          "evaluate": "Evaluate on a test set",
+          "adapt": "Adapt to my survey (inject galaxies into its sky, fine-tune, evaluate)"}
+#: The steps of ``adapt`` in words, for its log.
+ADAPT_STEPS = {"survey": "measuring the survey and its blank sky",
+               "inject-train": "injecting the training galaxies",
+               "inject-calibration": "injecting the calibration galaxies",
+               "inject-test": "injecting the test galaxies",
+               "train": "fine-tuning the network", "calibrate": "calibrating its posteriors",
+               "bundle": "writing the bundle", "evaluate": "evaluating the adapted model",
+               "evaluate-before": "evaluating the original model on the same galaxies"}
 
 
 def training_folder() -> Path:
@@ -65,8 +74,12 @@ class Field:
     widget: QWidget
 
     def value(self) -> str:
+        """The option's value as typed, "" when it is left out (an empty text, or a spin box
+        at its minimum showing its special text, such as "all cores")."""
         w = self.widget
-        return w.text().strip() if isinstance(w, QLineEdit) else str(w.value())
+        if isinstance(w, QLineEdit):
+            return w.text().strip()
+        return "" if w.specialValueText() and w.value() == w.minimum() else str(w.value())
 
 
 def _spin(lo, hi, value, double=False, step=None):
@@ -122,6 +135,23 @@ def _fields(folder: Path) -> dict[str, list[Field]]:
                   QLineEdit(str(sets / "test.h5"))),
             Field("samples", "Samples per galaxy", "posterior samples drawn for each galaxy",
                   _spin(10, 10000, 500))],
+        "adapt": [
+            Field("images", "Folder of survey images", "FITS images of your survey, searched "
+                  "recursively", QLineEdit(str(folder / "survey"))),
+            Field("psf-fwhm", "PSF FWHM (arcsec)", "the survey's PSF; at 0 it is measured on "
+                  "each image's stars", _spin(0.0, 10.0, 0.0, True, 0.05)),
+            Field("psf", "PSF image (FITS)", "a PSF image of the survey instead of a FWHM "
+                  "(leave empty to measure the stars)", QLineEdit()),
+            Field("out", "Adapted bundle folder", "where the bundle and its before/after "
+                  "report are written; a stopped adaptation resumes there",
+                  QLineEdit(str(folder / "bundles" / "my-survey"))),
+            Field("model", "Model to adapt", "a morphology bundle folder (leave empty for "
+                  "the shipped morphology-hsc-g)", QLineEdit()),
+            Field("n", "Injected galaxies", "galaxies injected into the survey's blank sky "
+                  "(70 % train, 15 % calibration, 15 % test)", _spin(30, 1_000_000, 3000)),
+            Field("epochs", "Fine-tuning epochs", "passes over the injected training galaxies",
+                  _spin(1, 100, 4)),
+            Field(*seed, _spin(0, 2**31 - 1, 1))],
     }
 
 
@@ -152,6 +182,9 @@ def event_in_words(event: dict, epochs: int | None = None, left: str = "") -> st
                 "from the checkpoint")
     if kind == "bundle":
         return f"model bundle written: {event.get('path')}"
+    if kind == "step":
+        return (f"step {event.get('number')}/{event.get('steps')}: "
+                f"{ADAPT_STEPS.get(event.get('step'), event.get('step'))}")
     if kind == "calibrate":
         return (f"dropout {_number(event.get('dropout'))}: coverage score "
                 f"{_number(event.get('score'))} (lower is better)")
@@ -191,6 +224,10 @@ class TrainingDialog(QDialog):
         self.fields = _fields(training_folder())
         self.pages = [self._form(fields) for fields in self.fields.values()]
         self._field("simulate", "workers").widget.setSpecialValueText("all cores")
+        self._field("adapt", "psf-fwhm").widget.setSpecialValueText("measure on the stars")
+        psf_image = self._field("adapt", "psf").widget
+        psf_image.textChanged.connect(  # a PSF image or a FWHM, never both
+            lambda text: self._field("adapt", "psf-fwhm").widget.setEnabled(not text.strip()))
         self.stage.currentIndexChanged.connect(self._on_stage)
 
         self.progress_bar = QProgressBar()
@@ -251,7 +288,7 @@ class TrainingDialog(QDialog):
         where there are losses."""
         for i, page in enumerate(self.pages):
             page.setVisible(i == self.stage.currentIndex())
-        self.loss_plot.setVisible(self.current_stage() == "train")
+        self.loss_plot.setVisible(self.current_stage() in ("train", "adapt"))
         self.adjustSize()
 
     def current_stage(self) -> str:
@@ -259,13 +296,15 @@ class TrainingDialog(QDialog):
 
     # -- the child process ---------------------------------------------------------------
     def arguments(self) -> list[str]:
-        """Arguments after the interpreter: ``-m training --json <stage> --option value ...``."""
+        """Arguments after the interpreter: ``-m training --json <stage> --option value ...``;
+        an adaptation always resumes what its folder holds, as training resumes its
+        checkpoint."""
         stage = self.current_stage()
         args = ["-m", "training", "--json", stage]
         for field in self.fields[stage]:
-            if field.value():
+            if field.value() and field.widget.isEnabled():
                 args += [f"--{field.flag}", field.value()]
-        return args
+        return args + (["--resume"] if stage == "adapt" else [])
 
     def set_field(self, stage: str, flag: str, value) -> None:
         """Fill in one option (tests, and callers that know the paths)."""
