@@ -68,10 +68,12 @@ from galaxy_inspector.catalogue import (
     provenance,
 )
 from galaxy_inspector.catalogue.lock import WriterLock
+from galaxy_inspector.catalogue.schema import catalogue_parameters
 from galaxy_inspector.catalogue.writer import ResumeKeys
 from galaxy_inspector.engine import (
     StampSpec,
     bare_measurements,
+    default_model_for,
     load_models,
     measure_stamps,
     stamp_for,
@@ -451,11 +453,11 @@ def run_batch(inputs: list, out, options: BatchOptions | None = None,
     if options.psf not in (None, PSF_FROM_STARS):  # the same file from any worker's folder
         options = dataclasses.replace(options, psf=str(Path(options.psf).expanduser().absolute()))
     options, worker_notes = _bounded_workers(options) if not options.cluster else (options, [])
-    morphology, properties = load_models(options.model)
+    morphology, properties = load_models(options.model or [default_model_for(inputs)])
     n_samples = int(options.n_samples if options.n_samples is not None
                     else morphology.default_samples if morphology else DEFAULT_PROPERTY_SAMPLES)
     _configure_threads(options.workers)
-    parameters = morphology.names if morphology else []
+    parameters = catalogue_parameters(morphology.names) if morphology else []
     property_parameters = [n for m in properties for n in m.names]
     n_saved = n_samples if options.save_samples else None
     prov = provenance(morphology, properties, n_samples, n_saved, options.command_line,

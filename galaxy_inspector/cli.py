@@ -121,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     b = p.add_argument_group("batch options")
     b.add_argument("--out", metavar="CAT.h5", help="the HDF5 catalogue to write")
     b.add_argument("--model", metavar="PATH|NAME", action="append",
-                   help="model bundle folder or shipped name (default: morphology-hsc-g); "
+                   help="model bundle folder or shipped name (default: morphology-hsc-g, or "
+                        "morphology-display-sdss when every INPUT is a JPEG/PNG file); "
                         "repeat to add physical-property models (one morphology model at "
                         "most; property models alone run without morphology)")
     b.add_argument("--samples", type=int, metavar="N",

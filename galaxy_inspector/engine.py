@@ -45,6 +45,7 @@ from galaxy_inspector.domain import plan_stamp
 from galaxy_inspector.errors import BundleError, InputError
 from galaxy_inspector.flags import Flag
 from galaxy_inspector.io.image import SkyImage
+from galaxy_inspector.io.raster import is_raster_path
 from galaxy_inspector.labels import qualitative_label, thresholds_from_card
 from galaxy_inspector.physical_properties.measure import (
     DEFAULT_PROPERTY_SAMPLES,
@@ -52,13 +53,16 @@ from galaxy_inspector.physical_properties.measure import (
 )
 from galaxy_inspector.physical_properties.stamps import PropertySpec, property_inputs
 from galaxy_inspector.posterior import summarize
-from galaxy_inspector.preprocessing import NOMINAL_SKY_SIGMA_NJY, Stamp, make_stamp
+from galaxy_inspector.preprocessing import NOMINAL_SKY_SIGMA_NJY, Stamp, _outskirts, make_stamp
 
-__all__ = ["DEFAULT_MODEL", "Measurement", "StampSpec", "load_model", "load_models", "stamp_for",
-           "measure_stamps", "bare_measurements", "analyse_position", "analyse_sky_position",
+__all__ = ["DEFAULT_MODEL", "DEFAULT_DISPLAY_MODEL", "default_model_for", "Measurement",
+           "StampSpec", "load_model", "load_models", "stamp_for", "measure_stamps", "bare_measurements", "analyse_position", "analyse_sky_position",
            "LOW_SNR", "NO_GALAXY_SNR", "DISPLAY_REFUSAL"]
 
 DEFAULT_MODEL = "morphology-hsc-g"
+#: The morphology model for display images (JPEG/PNG) when none is chosen: trained on
+#: simulated SkyServer-style colour JPEGs, B/T and R_e only (``training/display.py``).
+DEFAULT_DISPLAY_MODEL = "morphology-display-sdss"
 #: Relative slack of a training-range check, so that a value brought to a range's end by
 #: scaling (the sky noise) is not outside it by its last bits.
 RANGE_ROUNDING = 1e-6
@@ -68,8 +72,17 @@ LOW_SNR = 10.0
 NO_GALAXY_SNR = 3.0
 #: Why a morphology model not trained on display images refuses them: on SkyServer-style colour
 #: JPEGs the shipped model's 95 % intervals held the true B/T about a third of the time.
-DISPLAY_REFUSAL = ("morphology from display (JPEG/PNG) images is not calibrated; measure a FITS "
-                   "cutout of the same galaxy")
+DISPLAY_REFUSAL = ("this morphology model is not calibrated on display (JPEG/PNG) images; use "
+                   f"--model {DEFAULT_DISPLAY_MODEL} (B/T and R_e) or a FITS cutout of the same "
+                   "galaxy")
+
+
+def default_model_for(inputs) -> str:
+    """The morphology model a run without ``--model`` uses: the display model when every
+    INPUT is a JPEG/PNG file, else ``DEFAULT_MODEL`` (a catalogue holds one morphology model;
+    a JPEG among FITS inputs, or in a folder or table, is refused with ``DISPLAY_REFUSAL``)."""
+    inputs = list(inputs)
+    return DEFAULT_DISPLAY_MODEL if inputs and all(map(is_raster_path, inputs)) else DEFAULT_MODEL
 
 
 @dataclass
@@ -178,20 +191,23 @@ class StampSpec:
     """The stamp a model reads: side (pixels), pixel scale (arcsec/px), the sky noise (nJy/px)
     uncalibrated images are scaled to, and the PSF FWHMs (arcsec) it was trained on (None: no
     PSF matching). ``bin_large``: cut galaxies too large for the model at a wider scale
-    (``domain``). Small and picklable (sent to batch workers)."""
+    (``domain``). ``display``: a display model's stamp, the file's levels as they are (no sky
+    subtraction or scaling to a sky noise). Small and picklable (sent to batch workers)."""
 
     stamp_size: int
     pixel_scale: float
     nominal_sky_sigma: float
     psf_range: tuple[float, float] | None = None
     bin_large: bool = False
+    display: bool = False
 
     @classmethod
     def of(cls, model) -> StampSpec:
         card = model.bundle.card
         return cls(model.stamp_size, model.pixel_scale, _nominal_sky_sigma(card),
                    _training_ranges(card).get("psf_fwhm_arcsec"),
-                   bin_large="re_arcsec" in _training_ranges(card))
+                   bin_large="re_arcsec" in _training_ranges(card),
+                   display=card["input"].get("kind") == "display")
 
 
 def stamp_for(image: SkyImage, x: float, y: float, model, seed: int = 0) -> Stamp:
@@ -203,7 +219,8 @@ def stamp_for(image: SkyImage, x: float, y: float, model, seed: int = 0) -> Stam
                       spec.bin_large)
     stamp = make_stamp(image, x, y, spec.stamp_size, spec.pixel_scale * plan.binning,
                        seed=seed, nominal_sky_sigma=spec.nominal_sky_sigma,
-                       binning=plan.binning, psf_kernel_fwhm=plan.kernel_fwhm)
+                       normalise_uncalibrated=not spec.display, binning=plan.binning,
+                       psf_kernel_fwhm=plan.kernel_fwhm)
     return dataclasses.replace(stamp, flags=stamp.flags | plan.flags) if plan.flags else stamp
 
 
@@ -256,7 +273,9 @@ def measure_stamps(stamps: list[Stamp], model, n_samples: int | None = None, see
     Two kinds of stamp get a ``Measurement`` with an ``error`` instead of a posterior: a stamp
     of a display image (flag NONLINEAR_IMAGE) unless the model's card says ``input.kind``
     "display" (``DISPLAY_REFUSAL``; the network does not run), and a stamp whose S/N within
-    2 R_e is below ``NO_GALAXY_SNR`` ("no galaxy detected").
+    2 R_e is below ``NO_GALAXY_SNR`` ("no galaxy detected"). A display model measures B/T and
+    R_e only (its card has no flux output), and its S/N is that of the levels above the
+    stamp's sky level.
     """
     refused = [bool(s.flags & Flag.NONLINEAR_IMAGE)
                and model.bundle.card["input"].get("kind") != "display" for s in stamps]
@@ -297,6 +316,8 @@ def _posteriors(stamps: list[Stamp], model, n_samples, seed, return_crops) -> li
             flags |= np.where((value < lo * (1 - RANGE_ROUNDING))
                               | (value > hi * (1 + RANGE_ROUNDING)), int(Flag.OUTSIDE_TRAINING), 0)
     re = summary.get("re_arcsec_median", np.full(len(stamps), np.nan))
+    if card["input"].get("kind") == "display":  # its stamps keep the sky's level: take it off
+        data = data - np.median(data[:, _outskirts(model.stamp_size)], axis=1)[:, None, None]
     snr = _snr(data, re / binning / model.pixel_scale, sky_sigma)
     flags |= np.where(~(snr >= LOW_SNR), int(Flag.LOW_SNR), 0)
     out = []

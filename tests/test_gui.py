@@ -78,8 +78,11 @@ def test_cube_opens_as_colour_composite_and_jpeg_as_display_image(
 
 
 def test_clicking_a_jpeg_shows_why_there_is_no_morphology_instead_of_a_posterior(
-        qtbot, make_main_window, sample_paths, wait_for_analysis):
+        qtbot, make_main_window, sample_paths, wait_for_analysis, tiny_bundle):
     window = make_main_window()
+    # A flux model chosen: with the default, a JPEG gets the display model instead
+    # (tests/test_display_model.py).
+    window.state.model = str(tiny_bundle)
     _open(qtbot, window, str(sample_paths["sdss_gri.jpg"]))
     window.image_view.click_at(63.5, 63.5)
     m = wait_for_analysis(window).measurement

@@ -122,8 +122,9 @@ class RowBuilder:
             self._fill_origin(rows, i, origin)
             if m is None:
                 continue
-            if samples is not None and not m.error:
-                samples[i] = m.samples[:self.n_samples]
+            if samples is not None and not m.error:  # by name: the model may lack a column
+                samples[i][:, [self.parameters.index(n) for n in m.names]] = \
+                    m.samples[:self.n_samples]
             for p in m.properties.values():
                 if p.error:
                     continue

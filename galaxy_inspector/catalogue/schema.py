@@ -32,6 +32,12 @@ STAT_DESCRIPTIONS = {"mode": "posterior mode (KDE)", "median": "posterior median
                      "hi997": "99.73 % HPD interval, upper end"}
 PARAMETER_UNITS = {"bt": "", "re_arcsec": "arcsec", "flux_njy": "nJy"}
 
+
+def catalogue_parameters(names) -> list[str]:
+    """The morphology columns of a catalogue: the model's parameters, then those of the
+    catalogue contract it does not predict (a display model's flux_njy), NaN in every row."""
+    return list(names) + [p for p in PARAMETER_UNITS if p not in names]
+
 # (name, numpy type, unit, description); strings are fixed-width bytes.
 _LEADING = [
     ("id", "S64", "", "object identifier (table id, or file name)"),

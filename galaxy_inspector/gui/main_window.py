@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
 
 from galaxy_inspector.engine import DEFAULT_MODEL
 from galaxy_inspector.errors import user_message
-from galaxy_inspector.gui import region_actions, samp_bridge
+from galaxy_inspector.gui import image_settings, region_actions, samp_bridge
 from galaxy_inspector.gui import settings as stored
 from galaxy_inspector.gui.file_filters import CATALOGUE_FILTER, CATALOGUE_SUFFIXES, IMAGE_FILTER
 from galaxy_inspector.gui.image_view import SkyImageView
@@ -44,7 +44,12 @@ from galaxy_inspector.gui.workers import Worker, start_worker
 from galaxy_inspector.viewer.display import band_labels
 from galaxy_inspector.viewer.model_cards import bundle_display_name, known_property_bundles
 from galaxy_inspector.viewer.state import COMPOSITE_BAND, INTERVALS, STRETCHES, ViewerState
-from galaxy_inspector.viewer.tasks import ModelCache, preload_engine_modules, read_files
+from galaxy_inspector.viewer.tasks import (
+    ModelCache,
+    morphology_model_for,
+    preload_engine_modules,
+    read_files,
+)
 
 __all__ = ["MainWindow"]
 
@@ -83,6 +88,8 @@ class MainWindow(QMainWindow):
         self._build_central()
         self._build_toolbar()
         self._build_menus()
+        # Image menu: the pixel scale, zero point and PSF of the image shown
+        self.image_settings = image_settings.install(self)
         self.samp = samp_bridge.install(self)  # SAMP menu: TOPCAT, DS9, Aladin
         self.regions = region_actions.install(self)  # Regions menu: DS9 region files
         self.model_label = QLabel()
@@ -100,6 +107,8 @@ class MainWindow(QMainWindow):
         self.state.add_callback("frames", self._update_frame_list)
         self.state.add_callback("frame", self._update_frame_list)
         self.state.add_callback("images", self._update_bands)
+        # A display image is measured with the display model while the default is chosen.
+        self.state.add_callback("images", lambda _images: self._update_model_label())
         self.state.add_callback("band", lambda _band: self._update_bands(self.state.images))
         self.state.add_callback("band", lambda _band: self._reanalyse())
         self.state.add_callback("model", self._on_model)
@@ -554,8 +563,8 @@ class MainWindow(QMainWindow):
             self._measure()
 
     def _update_model_label(self) -> None:
-        model = self.state.model
-        text = f"model: {Path(model).name if model else DEFAULT_MODEL}"
+        model = morphology_model_for(self.state.image, self.state.model)
+        text = f"model: {Path(model).name}"
         names = [bundle_display_name(p) for p in self.state.property_models]
         if names:
             text += f"; properties: {', '.join(names)}"

@@ -257,7 +257,7 @@ class PosteriorPanel(QWidget):
     def _show_flags(self, m) -> None:
         s = m.stamp
         psf = (f"FWHM {format_value(s.psf_fwhm)}″ ({s.psf_source})" if math.isfinite(s.psf_fwhm)
-               else "unknown (no header keyword; a batch can be given one)")
+               else "unknown (no header keyword; give one in Image ▸ Settings…)")
         lines = [f"<b>Calibration:</b> {html.escape(s.calibration)}",
                  f"<b>PSF:</b> {html.escape(psf)}"]
         set_flags = [f for f in Flag if m.flags & f]

@@ -18,12 +18,12 @@ import itertools
 import math
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from galaxy_inspector.io.raster import RGB_BANDS
 
-__all__ = ["CallbackProperty", "HasCallbacks", "ViewerState", "Frame", "STRETCHES", "INTERVALS",
-           "COMPOSITE_BAND"]
+__all__ = ["CallbackProperty", "HasCallbacks", "ViewerState", "Frame", "ImageSettings",
+           "STRETCHES", "INTERVALS", "COMPOSITE_BAND"]
 
 #: Display stretches offered in the image view (astropy.visualization names, lower case).
 STRETCHES = ("linear", "sqrt", "log", "asinh")
@@ -119,11 +119,31 @@ class HasCallbacks:
 _FRAME_SERIALS = itertools.count(1)
 
 
+@dataclass(frozen=True)
+class ImageSettings:
+    """What a user gave for one open image where its file says nothing, or says it wrong:
+    ``io.read_image``'s options, as ``--batch`` takes them (None: the file's own)."""
+
+    pixel_scale: float | None = None  # arcsec/px, replaces the file's
+    zero_point: float | None = None  # AB, used only where the file has no calibration
+    psf_fwhm: float | None = None  # arcsec
+    psf: str | None = None  # a PSF image's path, or io.PSF_FROM_STARS
+
+    @property
+    def gives_psf(self) -> bool:
+        return self.psf_fwhm is not None or self.psf is not None
+
+    def read_options(self) -> dict:
+        """Keyword arguments of ``io.read_image`` that read the image so."""
+        return asdict(self)
+
+
 @dataclass(eq=False)
 class Frame:
     """One open image (a DS9 frame) and what was being looked at in it, kept while another
     frame is shown. ``serial`` tells frames apart even when one file is closed and reopened;
-    ``view`` is the GUI's zoom and pan, opaque here."""
+    ``view`` is the GUI's zoom and pan, opaque here; ``settings`` what ``images`` were read
+    with."""
 
     path: str
     images: tuple
@@ -133,6 +153,7 @@ class Frame:
     analysis_key: tuple | None = None
     redshift: float | None = None
     view: object = None
+    settings: ImageSettings = field(default_factory=ImageSettings)
     serial: int = field(default_factory=lambda: next(_FRAME_SERIALS))
 
 
@@ -247,6 +268,21 @@ class ViewerState(HasCallbacks):
             elif index < self.frame:
                 self.frame -= 1
 
+    def reread_frame(self, frame: Frame, images, settings: ImageSettings) -> bool:
+        """Give ``frame`` its planes read anew with ``settings`` (the image settings dialog),
+        keeping its band, galaxy, redshift and zoom; its measurement is forgotten (it measured
+        the planes as read before). False when the frame was closed meanwhile."""
+        if frame not in self.frames:
+            return False
+        shown = frame is self.shown_frame()
+        if shown:
+            self._keep_shown()
+        frame.images, frame.settings = tuple(images), settings
+        frame.analysis = frame.analysis_key = None
+        if shown:
+            self._show(frame)
+        return True
+
     def shown_frame(self) -> Frame | None:
         return self.frames[self.frame] if 0 <= self.frame < len(self.frames) else None
 
@@ -272,15 +308,15 @@ class ViewerState(HasCallbacks):
 
     # -- measurements ----------------------------------------------------------------------
     def measurement_key(self) -> tuple:
-        """What a measurement of the galaxy shown depends on: frame, band, position, models,
-        samples and redshift. A worker's result is shown only while this key is the one it
-        measured."""
+        """What a measurement of the galaxy shown depends on: frame and the settings its
+        image was read with, band, position, models, samples and redshift. A worker's result
+        is shown only while this key is the one it measured."""
         return self._key(self.shown_frame(), self.band, self.position, self.redshift)
 
     def _key(self, frame, band, position, redshift) -> tuple:
         """The measurement key of ``frame`` looking at ``band`` and ``position``."""
-        return (frame.serial if frame else None, band, position, self.model,
-                self.property_models, self.n_samples, redshift)
+        return (frame.serial if frame else None, frame.settings if frame else None, band,
+                position, self.model, self.property_models, self.n_samples, redshift)
 
     def accept_analysis(self, key: tuple, analysis) -> bool:
         """Take a worker's measurement made for ``key``: shown when the key is still the

@@ -15,6 +15,7 @@ from pathlib import Path
 from galaxy_inspector.batch import run_batch
 from galaxy_inspector.catalogue import failed_rows, redshift_of, stored_measurement
 from galaxy_inspector.engine import (
+    DEFAULT_DISPLAY_MODEL,
     DEFAULT_MODEL,
     analyse_position,
     load_model,
@@ -22,12 +23,15 @@ from galaxy_inspector.engine import (
     stamp_for,
 )
 from galaxy_inspector.errors import ImageReadError, user_message
+from galaxy_inspector.flags import Flag
 from galaxy_inspector.io import expand_inputs, is_raster_path, read_image, read_raster_rgb
 from galaxy_inspector.io.inputs import file_problem
 from galaxy_inspector.physical_properties.measure import PropertyMeasurement
+from galaxy_inspector.viewer.state import ImageSettings
 
 __all__ = ["preload_engine_modules", "read_planes", "read_files", "ModelCache", "GalaxyAnalysis",
-           "MAX_PLANES", "batch_task", "catalogue_galaxy_task", "failed_property"]
+           "MAX_PLANES", "batch_task", "catalogue_galaxy_task", "failed_property",
+           "morphology_model_for"]
 
 MAX_PLANES = 16  # more planes than this is a spectral cube, not a set of band images
 #: Extension modules the engine imports lazily. Importing one holds the GIL for up to a second,
@@ -46,23 +50,32 @@ def preload_engine_modules() -> None:
             continue
 
 
-def read_planes(path: str) -> list:
+def read_planes(path: str, settings: ImageSettings | None = None) -> list:
     """Every image plane of a file: one for an image, one per band for a FITS cube, the R, G, B
-    channels of a JPEG/PNG (shown in colour as they are)."""
+    channels of a JPEG/PNG (shown in colour as they are); read with the ``settings`` a user
+    gave for it (pixel scale, zero point, PSF: ``read_image``'s options, as ``--batch``'s)."""
+    settings = settings or ImageSettings()
+    options = settings.read_options()
     if is_raster_path(path):
         problem = file_problem(Path(path))  # read_image's check: no FIFO, device or folder
         if problem:
             raise ImageReadError(problem)
-        return read_raster_rgb(path)
-    planes = [read_image(path, plane=0)]
+        channels = read_raster_rgb(path, pixel_scale=settings.pixel_scale)
+        if not settings.gives_psf:
+            return channels
+        grey = read_image(path, **options)  # the PSF as --batch finds it for this image
+        return [channel.with_psf(grey.psf_fwhm, grey.psf_source) for channel in channels]
+    planes = [read_image(path, plane=0, **options)]
     for k in range(1, MAX_PLANES):
         try:
-            image = read_image(path, plane=k)
+            image = read_image(path, plane=k, pixel_scale=settings.pixel_scale,
+                               zero_point=settings.zero_point)
         except ValueError:  # InputError: the cube has no plane k
             break
         if image.plane != k:  # a 2-D image ignores ``plane``
             break
-        planes.append(image)
+        # Each band's own PSF, looked for (its stars measured) once the plane is known to exist.
+        planes.append(read_image(path, plane=k, **options) if settings.gives_psf else image)
     return planes
 
 
@@ -111,6 +124,16 @@ def failed_property(name: str, reason: str) -> PropertyMeasurement:
     """The entry of a property model that could not even be loaded (shown like any reason)."""
     return PropertyMeasurement(model=name, names=[], units=[], summary={},
                                error=f"cannot be used: {reason}")
+
+
+def morphology_model_for(image, name_or_path: str | None) -> str:
+    """The morphology model the GUI measures ``image`` with: the chosen one, except that a
+    display image (JPEG/PNG) is measured with the display model while the chosen one is the
+    default flux model, which would refuse it (``--batch`` does the same for JPEG inputs)."""
+    chosen = name_or_path or DEFAULT_MODEL
+    if image is not None and image.is_display_image and chosen == DEFAULT_MODEL:
+        return DEFAULT_DISPLAY_MODEL
+    return chosen
 
 
 class ModelCache:
@@ -175,10 +198,13 @@ class ModelCache:
         the predictions of the property bundles ``property_models`` (names or folders).
 
         A display image's channel is replaced by the grey plane ``--batch`` measures
-        (``read_image``: the channels' mean), whichever channel is shown."""
+        (``read_image``: the channels' mean), whichever channel is shown, with the pixel scale
+        and PSF the channel was read with."""
         if image.is_display_image:
-            image = read_image(image.source)
-        model = self.get(name_or_path)
+            given = None if image.flags & Flag.PIXEL_SCALE_GUESSED else image.pixel_scale
+            image = read_image(image.source, pixel_scale=given).with_psf(image.psf_fwhm,
+                                                                          image.psf_source)
+        model = self.get(morphology_model_for(image, name_or_path))
         properties, failed = self.property_models(property_models, model)
         with self._lock:
             measurement = analyse_position(image, x, y, model, n_samples=n_samples,
