@@ -84,8 +84,12 @@ NO_SKY_SPREAD = 3.0
 #: Radius, in window sides, of the circle about a galaxy left out of its background.
 BACKGROUND_HOLE = 0.45
 #: A calibrated image's sky level farther from zero than this many pixel noises is a pedestal
-#: to subtract (a sky-subtracted image's is a hundredth of one).
-PEDESTAL_NOISES = 0.5
+#: to subtract: a sky-subtracted image's is a hundredth of one, but the faint wings of a
+#: galaxy filling a small cutout raise a clipped median by up to about one even with its
+#: sources masked; real pedestals (WFPC2, ground-based frames) are tens to thousands.
+PEDESTAL_NOISES = 3.0
+#: Images larger than this (pixels a side) have their sky measured on a central window.
+SKY_WINDOW_SIDE = 4096
 #: Longest side of the subsampled view of an image its sky level is measured on.
 SKY_PREVIEW_SIDE = 1024
 #: Gaussian sigma per median absolute deviation, rounded as stamps have always been made with.
@@ -375,18 +379,52 @@ def image_background(image: SkyImage) -> tuple[float, float]:
     (from differences of neighbours, which a smooth galaxy does not change), so they are a
     galaxy's light, not sky. Also the noise of its pixels (``pixel_noise``)."""
     if image not in _SKIES:
-        data = np.asarray(image.preview(SKY_PREVIEW_SIDE), dtype=np.float64)
-        mask = image.preview(SKY_PREVIEW_SIDE, "mask")
-        good = np.isfinite(data) & (True if mask is None else ~mask)
+        data, good = _sky_view(image)
         sky = noise = math.nan
         if good.any():
-            kept = _sigma_clipped(data[good])
+            kept = _sigma_clipped(data[_without_sources(data, good)])
             noise = pixel_noise(data, good)
             # Without noise (a model image, a flat display sky) nothing tells: take the median.
             if not noise > 0 or not np.std(kept) > NO_SKY_SPREAD * noise:
                 sky = float(np.median(kept))
         _SKIES[image] = (sky, noise)
     return _SKIES[image]
+
+
+def _sky_view(image: SkyImage) -> tuple[np.ndarray, np.ndarray]:
+    """The pixels an image's sky is measured on, and which are usable: a preview subsampled to
+    ``SKY_PREVIEW_SIDE``, or for an image of more than ``SKY_WINDOW_SIDE`` pixels a side (a
+    survey mosaic, whose preview would read the whole file) its central window of that size."""
+    ny, nx = image.shape
+    if max(ny, nx) > SKY_WINDOW_SIDE:
+        y0, x0 = max(0, (ny - SKY_WINDOW_SIDE) // 2), max(0, (nx - SKY_WINDOW_SIDE) // 2)
+        window = image.window(slice(y0, y0 + SKY_WINDOW_SIDE), slice(x0, x0 + SKY_WINDOW_SIDE))
+        data, mask = window.data, window.mask
+    else:
+        data, mask = image.preview(SKY_PREVIEW_SIDE), image.preview(SKY_PREVIEW_SIDE, "mask")
+    data = np.asarray(data, dtype=np.float64)
+    return data, np.isfinite(data) & (True if mask is None else ~mask)
+
+
+def _without_sources(data: np.ndarray, good: np.ndarray) -> np.ndarray:
+    """``good`` without the sources a sky estimate must not see: photutils' ``detect_sources``
+    and ``make_source_mask`` written with scipy (no photutils import on the hot path), the
+    8-connected groups of ``DETECT_MIN_PIXELS`` or more 2 sigma above a first clipped estimate,
+    dilated by a disk of ``SKY_MASK_DILATION`` pixels, unless that leaves fewer than
+    ``MIN_SKY_PIXELS``."""
+    from scipy.ndimage import binary_dilation
+
+    kept = _sigma_clipped(data[good])
+    sky, std = float(np.median(kept)), float(np.std(kept))
+    if not std > 0:
+        return good
+    groups, large = _large_groups(good & (data - sky > 2.0 * std), DETECT_MIN_PIXELS)
+    if not large.any():
+        return good
+    r = SKY_MASK_DILATION
+    yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
+    sky_only = good & ~binary_dilation(large[groups], structure=xx ** 2 + yy ** 2 <= r ** 2)
+    return sky_only if sky_only.sum() >= MIN_SKY_PIXELS else good
 
 
 def pixel_noise(data: np.ndarray, good: np.ndarray) -> float:
@@ -437,27 +475,11 @@ def _sky_around(data: np.ndarray, good: np.ndarray, distance: np.ndarray,
     there, the ``MIN_SKY_PIXELS`` good pixels furthest from the galaxy. Neighbours in it are
     masked, as for any background estimate (photutils): the pixels of segments 2 sigma above
     a first estimate, dilated by ``SKY_MASK_DILATION`` pixels, unless that leaves too few."""
-    from scipy.ndimage import binary_dilation
-
     around = good & (distance > radius)
     if around.sum() < MIN_SKY_PIXELS:
         far = np.sort(distance[good])[::-1]
         around = good & (distance >= far[min(MIN_SKY_PIXELS, far.size) - 1])
-    kept = _sigma_clipped(data[around])
-    sky, std = float(np.median(kept)), float(np.std(kept))
-    if not std > 0:
-        return around
-    # photutils' detect_sources and make_source_mask, written with scipy (no photutils import
-    # on the hot path): 8-connected groups above 2 sigma of DETECT_MIN_PIXELS or more, dilated
-    # by a disk of SKY_MASK_DILATION pixels.
-    groups, large = _large_groups(around & (data - sky > 2.0 * std), DETECT_MIN_PIXELS)
-    if not large.any():
-        return around
-    r = SKY_MASK_DILATION
-    yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
-    neighbours = binary_dilation(large[groups], structure=xx ** 2 + yy ** 2 <= r ** 2)
-    sky_only = around & ~neighbours
-    return sky_only if sky_only.sum() >= MIN_SKY_PIXELS else around
+    return _without_sources(data, around)
 
 
 def _resample(filled, in_image, cut_wcs, xc, yc, ra, dec, source_scale, pixel_scale,

@@ -265,5 +265,5 @@ def test_redshift_column_option_and_help(tmp_path, morphology_bundle, flux_bundl
     assert row["redshift"] == 0.09 and np.isfinite(row["mstar_mean"])
     with pytest.raises(SystemExit):
         main(["--help"])
-    help_text = capsys.readouterr().out
+    help_text = " ".join(capsys.readouterr().out.split())  # as wrapped at any width
     assert "--redshift-column" in help_text and "repeat to add physical-property" in help_text

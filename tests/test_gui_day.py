@@ -10,8 +10,10 @@ from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
 from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import QApplication
 
+from galaxy_inspector.engine import DEFAULT_MODEL
 from galaxy_inspector.gui.batch_dialog import BatchDialog
 from galaxy_inspector.gui.posterior_panel import HINTS, PosteriorPanel
+from galaxy_inspector.models.bundle import resolve_bundle_path
 from galaxy_inspector.viewer.tasks import ModelCache, read_planes
 
 pytestmark = pytest.mark.gui
@@ -19,12 +21,18 @@ pytestmark = pytest.mark.gui
 
 @pytest.fixture(scope="module")
 def analyses(sample_paths):
-    """A measurement of the HSC cutout's galaxy, and the refusal a JPEG gets."""
+    """A measurement of the HSC cutout's galaxy, and the refusal a JPEG gets from the flux
+    model (chosen: by default a JPEG gets the display model)."""
     cache = ModelCache()
     hsc = read_planes(str(sample_paths["hsc_coadd_cutout.fits"]))[0]
     jpeg = read_planes(str(sample_paths["sdss_gri.jpg"]))[0]
     return (cache.analyse(hsc, 63.5, 63.5, None, n_samples=50),
-            cache.analyse(jpeg, 63.5, 63.5, None, n_samples=50))
+            cache.analyse(jpeg, 63.5, 63.5, FLUX_MODEL, n_samples=50))
+
+
+#: The shipped flux model by its folder: chosen by name, the default gives way to the display
+#: model for JPEGs (``viewer.tasks.morphology_model_for``).
+FLUX_MODEL = str(resolve_bundle_path(DEFAULT_MODEL))
 
 
 def _panel(qtbot, in_catalogue=False):
@@ -89,6 +97,7 @@ def test_the_browser_panel_asks_for_a_row_not_a_click(qtbot, gui_settings):
 def test_a_refused_measurement_draws_no_crop_box(qtbot, make_main_window, sample_paths,
                                                  wait_for_analysis):
     window = make_main_window()
+    window.state.model = FLUX_MODEL  # which refuses a JPEG
     window.open_files([str(sample_paths["sdss_gri.jpg"])])
     qtbot.waitUntil(lambda: window.state.image is not None, timeout=30_000)
     window.image_view.click_at(63.5, 63.5)

@@ -105,7 +105,7 @@ def test_mask_overlay_is_drawn_over_masked_pixels_and_toggles_from_the_view_menu
 
 
 def test_a_jpeg_channel_is_measured_on_the_grey_plane_batch_measures(sample_paths):
-    from galaxy_inspector.engine import analyse_position
+    from galaxy_inspector.engine import analyse_position, default_model_for
     from galaxy_inspector.io import read_image
     from galaxy_inspector.viewer.tasks import ModelCache, read_planes
 
@@ -113,6 +113,8 @@ def test_a_jpeg_channel_is_measured_on_the_grey_plane_batch_measures(sample_path
     red = read_planes(str(path))[0]
     models = ModelCache()
     shown = models.analyse(red, 63.5, 63.5, None).measurement
-    batch = analyse_position(read_image(path), 63.5, 63.5, models.get(None))
+    # --batch on this JPEG alone picks the display model, as the window does.
+    batch = analyse_position(read_image(path), 63.5, 63.5,
+                             models.get(default_model_for([str(path)])))
     np.testing.assert_array_equal(shown.stamp.data, batch.stamp.data)
     assert shown.flags == batch.flags and shown.error == batch.error

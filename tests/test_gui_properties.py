@@ -10,7 +10,6 @@ import math
 import numpy as np
 import pytest
 
-from galaxy_inspector.engine import DISPLAY_REFUSAL
 from galaxy_inspector.gui.model_dialog import ModelDialog
 from galaxy_inspector.gui.property_section import SECTION_TITLE
 from galaxy_inspector.viewer.model_cards import DEMO_LABEL
@@ -133,10 +132,10 @@ def test_image_that_cannot_feed_a_model_shows_the_reason(
     assert prediction.error
     block = window.posterior.properties.blocks["tiny-mstar-demo"]
     assert block.reason.isVisible() and prediction.error.split(":")[0] in block.reason.text()
-    # The morphology model refuses display images: its reason replaces the posterior.
-    assert analysis.measurement.error == DISPLAY_REFUSAL
-    assert window.posterior.table.rowCount() == 0
-    assert DISPLAY_REFUSAL in window.posterior.heading.text()
+    # The morphology of a display image is the display model's: B/T and R_e.
+    assert not analysis.measurement.error
+    assert analysis.measurement.names == ["bt", "re_arcsec"]
+    assert "morphology-display-sdss" in window.posterior.heading.text()
 
 
 @pytest.mark.slow
