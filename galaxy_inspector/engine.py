@@ -285,6 +285,18 @@ def measure_stamps(stamps: list[Stamp], model, n_samples: int | None = None, see
             for s, no in zip(stamps, refused, strict=True)]
 
 
+def noise_gain(sky_sigma: np.ndarray, card) -> np.ndarray:
+    """Per stamp, what its pixels are divided by before the network reads them (and its flux
+    samples multiplied by after): its sky noise over the nearest end of the card's training
+    range of sky noise, 1 inside it (``measure_stamps``; training's evaluation does the same,
+    so a report says what the app does)."""
+    sky_sigma = np.asarray(sky_sigma, dtype=np.float64)
+    sky_lo, sky_hi = _training_ranges(card).get("sky_sigma_njy", (0.0, math.inf))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gain = sky_sigma / np.clip(sky_sigma, sky_lo, sky_hi)
+    return np.where(np.isfinite(gain) & (gain > 0), gain, 1.0)
+
+
 def _posteriors(stamps: list[Stamp], model, n_samples, seed, return_crops) -> list[Measurement]:
     """``measure_stamps`` of stamps the model accepts."""
     if not stamps:
@@ -293,10 +305,7 @@ def _posteriors(stamps: list[Stamp], model, n_samples, seed, return_crops) -> li
     card = model.bundle.card
     ranges = _training_ranges(card)
     sky_sigma = np.array([s.sky_sigma for s in stamps])
-    sky_lo, sky_hi = ranges.get("sky_sigma_njy", (0.0, math.inf))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        gain = sky_sigma / np.clip(sky_sigma, sky_lo, sky_hi)
-    gain = np.where(np.isfinite(gain) & (gain > 0), gain, 1.0)
+    gain = noise_gain(sky_sigma, card)
     pred = model.predict(data / gain[:, None, None].astype(np.float32), n_samples=n_samples,
                          seed=seed, return_crops=return_crops)
     names = list(pred.names)

@@ -331,9 +331,7 @@ def make_stamp(image: SkyImage, x: float, y: float, stamp_size: int, pixel_scale
     stamp = np.asarray(stamp, dtype=np.float64)
 
     outskirts = _outskirts(stamp_size)
-    # 8-bit display images can have a sky so flat that its MAD is 0: fall back to the std.
-    sky_sigma = (MAD_TO_SIGMA * float(median_absolute_deviation(stamp[outskirts]))
-                 or float(np.std(stamp[outskirts])))
+    sky_sigma = stamp_sky_sigma(stamp)
     calibration = image.calibration + sky_note
     if not image.calibrated and normalise_uncalibrated:
         # The sky around the galaxy (per source pixel, times the pixel-area ratio), not the
@@ -454,6 +452,14 @@ def background_surface(data: np.ndarray, good: np.ndarray) -> np.ndarray | None:
     if not np.std(kept) <= NO_SKY_SPREAD * pixel_noise(data, good):
         return None
     return np.full(data.shape, float(np.median(kept)))
+
+
+def stamp_sky_sigma(stamp: np.ndarray) -> float:
+    """The sky noise of a stamp: the robust standard deviation of its outskirts
+    (``_outskirts``); 8-bit display images can have a sky so flat that its MAD is 0, and then
+    the plain standard deviation."""
+    ring = stamp[_outskirts(stamp.shape[0])]
+    return MAD_TO_SIGMA * float(median_absolute_deviation(ring)) or float(np.std(ring))
 
 
 def _local_sky(data: np.ndarray, good: np.ndarray, distance: np.ndarray,

@@ -259,3 +259,25 @@ def test_cancel_stops_an_adaptation(qtbot, gui_settings, tmp_path, tiny_bundle):
     assert "Cancelled" in dialog.progress_label.text()
     state = json.loads((out / "work" / "state.json").read_text())
     assert state["done"] == []  # killed in its first step: a restart with --resume redoes it
+
+
+def test_resuming_into_a_finished_bundle_refuses_another_survey_or_a_plain_bundle(tmp_path,
+                                                                               tiny_bundle):
+    """A finished folder is returned as it is only for the same adaptation: with other
+    settings, or a bundle no adaptation wrote, the user is told instead of getting it back."""
+    import shutil
+
+    from training.adapt import AdaptOptions, adapt
+
+    out = tmp_path / "adapted"
+    shutil.copytree(tiny_bundle, out)
+    options = AdaptOptions(images=str(tmp_path), out=str(out), model=str(tiny_bundle))
+    with pytest.raises(ValueError, match="not an adaptation"):
+        adapt(options, resume=True)
+    card = json.loads((out / "card.json").read_text())
+    card.setdefault("training", {})["adapt_options"] = options.settings()
+    (out / "card.json").write_text(json.dumps(card))
+    assert adapt(options, resume=True) == out.absolute()  # the same adaptation: done
+    other = AdaptOptions(images=str(tmp_path), out=str(out), model=str(tiny_bundle), epochs=9)
+    with pytest.raises(ValueError, match="other --epochs"):
+        adapt(other, resume=True)

@@ -89,6 +89,12 @@ class AdaptOptions:
                 if k not in ("out", "device", "workers", "keep_work")}
 
 
+def _differing(saved: dict, settings: dict) -> str:
+    """The options (as typed) whose values differ between two runs' settings ("" if none)."""
+    return ", ".join("--" + k.replace("_", "-") for k in sorted(set(saved) | set(settings))
+                     if saved.get(k) != settings.get(k))
+
+
 class _State:
     """The finished steps of a run in ``work/state.json`` (written atomically)."""
 
@@ -98,12 +104,10 @@ class _State:
 
     def load(self) -> None:
         saved = json.loads(self.path.read_text())
-        differ = [k for k in sorted(set(saved["settings"]) | set(self.settings))
-                  if saved["settings"].get(k) != self.settings.get(k)]
+        differ = _differing(saved["settings"], self.settings)
         if differ:
-            raise ValueError("cannot resume: this adaptation was started with other "
-                             f"{', '.join('--' + k.replace('_', '-') for k in differ)}; give "
-                             "the same options, or another --out")
+            raise ValueError(f"cannot resume: this adaptation was started with other {differ}; "
+                             "give the same options, or another --out")
         self.done = list(saved["done"])
 
     def finish(self, step: str) -> None:
@@ -125,6 +129,14 @@ def adapt(options: AdaptOptions, resume: bool = False, progress: Progress | None
     if (out / "card.json").is_file() and not work.exists():
         if not resume:
             raise ValueError(f"{out} already holds a model bundle; choose another --out")
+        saved = json.loads((out / "card.json").read_text()).get("training", {})
+        if "adapt_options" not in saved:
+            raise ValueError(f"{out} holds a model bundle that is not an adaptation; choose "
+                             "another --out")
+        differ = _differing(saved["adapt_options"], options.settings())
+        if differ:  # a finished adaptation of another survey or with other settings
+            raise ValueError(f"{out} holds an adaptation made with other {differ}; choose "
+                             "another --out")
         progress.emit("done", bundle=str(out), note="already adapted")
         return out
     if out.exists() and any(out.iterdir()):

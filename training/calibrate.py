@@ -208,12 +208,25 @@ def calibrate(bundle_dir, val_path, n_galaxies=4000, n_samples=300, orientations
     for r in results:
         r["worst_error"] = max(abs(c - lev) for row, lev in zip(r["coverage"], LEVELS,
                                                                 strict=True) for c in row)
+    rule = (f"largest dropout rate with every coverage within {TOLERANCE:.3f} of its level "
+            f"(else the best summed over {SPREAD_BINS} bins of predicted flux), spread factors "
+            "fitted to all three levels per bin")
+    return finish_calibration(bundle_dir, model, x.numpy(), truth, results, affine,
+                              orientations, n_samples, rule, progress)
+
+
+def finish_calibration(bundle_dir, model: MorphologyModel, stamps: np.ndarray, truth, results,
+                       affine, orientations: int, n_samples: int, rule: str,
+                       progress: Progress) -> dict:
+    """Choose among the ``results`` of a dropout grid (the largest rate with every coverage
+    within ``TOLERANCE``, else the best score), choose the label thresholds on the posteriors
+    the app computes with it, and write both into the bundle's card (the flux and the display
+    models' calibrations end alike)."""
     within = [r for r in results if r["worst_error"] <= TOLERANCE]
     best = (max(within, key=lambda r: r["dropout"]) if within
             else min(results, key=lambda r: r["score"]))
-    # Label thresholds are chosen on the posteriors the app computes with the chosen knobs.
     model.dropout, model.sigma_scale = best["dropout"], best["sigma_scale"]
-    samples = model.predict(x.numpy(), n_samples=n_samples, seed=7).samples
+    samples = model.predict(stamps, n_samples=n_samples, seed=7).samples
     summary = summarize(samples, model.names, model.mode_transforms())
     bt_mode, re_mode = summary["bt_mode"], summary["re_arcsec_mode"]
     grid = np.round(np.arange(0.02, 0.99, 0.01), 2)
@@ -221,7 +234,7 @@ def calibrate(bundle_dir, val_path, n_galaxies=4000, n_samples=300, orientations
     bulge_t, bulge_acc = _choose_threshold(bt_mode, truth[:, 0] >= 0.85, grid[grid >= 0.6], False)
     re_t, re_acc = _choose_threshold(re_mode, truth[:, 1] < 1.0,
                                      np.round(np.arange(0.5, 1.5, 0.02), 2), True)
-    card_path = bundle_dir / "card.json"
+    card_path = Path(bundle_dir) / "card.json"
     card = json.loads(card_path.read_text())
     card["posterior"] = {"dropout": best["dropout"], "sigma_scale": best["sigma_scale"],
                          "affine": affine.tolist(), "n_samples": 500,
@@ -233,12 +246,8 @@ def calibrate(bundle_dir, val_path, n_galaxies=4000, n_samples=300, orientations
                       "validation_accuracy": {"highly disk-dominated": disk_acc,
                                               "highly bulge-dominated": bulge_acc,
                                               "R_e < 1 arcsec": re_acc}}
-    card["calibration"] = {"validation_galaxies": len(val), "samples_per_galaxy": n_samples,
-                           "rule": f"largest dropout rate with every coverage within "
-                                   f"{TOLERANCE:.3f} of its level (else the best summed over "
-                                   f"{SPREAD_BINS} bins of predicted flux), spread "
-                                   "factors fitted to all three levels per bin",
-                           "levels": list(LEVELS), "parameters": model.names,
+    card["calibration"] = {"validation_galaxies": len(stamps), "samples_per_galaxy": n_samples,
+                           "rule": rule, "levels": list(LEVELS), "parameters": model.names,
                            "grid": results, "chosen": best}
     card_path.write_text(json.dumps(card, indent=2) + "\n")
     progress.emit("calibrated", dropout=best["dropout"], sigma_scale=best["sigma_scale"],

@@ -48,10 +48,10 @@ from galaxy_inspector.posterior import LEVELS, coverage, summarize
 from training.calibrate import (
     DROPOUT_GRID,
     TOLERANCE,
-    _choose_threshold,
     _coverage_table,
     _fit_affine,
     _solve_factor,
+    finish_calibration,
     posterior_pieces,
 )
 from training.dataset import BT_CLIP, PARAMETERS
@@ -419,40 +419,11 @@ def calibrate_display(bundle_dir, val_path, n_galaxies: int = 2000, n_samples: i
                         "score": score, "worst_error": worst})
         progress.emit("calibrate", dropout=p, factors=[round(f, 3) for f in factors],
                       coverage=[[round(c, 4) for c in row] for row in cov])
-    within = [r for r in results if r["worst_error"] <= TOLERANCE]
-    best = (max(within, key=lambda r: r["dropout"]) if within
-            else min(results, key=lambda r: r["score"]))
-    model.dropout, model.sigma_scale = best["dropout"], best["sigma_scale"]
-    samples = model.predict(x.numpy(), n_samples=n_samples, seed=7).samples
-    summary = summarize(samples, model.names, model.mode_transforms())
-    grid = np.round(np.arange(0.02, 0.99, 0.01), 2)
-    disk_t, disk_acc = _choose_threshold(summary["bt_mode"], truth[:, 0] <= 0.1,
-                                         grid[grid <= 0.3], True)
-    bulge_t, bulge_acc = _choose_threshold(summary["bt_mode"], truth[:, 0] >= 0.85,
-                                           grid[grid >= 0.6], False)
-    re_t, re_acc = _choose_threshold(summary["re_arcsec_mode"], truth[:, 1] < 1.0,
-                                     np.round(np.arange(0.5, 1.5, 0.02), 2), True)
-    card_path = bundle_dir / "card.json"
-    card = json.loads(card_path.read_text())
-    card["posterior"] = {"dropout": best["dropout"], "sigma_scale": best["sigma_scale"],
-                         "affine": affine.tolist(), "n_samples": 500, "orientations": 1,
-                         "calibrated": True}
-    card["labels"] = {"bt_disk_max": disk_t, "bt_bulge_min": bulge_t, "re_small_arcsec": re_t,
-                      "definitions": {"highly disk-dominated": "true B/T <= 0.1",
-                                      "highly bulge-dominated": "true B/T >= 0.85",
-                                      "R_e < 1 arcsec": "true R_e < 1 arcsec"},
-                      "validation_accuracy": {"highly disk-dominated": disk_acc,
-                                              "highly bulge-dominated": bulge_acc,
-                                              "R_e < 1 arcsec": re_acc}}
-    card["calibration"] = {"validation_galaxies": len(x), "samples_per_galaxy": n_samples,
-                           "rule": f"largest dropout rate with every coverage within "
-                                   f"{TOLERANCE:.3f} of its level (else the least squared "
-                                   "error), one spread factor per output fitted to all "
-                                   "three levels", "levels": list(LEVELS),
-                           "parameters": model.names, "grid": results, "chosen": best}
-    card_path.write_text(json.dumps(card, indent=2) + "\n")
-    progress.emit("calibrated", dropout=best["dropout"], sigma_scale=best["sigma_scale"])
-    return card
+    rule = (f"largest dropout rate with every coverage within {TOLERANCE:.3f} of its level "
+            "(else the least squared error), one spread factor per output fitted to all three "
+            "levels")
+    return finish_calibration(bundle_dir, model, x.numpy(), truth, results, affine, 1,
+                              n_samples, rule, progress)
 
 
 def evaluate_display(bundle_dir, test_path, n_samples: int = 500, limit: int | None = None,

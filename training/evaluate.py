@@ -15,8 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from galaxy_inspector.engine import noise_gain
 from galaxy_inspector.models.morphology import MorphologyModel
 from galaxy_inspector.posterior import LEVELS, coverage, summarize
+from galaxy_inspector.preprocessing import stamp_sky_sigma
 from training.calibrate import truth_table
 from training.dataset import load_set
 from training.progress import Progress
@@ -129,7 +131,14 @@ def _measure(model, test, n_samples, flux_prior):
     """Posterior samples, KDE-mode point estimates, summaries and truths for one test draw."""
     x, cond = fixed_observations(test, seed=TEST_NOISE_SEED, flux_prior=flux_prior)
     truth = truth_table(test, cond, len(test))
-    pred = model.predict(x.numpy(), n_samples=n_samples, seed=5)
+    # As the app reads them: a stamp noisier or deeper than the training range is scaled into
+    # it, and its flux samples back (engine.noise_gain; 1 for every stamp of a simulated set).
+    stamps = x.numpy()
+    gain = noise_gain([stamp_sky_sigma(s) for s in stamps], model.bundle.card)
+    pred = model.predict(stamps / gain[:, None, None].astype(np.float32), n_samples=n_samples,
+                         seed=5)
+    if "flux_njy" in model.names:
+        pred.samples[..., model.names.index("flux_njy")] *= gain[:, None].astype(np.float32)
     summary = summarize(pred.samples, model.names, model.mode_transforms())
     point = np.stack([summary[f"{n}_mode"] for n in model.names], axis=1)
     return pred.samples, point, summary, truth

@@ -123,7 +123,7 @@ class ImageSettingsActions(QObject):
         worker = Worker(read_planes, frame.path, settings)
         worker.signals.returned.connect(lambda planes: self._on_read(frame, settings, planes))
         worker.signals.errored.connect(lambda exc: self.failed.emit(frame, user_message(exc)))
-        worker.signals.finished.connect(lambda: self._on_finished(busy))
+        worker.signals.finished.connect(lambda: self._on_finished(worker, busy))
         self.worker = start_worker(worker)
         return self.worker
 
@@ -139,8 +139,9 @@ class ImageSettingsActions(QObject):
             if state.position is not None:  # the galaxy marked, measured with the new reading
                 self.window.analyse_at(*state.position)
 
-    def _on_finished(self, busy: str) -> None:
-        self.worker = None
+    def _on_finished(self, worker, busy: str) -> None:
+        if self.worker is worker:  # not a later Apply's read, which goes on
+            self.worker = None
         if self.window.state.busy == busy:
             self.window.state.busy = ""
         if self.window.statusBar().currentMessage() == busy:  # it failed: the dialog says why
