@@ -330,10 +330,13 @@ def _posteriors(stamps: list[Stamp], model, n_samples, seed, return_crops) -> li
     snr = _snr(data, re / binning / model.pixel_scale, sky_sigma)
     flags |= np.where(~(snr >= LOW_SNR), int(Flag.LOW_SNR), 0)
     out = []
+    # A display model was trained and its labels chosen on display images: their stretch
+    # withholds no label from it.
+    trusted = int(Flag.NONLINEAR_IMAGE) if card["input"].get("kind") == "display" else 0
     for i, stamp in enumerate(stamps):
         row = {k: float(v[i]) for k, v in summary.items()}
         label = qualitative_label(row.get("bt_mode", math.nan), row.get("re_arcsec_mode", math.nan),
-                                  thresholds, int(flags[i]))
+                                  thresholds, int(flags[i]) & ~trusted)
         scale = float(pred.stn_scale[i])
         m = Measurement(
             stamp=stamp, names=names, units=list(pred.units), samples=pred.samples[i],

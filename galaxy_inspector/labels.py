@@ -6,7 +6,8 @@ is more honest than a number: "highly bulge-dominated" (B/T >= 0.85), "highly di
 ``labels`` entry (``bt_disk_max``, ``bt_bulge_min``, ``re_small_arcsec``).
 
 A label is a claim, so a row flagged as untrustworthy (``UNLABELLED_FLAGS``: low S/N, a display
-image's non-linear stretch, outside the training range) gets none; its posterior stays.
+image's non-linear stretch, outside the training range) gets none; its posterior stays. A display
+model (card ``input.kind`` "display"), whose labels were chosen on display images, labels them.
 """
 
 from __future__ import annotations

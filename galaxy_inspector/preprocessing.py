@@ -609,11 +609,7 @@ def _segment(image: SkyImage, region, n_sigma: float,
     """Segment ``region`` of ``image`` (``_segment_pixels``), in groups of at least
     ``detect_min_pixels`` pixels."""
     _check_detectable(image.shape, region)
-    window = image.window(*region)
-    data = np.asarray(window.data, dtype=np.float64)
-    bad = ~np.isfinite(data)
-    if window.mask is not None:
-        bad |= window.mask
+    data, bad = image.window(*region).usable()
     if bad.all():
         raise InputError("the image has no usable pixels (all masked or NaN)")
     y0, x0 = (s.indices(n)[0] for s, n in zip(region, image.shape, strict=True))

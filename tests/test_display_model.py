@@ -145,3 +145,19 @@ def test_clicking_a_jpeg_in_the_gui_measures_it_with_the_display_model(
     analysis = wait_for_analysis(window)
     assert analysis.model_name == DEFAULT_DISPLAY_MODEL and analysis.measurement.error == ""
     assert analysis.measurement.names == ["bt", "re_arcsec"]
+
+
+def test_the_display_model_labels_display_images_and_the_flux_model_would_not(sample_paths):
+    """Its thresholds were chosen on display images: their stretch withholds no label from
+    it (a flux model's posterior of one would get none, and is refused anyway)."""
+    from galaxy_inspector.engine import DEFAULT_DISPLAY_MODEL, analyse_position, load_model
+    from galaxy_inspector.flags import Flag
+    from galaxy_inspector.io import read_image
+    from galaxy_inspector.labels import qualitative_label, thresholds_from_card
+
+    model = load_model(DEFAULT_DISPLAY_MODEL)
+    m = analyse_position(read_image(sample_paths["sdss_gri.jpg"]), 63.5, 63.5, model, seed=1)
+    assert m.flags & Flag.NONLINEAR_IMAGE and not m.flags & (Flag.LOW_SNR | Flag.OUTSIDE_TRAINING)
+    expected = qualitative_label(m.summary["bt_mode"], m.summary["re_arcsec_mode"],
+                                 thresholds_from_card(model.bundle.card), 0)
+    assert m.label == expected and expected

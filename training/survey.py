@@ -189,10 +189,7 @@ def measure_image(image, index: int, spec: StampSpec, seed: int) -> tuple[ImageS
     """One image's survey properties and its blank-sky patches, cut as the engine cuts them."""
     from astropy.stats import sigma_clipped_stats
 
-    data = np.asarray(image.data, dtype=np.float64)
-    bad = ~np.isfinite(data)
-    if image.mask is not None:
-        bad |= image.mask
+    data, bad = image.window(slice(None), slice(None)).usable()
     if bad.all():
         raise InputError("the image has no usable pixels")
     scale = float(image.pixel_scale)

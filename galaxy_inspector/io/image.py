@@ -35,6 +35,14 @@ class PixelWindow(NamedTuple):
     mask: np.ndarray | None  # bool, True = unusable
     variance: np.ndarray | None  # float32, data units squared
 
+    def usable(self) -> tuple[np.ndarray, np.ndarray]:
+        """The pixels in float64, and which of them are unusable (not finite, or masked)."""
+        data = np.asarray(self.data, dtype=np.float64)
+        bad = ~np.isfinite(data)
+        if self.mask is not None:
+            bad |= self.mask
+        return data, bad
+
 
 class PixelSource(Protocol):
     """Where a ``SkyImage``'s pixels come from: its shape, and the pixels of any window."""

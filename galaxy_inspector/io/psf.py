@@ -283,10 +283,7 @@ def _star_field(image):
     ny, nx = image.shape
     y0, x0 = max(0, (ny - STAR_FIELD_SIDE) // 2), max(0, (nx - STAR_FIELD_SIDE) // 2)
     window = image.window(slice(y0, y0 + STAR_FIELD_SIDE), slice(x0, x0 + STAR_FIELD_SIDE))
-    data = np.asarray(window.data, dtype=np.float64)
-    bad = ~np.isfinite(data)
-    if window.mask is not None:
-        bad |= window.mask
+    data, bad = window.usable()
     if bad.all():
         raise InputError("the image has no usable pixels to find stars in")
     _, sky, noise = sigma_clipped_stats(data[~bad], sigma=3.0, maxiters=10)
