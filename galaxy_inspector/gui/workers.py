@@ -9,22 +9,32 @@ given when it accepts one (``pass_stop=True``) and returns normally (``returned`
 stops early. A function that reports progress through a
 callback instead of yielding gets ``report`` (``pass_report=True``), which emits ``yielded``.
 
+While any worker runs, Python's cyclic garbage collector runs only on the GUI thread
+(``_collect_on_gui_thread``): run by the allocation of a worker thread, it would destroy there an
+unreachable Qt object (a closed dialog's menu), and Qt deadlocks (seen: a ``QMenu`` destructor
+waiting for the GIL in a worker that was building a network, while the GUI thread waited for the
+worker).
+
 superqt's ``thread_worker`` is not used: a running one replaces the process's warning filters
 (superqt 0.9), and it drops ``returned`` after ``quit``, which a cancelled batch needs to report.
 """
 
 from __future__ import annotations
 
+import gc
 import inspect
 import threading
 import traceback
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtCore import QCoreApplication, QObject, QRunnable, QThreadPool, QTimer, Signal
 
 __all__ = ["Worker", "WorkerSignals", "start_worker", "active_workers", "wait_for_workers"]
 
 _ACTIVE: set[Worker] = set()
 _ACTIVE_LOCK = threading.Lock()
+#: Milliseconds between the GUI thread's garbage collections while workers run.
+GC_INTERVAL_MS = 500
+_GC_TIMER: list[QTimer] = []  # the GUI thread's collector, made on first use
 
 
 class WorkerSignals(QObject):
@@ -101,15 +111,44 @@ class Worker(QRunnable):
                 return True, stop.value
 
 
+def _collect_generations() -> None:
+    """What the automatic collector would do now: the oldest generation over its threshold."""
+    counts, thresholds = gc.get_count(), gc.get_threshold()
+    for generation in (2, 1, 0):
+        if counts[generation] > thresholds[generation]:
+            gc.collect(generation)
+            return
+
+
+def _collect_on_gui_thread(running: bool) -> None:
+    """Hand the garbage collector to the GUI thread while workers run (called there), and back
+    to Python's automatic collection when none does."""
+    if not _GC_TIMER:
+        timer = QTimer()
+        timer.setInterval(GC_INTERVAL_MS)
+        timer.timeout.connect(_collect_generations)
+        _GC_TIMER.append(timer)
+    if running:
+        gc.disable()
+        _GC_TIMER[0].start()
+    else:
+        _GC_TIMER[0].stop()
+        gc.enable()
+
+
 def _forget(worker: Worker) -> None:
     with _ACTIVE_LOCK:
         _ACTIVE.discard(worker)
+        idle = not _ACTIVE
+    if idle:
+        _collect_on_gui_thread(False)
 
 
 def start_worker(worker: Worker) -> Worker:
     """Queue ``worker`` on the global thread pool, keeping it alive until it finishes."""
     with _ACTIVE_LOCK:
         _ACTIVE.add(worker)
+    _collect_on_gui_thread(True)
     worker.signals.finished.connect(lambda: _forget(worker))
     QThreadPool.globalInstance().start(worker)
     return worker
@@ -124,4 +163,7 @@ def wait_for_workers(timeout: float = 30.0) -> bool:
     """Ask every running worker to stop and wait for them (application shutdown, tests)."""
     for worker in active_workers():
         worker.quit()
-    return QThreadPool.globalInstance().waitForDone(int(timeout * 1000))
+    done = QThreadPool.globalInstance().waitForDone(int(timeout * 1000))
+    if done:  # deliver their finished signals: the collector goes back to Python
+        QCoreApplication.sendPostedEvents()
+    return done
