@@ -135,24 +135,33 @@ def test_masking_can_be_turned_off_and_keeps_masked_fraction_for_masked_pixels()
 
 
 def test_a_knotty_disk_keeps_its_clumps_and_a_star_on_it_is_masked():
-    """Clumps are the galaxy's light (and in its truth): never masked. A star 3″ from the
-    centre is, with its watershed basin: some of the disk's outskirts around it go too (a
-    known cost, up to a fifth of the galaxy's flux here)."""
+    """Clumps are the galaxy's light (and in its truth): kept, but for one rising over a
+    quarter of the core's peak, which looks like a neighbour (here 1 disk in 4 loses 11 % of its
+    light that way; raising the quarter to a half keeps them but misses touching neighbours).
+    A star 3″ from the centre is masked, with its watershed basin: some of the disk's outskirts
+    around it go too (a known cost, up to a fifth of the galaxy's flux here)."""
     psf = galsim.Moffat(beta=3.5, fwhm=0.7)
     noise = np.random.default_rng(1).normal(0.0, 2.68, (300, 300))
-    for seed in range(3):
+    star = galsim.Convolve(galsim.Gaussian(fwhm=0.1, flux=5e4).shift(3.0, 0.0), psf)
+    star = star.drawImage(nx=300, ny=300, scale=0.168).array
+    kept = []
+    for seed in range(4):
+        # 30 clumps holding 40 % of the light, placed like an exponential disk's (as GalSim's
+        # RandomKnots, whose draws are not repeatable across calls in one process).
+        rng = np.random.default_rng(seed)
+        radius = rng.gamma(2.0, 2.0 / 1.678, 30)
+        angle = rng.uniform(0.0, 2.0 * np.pi, 30)
+        knots = galsim.Add([galsim.DeltaFunction(flux=4e4 / 30).shift(r * np.cos(a),
+                                                                      r * np.sin(a))
+                            for r, a in zip(radius, angle, strict=True)])
         disk = galsim.Exponential(half_light_radius=2.0, flux=6e4)
-        knots = galsim.RandomKnots(npoints=30, half_light_radius=2.0, flux=4e4,
-                                   rng=galsim.BaseDeviate(seed))
         galaxy = galsim.Convolve(disk + knots, psf).drawImage(nx=300, ny=300, scale=0.168).array
-        star = galsim.Convolve(galsim.Gaussian(fwhm=0.1, flux=5e4).shift(3.0, 0.0), psf)
-        star = star.drawImage(nx=300, ny=300, scale=0.168).array
-        alone = make_stamp(SkyImage.from_array(galaxy + noise, pixel_scale=0.168), 149.5, 149.5,
-                           128, 0.168, seed=1)
-        unmasked = make_stamp(SkyImage.from_array(galaxy + noise, pixel_scale=0.168), 149.5,
-                              149.5, 128, 0.168, seed=1, mask_neighbours=False)
-        np.testing.assert_array_equal(alone.data, unmasked.data)
+        alone, unmasked = (make_stamp(SkyImage.from_array(galaxy + noise, pixel_scale=0.168),
+                                      149.5, 149.5, 128, 0.168, seed=1, mask_neighbours=mask)
+                           for mask in (True, False))
+        kept.append(alone.data.sum() / unmasked.data.sum())
         with_star = make_stamp(SkyImage.from_array(galaxy + star + noise, pixel_scale=0.168),
                                149.5, 149.5, 128, 0.168, seed=1)
         assert with_star.flags & Flag.NEIGHBOURS_MASKED
         assert 0.75 * unmasked.data.sum() < with_star.data.sum() < unmasked.data.sum()
+    assert min(kept) > 0.85 and np.mean(kept) > 0.95, kept
