@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from galaxy_inspector.domain import plan_stamp
+from galaxy_inspector.domain import StampPlan, plan_stamp
 from galaxy_inspector.errors import BundleError, InputError
 from galaxy_inspector.flags import Flag
 from galaxy_inspector.io.image import SkyImage
@@ -210,13 +210,15 @@ class StampSpec:
                    display=card["input"].get("kind") == "display")
 
 
-def stamp_for(image: SkyImage, x: float, y: float, model, seed: int = 0) -> Stamp:
+def stamp_for(image: SkyImage, x: float, y: float, model, seed: int = 0,
+              plan: StampPlan | None = None) -> Stamp:
     """The stamp ``model`` (or a ``StampSpec``) needs around 0-based pixel (x, y) of ``image``,
-    brought into the model's domain (``domain.plan_stamp``: binned when the galaxy is too large,
-    convolved when the PSF is too sharp)."""
+    brought into the model's domain (``plan``, by default ``domain.plan_stamp``'s: binned when
+    the galaxy is too large, convolved when the PSF is too sharp)."""
     spec = model if isinstance(model, StampSpec) else StampSpec.of(model)
-    plan = plan_stamp(image, x, y, spec.stamp_size, spec.pixel_scale, spec.psf_range,
-                      spec.bin_large)
+    if plan is None:
+        plan = plan_stamp(image, x, y, spec.stamp_size, spec.pixel_scale, spec.psf_range,
+                          spec.bin_large)
     stamp = make_stamp(image, x, y, spec.stamp_size, spec.pixel_scale * plan.binning,
                        seed=seed, nominal_sky_sigma=spec.nominal_sky_sigma,
                        normalise_uncalibrated=not spec.display, binning=plan.binning,

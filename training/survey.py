@@ -214,7 +214,7 @@ def measure_image(image, index: int, spec: StampSpec, seed: int) -> tuple[ImageS
         try:
             plan = plan_stamp(image, x, y, spec.stamp_size, spec.pixel_scale, spec.psf_range,
                               spec.bin_large)
-            stamp = stamp_for(image, x, y, spec, seed=seed + k)
+            stamp = stamp_for(image, x, y, spec, seed=seed + k, plan=plan)
         except GalaxyInspectorError:
             continue
         if stamp.flags & Flag.EDGE or plan.binning != 1.0:
