@@ -32,7 +32,7 @@ from galaxy_inspector.errors import InputError
 from galaxy_inspector.flags import Flag
 from galaxy_inspector.io.image import SkyImage
 
-__all__ = ["StampPlan", "plan_stamp", "first_look", "FirstLook", "BINNING_START_ARCSEC",
+__all__ = ["StampPlan", "plan_stamp", "psf_seen_by_model", "first_look", "FirstLook", "BINNING_START_ARCSEC",
            "BINNING_TARGET_ARCSEC", "PSF_TARGET_FACTOR", "TRUNCATION_LEVEL"]
 
 #: Isophotal half-light radius (arcsec, PSF included) above which a galaxy is binned: half the
@@ -235,3 +235,21 @@ def plan_stamp(image: SkyImage, x: float, y: float, stamp_size: int, pixel_scale
         flags &= ~Flag.PSF_GUESSED  # the guess decided nothing
     return StampPlan(binning, kernel, int(flags))
 
+
+
+def psf_seen_by_model(psf_fwhm: float, binning: float, flags: int,
+                      psf_range: tuple[float, float]) -> float:
+    """The FWHM (arcsec) of the PSF in a stamp as the model sees it, for a network that reads
+    it (``MorphologyNet(psf_input=...)``); NaN when it is not known.
+
+    ``psf_fwhm`` is the image's (NaN: unknown), ``binning`` and ``flags`` the stamp's. A
+    PSF-matched stamp holds the matching target (``PSF_TARGET_FACTOR`` times the range's
+    sharpest), unless the image's PSF was only guessed; otherwise the image's PSF shrinks by
+    the binning. Values are clipped to ``psf_range``: beyond it the model has seen nothing, and
+    the stamp is flagged OUTSIDE_TRAINING already.
+    """
+    lo, hi = psf_range
+    if flags & Flag.PSF_GUESSED or not math.isfinite(psf_fwhm):
+        return math.nan
+    seen = PSF_TARGET_FACTOR * lo if flags & Flag.PSF_MATCHED else psf_fwhm / binning
+    return float(min(max(seen, lo), hi))

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from galaxy_inspector.domain import StampPlan, plan_stamp
+from galaxy_inspector.domain import StampPlan, plan_stamp, psf_seen_by_model
 from galaxy_inspector.errors import BundleError, InputError
 from galaxy_inspector.flags import Flag
 from galaxy_inspector.io.image import SkyImage
@@ -308,8 +308,12 @@ def _posteriors(stamps: list[Stamp], model, n_samples, seed, return_crops) -> li
     ranges = _training_ranges(card)
     sky_sigma = np.array([s.sky_sigma for s in stamps])
     gain = noise_gain(sky_sigma, card)
+    psf = None
+    if getattr(model, "takes_psf", False):
+        psf_range = ranges.get("psf_fwhm_arcsec", (0.0, math.inf))
+        psf = [psf_seen_by_model(s.psf_fwhm, s.binning, s.flags, psf_range) for s in stamps]
     pred = model.predict(data / gain[:, None, None].astype(np.float32), n_samples=n_samples,
-                         seed=seed, return_crops=return_crops)
+                         seed=seed, return_crops=return_crops, psf_fwhm=psf)
     names = list(pred.names)
     if "flux_njy" in names:
         pred.samples[..., names.index("flux_njy")] *= gain[:, None].astype(np.float32)

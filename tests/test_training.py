@@ -154,6 +154,41 @@ def test_second_stage_starts_from_a_bundle_and_keeps_its_history(tiny_set, tmp_p
     assert changed, "the second stage must move the weights"
 
 
+@pytest.mark.slow
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_a_head_only_stage_adds_seeing_and_keeps_the_trunk(tiny_set, tmp_path, run_isolated):
+    from training.train import PSF_INPUT
+
+    first = run_isolated(train, tiny_set, tiny_set, tmp_path / "one", _small_config(1))
+    config = _small_config(1)
+    config.psf_input = config.head_only = True
+    with pytest.raises(ValueError, match="init_from"):
+        train(tiny_set, tiny_set, tmp_path / "alone", config)
+    config.init_from = str(first)
+    second = load_bundle(run_isolated(train, tiny_set, tiny_set, tmp_path / "two", config))
+    start = load_bundle(first)
+    assert second.card["hyperparameters"]["psf_input"] == PSF_INPUT
+    assert second.card["training"]["config"]["head_only"] is True
+    for name, value in start.tensors.items():
+        if not name.startswith("head_"):  # the trunk, batch-norm statistics included
+            np.testing.assert_array_equal(value, second.tensors[name], err_msg=name)
+    wide, narrow = second.tensors["head_hidden.weight"], start.tensors["head_hidden.weight"]
+    assert wide.shape[1] == narrow.shape[1] + 2 and np.any(wide[:, -2:] != 0)
+    # A conditioned bundle calibrates, and its report has coverage per bin of seeing and of
+    # flux, and the figures with the PSF unknown.
+    bundle = str(second.path)
+    assert train_main(["--json", "calibrate", "--bundle", bundle, "--val", str(tiny_set),
+                       "--n", "24", "--samples", "40"]) == 0
+    assert train_main(["evaluate", "--bundle", bundle, "--test", str(tiny_set),
+                       "--samples", "50"]) == 0
+    report = json.loads((second.path / "report" / "report.json").read_text())
+    for scores in (report, report["psf_unknown"]):
+        assert sum(b["n"] for b in scores["coverage_by_seeing"]) == 24
+        assert sum(b["n"] for b in scores["coverage_by_flux"]) == 24
+    assert report["coverage_by_seeing"][0]["range"] == [0.6, 0.8]
+    assert "## PSF unknown" in (second.path / "report" / "report.md").read_text()
+
+
 def test_affine_correction_undoes_regression_to_the_mean_and_only_when_it_helps():
     from galaxy_inspector.models.bundle import OutputSpec
     from training.calibrate import _fit_affine

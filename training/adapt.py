@@ -313,7 +313,8 @@ def _train(_step, options, original, _spec, work, _out, progress):
                          seed=options.seed, dropout=hyper["dropout"],
                          channels=hyper["channels"], hidden=hyper["hidden"],
                          device=options.device, init_from=str(original.path), noise="survey",
-                         flux_skip=bool(hyper.get("flux_skip")))
+                         flux_skip=bool(hyper.get("flux_skip")),
+                         psf_input=bool(hyper.get("psf_input")))
     batch = min(options.batch_size, _galaxies(options.n)["train"])
     config.batch_size = batch
     train(_set_path(work, "train"), _set_path(work, "calibration"), _run(work), config,

@@ -29,9 +29,9 @@ import torch
 from galaxy_inspector.models.morphology import MorphologyModel, spread_factors
 from galaxy_inspector.models.morphology_network import unpack_ldl
 from galaxy_inspector.posterior import LEVELS, coverage, summarize
-from training.dataset import load_set
+from training.dataset import load_set, psf_in_stamps
 from training.progress import Progress
-from training.train import fixed_observations
+from training.train import fixed_observations, psf_given
 
 __all__ = ["calibrate", "posterior_pieces", "truth_table"]
 
@@ -48,20 +48,23 @@ def truth_table(dataset, conditions, n):
 
 @torch.inference_mode()
 def posterior_pieces(model: MorphologyModel, x: torch.Tensor, n_samples: int, dropout: float,
-                     seed: int, batch: int = 64):
+                     seed: int, batch: int = 64, psf=None):
     """Per galaxy and sample: the head's mean and the unit-scale aleatoric draw (scaled space).
 
     The pieces of ``MorphologyModel.predict`` kept apart (its trunk views, dropout head and
     brightness), so that spread factors can be tried on the same passes without running the
     network again. Samples cycle through the model's orientations as in ``predict``.
+    ``psf``: each galaxy's PSF FWHM as the network is told it (NaN: unknown), if it reads it.
     """
+    psf = np.full(len(x), np.nan) if psf is None else np.asarray(psf, dtype=np.float64)
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed + 1)
     n_params = len(model.outputs)
     mus, draws, levels = [], [], []
     for i in range(0, len(x), batch):
         rows, s, _ = model.head_inputs(x[i:i + batch].unsqueeze(1), n_samples)
-        out = model.network.head(rows, dropout=dropout, sample=True)
+        out = model.network.head(rows, dropout=dropout, sample=True,
+                                 psf_fwhm=model.psf_rows(psf[i:i + batch], n_samples))
         mu, log_var, L = unpack_ldl(out, n_params)
         eps = torch.randn(mu.shape, generator=generator)
         draw = (L @ (torch.exp(0.5 * log_var) * eps).unsqueeze(-1)).squeeze(-1)
@@ -179,14 +182,19 @@ def calibrate(bundle_dir, val_path, n_galaxies=4000, n_samples=300, orientations
     val = load_set(val_path, n_galaxies)
     x, cond = fixed_observations(val, seed=CALIBRATION_NOISE_SEED)
     truth = truth_table(val, cond, len(val))
-    mu0, _, _ = posterior_pieces(model, x, orientations, 0.0, seed=CALIBRATION_NOISE_SEED)
+    # A seeing-conditioned network is told the PSF as in training: for most stamps, not all.
+    psf = (psf_given(psf_in_stamps(val),
+                     np.random.default_rng([CALIBRATION_NOISE_SEED, 7]))
+           if model.takes_psf else None)
+    mu0, _, _ = posterior_pieces(model, x, orientations, 0.0, seed=CALIBRATION_NOISE_SEED,
+                                 psf=psf)
     affine = np.array(_fit_affine(model, mu0, truth))
     model.affine = affine.astype(np.float32)  # brightness levels below use the new correction
     progress.emit("affine", parameters=model.names, affine=affine.tolist())
 
     def pieces(p, seed):
         """Corrected means and aleatoric draws per galaxy and sample; each brightness."""
-        mu, draw, level = posterior_pieces(model, x, n_samples, p, seed=seed)
+        mu, draw, level = posterior_pieces(model, x, n_samples, p, seed=seed, psf=psf)
         return (*_corrected(affine, mu, draw), level)
 
     results = []
@@ -212,21 +220,21 @@ def calibrate(bundle_dir, val_path, n_galaxies=4000, n_samples=300, orientations
             f"(else the best summed over {SPREAD_BINS} bins of predicted flux), spread factors "
             "fitted to all three levels per bin")
     return finish_calibration(bundle_dir, model, x.numpy(), truth, results, affine,
-                              orientations, n_samples, rule, progress)
+                              orientations, n_samples, rule, progress, psf=psf)
 
 
 def finish_calibration(bundle_dir, model: MorphologyModel, stamps: np.ndarray, truth, results,
                        affine, orientations: int, n_samples: int, rule: str,
-                       progress: Progress) -> dict:
+                       progress: Progress, psf=None) -> dict:
     """Choose among the ``results`` of a dropout grid (the largest rate with every coverage
     within ``TOLERANCE``, else the best score), choose the label thresholds on the posteriors
-    the app computes with it, and write both into the bundle's card (the flux and the display
-    models' calibrations end alike)."""
+    the app computes with it (``psf``: the FWHMs it is told), and write both into the bundle's
+    card (the flux and the display models' calibrations end alike)."""
     within = [r for r in results if r["worst_error"] <= TOLERANCE]
     best = (max(within, key=lambda r: r["dropout"]) if within
             else min(results, key=lambda r: r["score"]))
     model.dropout, model.sigma_scale = best["dropout"], best["sigma_scale"]
-    samples = model.predict(stamps, n_samples=n_samples, seed=7).samples
+    samples = model.predict(stamps, n_samples=n_samples, seed=7, psf_fwhm=psf).samples
     summary = summarize(samples, model.names, model.mode_transforms())
     bt_mode, re_mode = summary["bt_mode"], summary["re_arcsec_mode"]
     grid = np.round(np.arange(0.02, 0.99, 0.01), 2)

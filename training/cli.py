@@ -43,7 +43,8 @@ def _train(args, progress):
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          seed=args.seed, dropout=args.dropout, limit=args.limit,
                          device=args.device, init_from=args.init_from, noise=args.noise,
-                         flux_skip=not args.no_flux_skip)
+                         flux_skip=not args.no_flux_skip, psf_input=args.psf_input,
+                         head_only=args.head_only)
     train(args.train, args.val, args.out, config, resume=not args.restart, progress=progress,
           stop_after=args.stop_after_epochs)
 
@@ -196,6 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--no-flux-skip", action="store_true",
                     help="predict log flux outright instead of as a correction to aperture "
                          "photometry")
+    tr.add_argument("--psf-input", action="store_true",
+                    help="the head reads the PSF FWHM (withheld from 30 %% of the stamps, so it "
+                         "also learns 'unknown'); with --init-from, its new weights start at 0")
+    tr.add_argument("--head-only", action="store_true",
+                    help="with --init-from: freeze the trunk and train only the MC-dropout head "
+                         "(a cheap stage, e.g. to add --psf-input)")
     tr.add_argument("--stop-after-epochs", type=int, default=None,
                     help="stop after this many epochs in this run; run again to resume")
     tr.set_defaults(func=_train, data_parallel=True)

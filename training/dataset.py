@@ -11,7 +11,7 @@ import torch
 from galaxy_inspector.models.bundle import OutputSpec
 
 __all__ = ["PARAMETERS", "REQUIRED_COLUMNS", "SimulatedSet", "load_set", "load_sets",
-           "fit_output_specs"]
+           "fit_output_specs", "psf_in_stamps"]
 
 #: Predicted parameters, their units, transforms and descriptions (as in
 #: ``galaxy_inspector.conventions``).
@@ -102,6 +102,16 @@ def load_sets(paths, limit: int | None = None) -> SimulatedSet:
     attrs = {**first.attrs, "seed": [int(s.attrs.get("seed", -1)) for s in sets],
              "broad_psf_fraction": [float(s.attrs["broad_psf_fraction"]) for s in sets]}
     return SimulatedSet(torch.cat([s.images for s in sets])[:limit], table, attrs)
+
+
+def psf_in_stamps(dataset, n: int | None = None) -> np.ndarray:
+    """FWHM (arcsec) of the PSF in the first ``n`` stamps of a set: the simulator's, widened
+    in quadrature by the engine's PSF-matching kernel where a survey set has one
+    (``training.adapt``), as ``domain.psf_seen_by_model`` tells a network at inference."""
+    n = len(dataset) if n is None else n
+    fwhm = np.asarray(dataset.table["psf_fwhm"][:n], dtype=np.float64)
+    kernel = dataset.table.get("psf_kernel_fwhm")
+    return fwhm if kernel is None else np.hypot(fwhm, np.asarray(kernel[:n], dtype=np.float64))
 
 
 def fit_output_specs(table: dict[str, np.ndarray], flux_range) -> list[OutputSpec]:

@@ -26,7 +26,7 @@ from galaxy_inspector.models.bundle import load_bundle, save_bundle
 from galaxy_inspector.models.memory_format import memory_format_for
 from galaxy_inspector.models.morphology import pick_device
 from galaxy_inspector.models.morphology_network import MorphologyNet, gaussian_nll_ldl
-from training.dataset import fit_output_specs, load_set, load_sets
+from training.dataset import fit_output_specs, load_set, load_sets, psf_in_stamps
 from training.distributed import Ranks, ranks
 from training.loop import CHECKPOINT_NAME, optimisation_step, resume_checkpoint, save_checkpoint
 from training.observe import CONDITION_RANGES, WIDE_SKY_SIGMA_NJY, draw_conditions, observe
@@ -35,6 +35,13 @@ from training.progress import Progress
 __all__ = ["TrainConfig", "train", "targets_for", "observed_batch", "export_bundle"]
 
 ARCHITECTURE = "gampen-stn-mcdropout-head"
+#: With ``psf_input``: how the head reads the FWHM (arcsec; centre and width of the training
+#: range), the share of training stamps whose PSF is withheld (so the network learns the
+#: "unknown" posterior, marginalised over seeing), and the log-normal error of a given FWHM
+#: (a header's or a star fit's value is good to a few per cent, not exact).
+PSF_INPUT = {"centre": 1.0, "scale": 0.3}
+PSF_UNKNOWN_FRACTION = 0.3
+PSF_GIVEN_ERROR = 0.03
 
 
 def default_hyperparameters() -> dict:
@@ -69,6 +76,19 @@ def observed_batch(images, index, conditions, rng, generator, augment=True, back
     return x.unsqueeze(1)
 
 
+def psf_given(true_fwhm, rng, unknown_fraction=PSF_UNKNOWN_FRACTION, known=None) -> np.ndarray:
+    """The PSF FWHM a seeing-conditioned network is told for stamps observed with
+    ``true_fwhm``: NaN (unknown) for a random ``unknown_fraction``, or where ``known`` (a
+    set's ``psf_known`` column, ``simulate --psf-known``) is 0; the others with a
+    ``PSF_GIVEN_ERROR`` log-normal error. Draws from ``rng`` whatever the fraction."""
+    true_fwhm = np.asarray(true_fwhm, dtype=np.float64)
+    unknown = rng.random(true_fwhm.shape) < unknown_fraction
+    if known is not None:
+        unknown = np.asarray(known) == 0
+    given = true_fwhm * np.exp(PSF_GIVEN_ERROR * rng.standard_normal(true_fwhm.shape))
+    return np.where(unknown, np.nan, given)
+
+
 def fixed_observations(dataset, seed: int, limit: int | None = None,
                        flux_prior: str = "log-uniform"):
     """A deterministic noisy version of a set (validation/test): stamps and their conditions.
@@ -91,9 +111,13 @@ class TrainConfig:
 
     def __init__(self, epochs=10, batch_size=128, lr=2e-3, weight_decay=1e-4, seed=1,
                  dropout=0.1, channels=(32, 48, 96, 128), hidden=256, limit=None, device=None,
-                 init_from=None, noise="wide", flux_skip=True):
+                 init_from=None, noise="wide", flux_skip=True, psf_input=False,
+                 head_only=False):
         self.epochs, self.batch_size, self.lr = epochs, batch_size, lr
         self.noise, self.flux_skip = noise, bool(flux_skip)
+        # psf_input: the head reads the PSF FWHM; head_only: the trunk (a warm start's) is
+        # frozen and only the head learns, a stage that costs a forward pass of the trunk.
+        self.psf_input, self.head_only = bool(psf_input), bool(head_only)
         self.init_from = None if init_from is None else str(init_from)
         self.weight_decay, self.seed, self.limit, self.device = weight_decay, seed, limit, device
         self.dropout, self.channels, self.hidden = dropout, list(channels), hidden
@@ -133,6 +157,10 @@ def _train(processes: Ranks, train_path, val_path, out_dir: Path, config: TrainC
         hyper["flux_skip"] = {"output": flux, "mean": specs[flux].scaler_mean,
                               "std": specs[flux].scaler_std,
                               "floor_njy": 100.0}
+    if config.psf_input:
+        hyper["psf_input"] = dict(PSF_INPUT)
+    if config.head_only and not config.init_from:
+        raise ValueError("head_only trains the head of a finished network: give init_from")
     model = MorphologyNet(**hyper)
     history, previous, stage, elapsed = [], [], 1, 0.0
     if config.init_from:  # a further stage: start from a finished bundle's weights
@@ -143,8 +171,10 @@ def _train(processes: Ranks, train_path, val_path, out_dir: Path, config: TrainC
         previous = before.get("previous_stages", []) + [before.get("config", {})]
         stage = 1 + max((h.get("stage", 1) for h in history), default=0)
         elapsed = float(before.get("time_s", 0.0))
+    if config.head_only:
+        model.freeze_trunk()
     model = model.to(device, memory_format=memory_format_for(device))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
                                   weight_decay=config.weight_decay)
     steps_per_epoch = processes.steps(len(train_set), config.batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
@@ -152,8 +182,9 @@ def _train(processes: Ranks, train_path, val_path, out_dir: Path, config: TrainC
         pct_start=0.15)
     val_x, val_cond = fixed_observations(val_set, seed=config.seed + 1000)
     val_y = targets_for(val_set.table, val_cond, specs, np.arange(len(val_set)))
+    val_psf = psf_in_stamps(val_set)
     own = processes.shard(len(val_y))  # each rank evaluates its part of the validation set
-    val_x, val_y = val_x[own], val_y[own]
+    val_x, val_y, val_psf = val_x[own], val_y[own], val_psf[own]
     start_epoch = 0
     ckpt_path = out_dir / CHECKPOINT_NAME
     resumed = (resume_checkpoint(ckpt_path, model, optimizer, scheduler, device, processes)
@@ -165,6 +196,7 @@ def _train(processes: Ranks, train_path, val_path, out_dir: Path, config: TrainC
     last_epoch = config.epochs if stop_after is None else min(config.epochs,
                                                                 start_epoch + stop_after)
     trained = processes.wrap(model)
+    train_psf = psf_in_stamps(train_set) if config.psf_input else None
     for epoch in range(start_epoch, last_epoch):
         t0 = time.time()
         trained.train()
@@ -180,18 +212,25 @@ def _train(processes: Ranks, train_path, val_path, out_dir: Path, config: TrainC
             if train_set.backgrounds is not None:  # a real sky patch under each galaxy
                 conditions["background"] = rng.integers(len(train_set.backgrounds),
                                                         size=len(index))
+            if config.psf_input:
+                known = train_set.table.get("psf_known")
+                conditions["psf_fwhm"] = psf_given(train_psf[index], rng,
+                                                   known=None if known is None else known[index])
             own = processes.shard(len(index))
             conditions = {name: values[own] for name, values in conditions.items()}
             x = observed_batch(train_set.images, index[own], conditions, rng, generator,
                                backgrounds=train_set.backgrounds)
             y = targets_for(train_set.table, conditions, specs, index[own])
-            loss = processes.batch_loss(
-                gaussian_nll_ldl(trained(x.to(device)), y.to(device)).mean(), len(x), len(index))
+            psf = conditions.get("psf_fwhm")
+            out = trained(x.to(device), psf_fwhm=None if psf is None else torch.from_numpy(psf))
+            loss = processes.batch_loss(gaussian_nll_ldl(out, y.to(device)).mean(), len(x),
+                                        len(index))
             running += optimisation_step(loss, trained, optimizer, scheduler)
             progress.update(step + 1, steps_per_epoch, stage=f"epoch {epoch + 1}/{config.epochs}",
                             loss=running / (step + 1))
         processes.sync_buffers(model)
-        val_loss, val_rmse = evaluate_loss(model, val_x, val_y, device, processes)
+        val_loss, val_rmse = evaluate_loss(model, val_x, val_y, device, processes,
+                                           psf=val_psf if config.psf_input else None)
         elapsed += time.time() - t0
         train_loss = float(processes.sum(running)) / (processes.world_size * steps_per_epoch)
         history.append({"stage": stage, "epoch": epoch + 1, "train_loss": train_loss,
@@ -214,13 +253,20 @@ def _train(processes: Ranks, train_path, val_path, out_dir: Path, config: TrainC
 
 @torch.no_grad()
 def _warm_start(model: MorphologyNet, start) -> None:
-    """Load a finished bundle's weights; a newly added flux skip starts as the identity.
+    """Load a finished bundle's weights; a newly added flux skip or PSF input starts as the
+    identity.
 
     Without the skip the flux-mean output was the whole (scaled) log flux; with it, that
     output is a correction, so its row restarts at zero and the new aperture gate at its
-    initial weights.
+    initial weights. A newly added PSF input's columns of the head start at zero, so the
+    network starts as the bundle's, whatever it is told.
     """
     weights = {k: torch.from_numpy(v) for k, v in start.tensors.items()}
+    old = weights.get("head_hidden.weight")
+    wide = model.head_hidden.weight
+    if model.psf_input and old is not None and old.shape[1] < wide.shape[1]:
+        weights["head_hidden.weight"] = torch.cat(
+            [old, torch.zeros(old.shape[0], wide.shape[1] - old.shape[1])], dim=1)
     try:
         result = model.load_state_dict(weights, strict=False)
     except RuntimeError as exc:  # tensors of other shapes
@@ -238,13 +284,15 @@ def _warm_start(model: MorphologyNet, start) -> None:
 
 
 @torch.no_grad()
-def evaluate_loss(model, x, y, device, processes: Ranks | None = None, batch=256):
-    """Mean NLL and per-parameter RMSE of the mean (scaled units) on fixed observations; under
-    torchrun each rank passes its part of them and the sums are added over the ranks."""
+def evaluate_loss(model, x, y, device, processes: Ranks | None = None, batch=256, psf=None):
+    """Mean NLL and per-parameter RMSE of the mean (scaled units) on fixed observations (with
+    PSF FWHMs ``psf`` for a network that reads them); under torchrun each rank passes its part
+    of them and the sums are added over the ranks."""
     model.eval()
     loss_sum, sq_sum = 0.0, torch.zeros(y.shape[1], dtype=torch.float64)
     for i in range(0, len(x), batch):
-        out = model(x[i:i + batch].unsqueeze(1).to(device))
+        out = model(x[i:i + batch].unsqueeze(1).to(device),
+                    psf_fwhm=None if psf is None else torch.from_numpy(psf[i:i + batch]))
         loss_sum += float(gaussian_nll_ldl(out, y[i:i + batch].to(device)).double().sum())
         sq_sum += ((out[:, :y.shape[1]].cpu() - y[i:i + batch]) ** 2).double().sum(0)
     sums = [len(x), loss_sum, *sq_sum.tolist()]

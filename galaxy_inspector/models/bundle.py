@@ -398,6 +398,8 @@ HYPERPARAMETERS = {
         "flux_skip": _Nullable(_Object(
             {"output": _Integer(0, 15), "mean": _FINITE, "std": _POSITIVE,
              "floor_njy": _POSITIVE}, required=("output", "mean", "std", "floor_njy"))),
+        "psf_input": _Nullable(_Object({"centre": _FINITE, "scale": _POSITIVE},
+                                       required=("centre", "scale"))),
     },
     "property-resnet": {
         "in_channels": _Integer(1, 16), "n_targets": _Integer(1, 64), "depth": _Choice((18, 34)),

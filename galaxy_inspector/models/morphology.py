@@ -156,18 +156,27 @@ class MorphologyModel(LoadedModel):
             out[o.name] = ModeTransform(o.forward, o.inverse, bounds)
         return out
 
+    @property
+    def takes_psf(self) -> bool:
+        """Whether the network reads the PSF's FWHM (card ``hyperparameters.psf_input``)."""
+        return self.network.psf_input is not None
+
     def predict(self, stamps, n_samples: int | None = None, seed: int = 0,
-                return_crops: bool = False,
-                batch_size: int | None = None) -> MorphologyPrediction:
+                return_crops: bool = False, batch_size: int | None = None,
+                psf_fwhm=None) -> MorphologyPrediction:
         """Posterior samples for stamps of shape ``(N, H, W)`` (or one ``(H, W)``) in nJy/pixel.
 
         Stamps must already be on the model's grid (``pixel_scale``, ``stamp_size``), centred on
         the galaxy, with no NaNs: ``galaxy_inspector.preprocessing`` prepares them.
         ``batch_size`` caps the stamps per trunk pass (default: ``call_sizes`` for the device).
+        ``psf_fwhm``: the PSF FWHM each stamp was observed with, in arcsec of the model's frame
+        (one value or one per stamp; NaN or None: unknown); read only if ``takes_psf``.
         """
         x = np.ascontiguousarray(stamps, dtype=np.float32)
         if x.ndim == 2:
             x = x[None]
+        psf = np.broadcast_to(np.asarray(np.nan if psf_fwhm is None else psf_fwhm,
+                                         dtype=np.float64), (len(x),))
         size = self.stamp_size
         if x.ndim != 3 or x.shape[1:] != (size, size):
             raise InputError(f"stamps must be {size}x{size} pixels for model "
@@ -193,7 +202,7 @@ class MorphologyModel(LoadedModel):
                     part = slice(first, first + per_head_call)
                     where = slice(start + first, start + first + len(chunk[part]))
                     samples[where] = self._sample(features[:, part], chunk[part], n_samples,
-                                                  seed)
+                                                  seed, psf[where])
                 scales[start:start + len(chunk)] = s.cpu().numpy()
                 if return_crops:
                     crops.append(crop[:, 0].cpu().numpy())
@@ -202,14 +211,15 @@ class MorphologyModel(LoadedModel):
             stn_scale=scales, crops=np.concatenate(crops) if return_crops else None)
 
     def _sample(self, features: torch.Tensor, stamps: np.ndarray, n_samples: int,
-                seed: int) -> np.ndarray:
+                seed: int, psf: np.ndarray) -> np.ndarray:
         """``(N, n_samples, P)`` posterior samples in physical units from trunk ``features``
-        ``(views, N, F)`` of ``stamps``: MC-dropout head passes and Gaussian draws."""
+        ``(views, N, F)`` of ``stamps`` observed with PSFs ``psf`` (N,): MC-dropout head
+        passes and Gaussian draws."""
         n_params = len(self.outputs)
         rows = self._head_rows(features, n_samples)
-        u1, u2, eps = self._draws(stamps, seed, n_samples,
-                                  self.network.head_hidden.in_features, n_params)
-        out = self.network.head(rows, dropout=self.dropout, sample=True, uniforms=(u1, u2))
+        u1, u2, eps = self._draws(stamps, seed, n_samples, self.network.hidden, n_params)
+        out = self.network.head(rows, dropout=self.dropout, sample=True, uniforms=(u1, u2),
+                                psf_fwhm=self.psf_rows(psf, n_samples))
         draw = sample_ldl(out, n_params, scale=self._row_spread(out, n_samples), eps=eps)
         draw = draw.reshape(len(stamps), n_samples, n_params).cpu().numpy()
         draw = self.affine[:, 0] + self.affine[:, 1] * draw
@@ -244,6 +254,13 @@ class MorphologyModel(LoadedModel):
         factors = spread_factors(self.sigma_scale, self.brightness(out, n_samples))
         return torch.as_tensor(np.repeat(factors, n_samples, axis=0), dtype=out.dtype,
                                device=out.device)
+
+    def psf_rows(self, psf_fwhm, n_samples: int) -> torch.Tensor | None:
+        """Each galaxy's PSF FWHM repeated for its ``n_samples`` head rows (galaxy-major), or
+        None for a network that does not read it."""
+        if not self.takes_psf:
+            return None
+        return torch.from_numpy(np.repeat(np.asarray(psf_fwhm, dtype=np.float64), n_samples))
 
     def head_inputs(self, x: torch.Tensor, n_samples: int):
         """Trunk features for ``n_samples`` head passes per galaxy of ``x`` (N, 1, H, W).

@@ -8,6 +8,12 @@ full forward pass per posterior sample, dropout here lives only in a small *stoc
 trunk (STN + CNN + aperture photometry) runs once per galaxy and the head is sampled hundreds of
 times in one batched call, which makes a 500-sample posterior cost milliseconds.
 
+With ``psf_input`` the head also reads the PSF's FWHM in the model's frame (arcsec), or that it
+is unknown: two columns, "known" (0 or 1) and the scaled FWHM (0 when unknown), join the head's
+features after the first dropout. A network trained with some PSFs withheld learns both a
+posterior for a given seeing and one marginalised over seeing, so intervals can be calibrated
+per seeing rather than on average (docs/design.md, "Seeing conditioning").
+
 Tensor conventions: images are ``(N, 1, H, W)`` float32 in nJy per pixel at the model's pixel
 scale, the galaxy at the stamp centre (``(H - 1) / 2, (W - 1) / 2`` in 0-based pixel indices).
 """
@@ -22,6 +28,10 @@ from torch.nn import functional as F
 
 __all__ = ["MorphologyNet", "ScaleSTN", "ldl_output_size", "unpack_ldl", "gaussian_nll_ldl",
            "sample_ldl"]
+
+
+#: Columns the PSF adds to the head's input: "known" and the scaled FWHM.
+PSF_COLUMNS = 2
 
 
 def ldl_output_size(n_params: int) -> int:
@@ -164,13 +174,19 @@ class MorphologyNet(nn.Module):
         for a faint galaxy in noise, a large one for a bright, extended one). A plain
         regression on log flux shrinks towards the middle of the training range; the skip
         leaves the network only the missing-light correction to learn.
+    psf_input : dict, optional
+        ``{"centre": c, "scale": s}``: the head reads the PSF FWHM ``f`` (arcsec) as
+        ``(f - c) / s`` beside a "known" flag; ``forward``/``head`` take ``psf_fwhm`` (NaN:
+        unknown).
     """
 
     def __init__(self, stamp_size=128, crop_size=64, n_params=3, dropout=0.1, arsinh_scale=2.0,
                  aperture_radii=(2, 4, 8, 16, 32, 60), aperture_scale=10.0,
-                 channels=(32, 48, 96, 128), hidden=256, flux_skip: dict | None = None):
+                 channels=(32, 48, 96, 128), hidden=256, flux_skip: dict | None = None,
+                 psf_input: dict | None = None):
         super().__init__()
         self.n_params = n_params
+        self.hidden = hidden
         self.arsinh_scale = arsinh_scale
         self.aperture_scale = aperture_scale
         centre = (stamp_size - 1) / 2.0
@@ -201,8 +217,36 @@ class MorphologyNet(nn.Module):
             nn.init.zeros_(self.flux_gate.weight)
             with torch.no_grad():  # start from the largest aperture
                 self.flux_gate.bias.copy_(torch.linspace(-3.0, 3.0, len(aperture_radii)))
-        self.head_hidden = nn.Linear(hidden, hidden)
+        self.psf_input = dict(psf_input) if psf_input else None
+        self.head_hidden = nn.Linear(hidden + (PSF_COLUMNS if self.psf_input else 0), hidden)
+        self.trunk_frozen = False
         self.head_out = nn.Linear(hidden, ldl_output_size(n_params))
+
+    def psf_columns(self, psf_fwhm, rows: int, like: torch.Tensor) -> torch.Tensor:
+        """The head's PSF columns ``(rows, 2)``: known flag and scaled FWHM, from ``psf_fwhm``
+        (None, one value, or one per row; NaN: unknown), dtype and device of ``like``."""
+        f = torch.full((rows,), math.nan) if psf_fwhm is None else torch.as_tensor(
+            psf_fwhm, dtype=torch.float64).reshape(-1).expand(rows)
+        f = f.to(device=like.device, dtype=like.dtype)
+        known = torch.isfinite(f)
+        scaled = (f - self.psf_input["centre"]) / self.psf_input["scale"]
+        return torch.stack([known.to(like.dtype), torch.where(known, scaled, 0.0)], dim=1)
+
+    def freeze_trunk(self) -> None:
+        """Train the head alone: the trunk's weights stop learning and its batch-norm layers
+        keep their statistics (``train()`` leaves them in evaluation mode)."""
+        self.trunk_frozen = True
+        head = {id(p) for m in (self.head_hidden, self.head_out) for p in m.parameters()}
+        for p in self.parameters():
+            p.requires_grad_(id(p) in head)
+        self.train(self.training)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.trunk_frozen:
+            for part in (self.stn, self.cnn, self.trunk_head):
+                part.eval()
+        return self
 
     def side_features(self, x: torch.Tensor) -> torch.Tensor:
         """Aperture fluxes and the log of a robust sky-noise estimate from the stamp border."""
@@ -240,11 +284,12 @@ class MorphologyNet(nn.Module):
         return (baseline - skip["mean"]) / skip["std"]
 
     def head(self, h: torch.Tensor, dropout: float | None = None, sample: bool = False,
-             uniforms: tuple[torch.Tensor, torch.Tensor] | None = None):
+             uniforms: tuple[torch.Tensor, torch.Tensor] | None = None, psf_fwhm=None):
         """Raw LDL outputs from trunk features; ``sample=True`` applies dropout (MC dropout).
 
         ``uniforms`` optionally gives the U(0, 1) draws behind the two dropout masks (each of
-        shape ``h.shape``), so a caller can make them from its own per-galaxy generator.
+        shape ``(rows, hidden)``), so a caller can make them from its own per-galaxy generator.
+        ``psf_fwhm`` (one per row, NaN unknown) is read by a network with ``psf_input`` only.
         """
         p = self.dropout if dropout is None else dropout
         active = sample or self.training
@@ -252,6 +297,8 @@ class MorphologyNet(nn.Module):
             h, baseline = h[:, :-1], h[:, -1]
         first, second = uniforms if uniforms is not None else (None, None)
         h = _dropout(h, p, active, first)
+        if self.psf_input:
+            h = torch.cat([h, self.psf_columns(psf_fwhm, len(h), h)], dim=1)
         h = F.relu(self.head_hidden(h))
         h = _dropout(h, p, active, second)
         out = self.head_out(h)
@@ -261,6 +308,10 @@ class MorphologyNet(nn.Module):
                              out[:, j + 1:]], dim=1)
         return out
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, _, _ = self.trunk(x)
-        return self.head(h)
+    def forward(self, x: torch.Tensor, psf_fwhm=None) -> torch.Tensor:
+        if self.trunk_frozen:
+            with torch.no_grad():
+                h, _, _ = self.trunk(x)
+        else:
+            h, _, _ = self.trunk(x)
+        return self.head(h, psf_fwhm=psf_fwhm)

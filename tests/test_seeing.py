@@ -1,0 +1,158 @@
+"""Seeing conditioning: a morphology network that reads the PSF's FWHM, or that it is unknown
+(``MorphologyNet(psf_input=...)``), added to a trained network as a head-only stage, and the
+engine telling it the PSF a stamp holds in the model's frame (``domain.psf_seen_by_model``)."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from galaxy_inspector.domain import PSF_TARGET_FACTOR, psf_seen_by_model
+from galaxy_inspector.engine import measure_stamps, stamp_for
+from galaxy_inspector.errors import BundleError
+from galaxy_inspector.flags import Flag
+from galaxy_inspector.io.image import SkyImage
+from galaxy_inspector.models.bundle import load_bundle, save_bundle
+from galaxy_inspector.models.morphology import MorphologyModel
+from galaxy_inspector.models.morphology_network import MorphologyNet, gaussian_nll_ldl
+from training.train import PSF_INPUT, _warm_start, psf_given
+
+RANGE = (0.6, 1.6)
+
+
+def _psf_network(bundle) -> MorphologyNet:
+    hyper = {**bundle.card["hyperparameters"], "psf_input": dict(PSF_INPUT)}
+    net = MorphologyNet(**hyper)
+    _warm_start(net, bundle)
+    return net.eval()
+
+
+def _stamps(n=3, size=128, seed=0) -> torch.Tensor:
+    x = torch.from_numpy(np.random.default_rng(seed).normal(0, 3, (n, 1, size, size))
+                         .astype(np.float32))
+    c = size // 2
+    x[..., c - 4:c + 4, c - 4:c + 4] += torch.tensor([30.0, 300.0, 3000.0][:n]).reshape(n, 1, 1, 1)
+    return x
+
+
+def test_a_psf_input_added_to_a_trained_network_starts_as_that_network(tiny_bundle):
+    bundle = load_bundle(tiny_bundle)
+    plain = MorphologyModel(tiny_bundle).network
+    net = _psf_network(bundle)
+    x = _stamps()
+    with torch.no_grad():
+        before = plain(x)
+        for psf in (None, torch.tensor([0.7, math.nan, 1.5])):
+            assert torch.equal(net(x, psf_fwhm=psf), before)
+    assert net.head_hidden.in_features == plain.head_hidden.in_features + 2
+
+
+def test_the_head_reads_known_and_the_scaled_fwhm():
+    net = MorphologyNet(stamp_size=32, crop_size=16, channels=[4, 4, 8, 8], hidden=8,
+                        psf_input={"centre": 1.0, "scale": 0.25})
+    like = torch.zeros(1)
+    columns = net.psf_columns(torch.tensor([0.5, math.nan, 1.0]), 3, like)
+    assert columns.tolist() == [[1.0, -2.0], [0.0, 0.0], [1.0, 0.0]]
+    assert net.psf_columns(None, 2, like).tolist() == [[0.0, 0.0], [0.0, 0.0]]
+    assert net.psf_columns(1.5, 2, like).tolist() == [[1.0, 2.0], [1.0, 2.0]]
+
+
+def test_a_head_only_stage_moves_the_head_and_nothing_of_the_trunk(tiny_bundle):
+    net = _psf_network(load_bundle(tiny_bundle))
+    net.freeze_trunk()
+    net.train()
+    trunk = {k: v.clone() for k, v in net.state_dict().items() if not k.startswith("head_")}
+    optimiser = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-2)
+    head_before = net.head_hidden.weight.detach().clone()
+    for _ in range(3):
+        loss = gaussian_nll_ldl(net(_stamps(), psf_fwhm=torch.tensor([0.7, 1.0, math.nan])),
+                                torch.zeros(3, 3)).mean()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    after = net.state_dict()
+    for k, v in trunk.items():  # weights and batch-norm statistics alike
+        assert torch.equal(after[k], v), k
+    assert not torch.equal(net.head_hidden.weight, head_before)
+    assert not torch.equal(net.head_hidden.weight[:, -2:], torch.zeros_like(head_before[:, :2]))
+
+
+def test_the_psf_given_in_training_is_sometimes_withheld_and_never_exact():
+    true = np.full(20000, 0.9)
+    given = psf_given(true, np.random.default_rng(0))
+    assert np.isnan(given).mean() == pytest.approx(0.3, abs=0.02)
+    known = given[np.isfinite(given)]
+    assert np.std(np.log(known)) == pytest.approx(0.03, rel=0.05)
+    assert np.isfinite(psf_given(true, np.random.default_rng(0), unknown_fraction=0.0)).all()
+    # A realism set says per stamp whether its PSF counts as known (simulate --psf-known).
+    told = psf_given(true[:4], np.random.default_rng(0), known=np.array([1, 0, 1, 0]))
+    assert np.isfinite(told).tolist() == [True, False, True, False]
+
+
+@pytest.mark.parametrize("fwhm, binning, flags, seen", [
+    (0.9, 1.0, 0, 0.9),                                  # as it is
+    (2.4, 2.0, int(Flag.RESCALED), 1.2),                 # binned: k times sharper
+    (0.1, 1.0, int(Flag.PSF_MATCHED), PSF_TARGET_FACTOR * RANGE[0]),  # matched to the target
+    (math.nan, 1.0, 0, math.nan),                        # unknown
+    (0.12, 1.0, int(Flag.PSF_MATCHED | Flag.PSF_GUESSED), math.nan),  # a guess is not known
+    (2.5, 1.0, int(Flag.OUTSIDE_TRAINING), RANGE[1]),    # clipped to what was trained
+])
+def test_the_psf_the_model_sees(fwhm, binning, flags, seen):
+    assert psf_seen_by_model(fwhm, binning, flags, RANGE) == pytest.approx(seen, nan_ok=True)
+
+
+@pytest.fixture
+def psf_bundle(tiny_bundle, tmp_path):
+    """The tiny bundle with a PSF input whose weights matter, trained on 0.6-1.6″ PSFs."""
+    bundle = load_bundle(tiny_bundle)
+    net = _psf_network(bundle)
+    with torch.no_grad():
+        net.head_hidden.weight[:, -2:] = torch.randn(net.head_hidden.out_features, 2)
+    card = copy.deepcopy(bundle.card)
+    card["hyperparameters"]["psf_input"] = dict(PSF_INPUT)
+    card["training_ranges"]["psf_fwhm_arcsec"] = list(RANGE)
+    for key in ("format", "weights"):
+        card.pop(key, None)
+    tensors = {k: v.detach().numpy() for k, v in net.state_dict().items()}
+    return save_bundle(tmp_path / "psf", card, tensors)
+
+
+def test_the_engine_tells_a_conditioned_model_the_psf_its_stamp_holds(psf_bundle, monkeypatch):
+    model = MorphologyModel(psf_bundle)
+    assert model.takes_psf
+    data = np.random.default_rng(1).normal(0, 2.7, (200, 200)).astype(np.float32)
+    data[95:105, 95:105] += 50.0
+    told = []
+    predict = model.predict
+
+    def spy(*args, **kwargs):
+        told.append(kwargs["psf_fwhm"])
+        return predict(*args, **kwargs)
+
+    monkeypatch.setattr(model, "predict", spy)
+    rows = {}
+    for fwhm in (0.8, 1.4, None):
+        image = SkyImage.from_array(data, pixel_scale=0.168, psf_fwhm=fwhm,
+                                    psf_source="given" if fwhm else "")
+        rows[fwhm] = measure_stamps([stamp_for(image, 99.5, 99.5, model)], model,
+                                    n_samples=64)[0]
+    assert told[0] == [pytest.approx(0.8)] and told[1] == [pytest.approx(1.4)]
+    assert math.isnan(told[2][0])
+    # Same pixels, another seeing: another posterior.
+    assert not np.array_equal(rows[0.8].samples, rows[1.4].samples)
+    assert not np.array_equal(rows[0.8].samples, rows[None].samples)
+
+
+def test_a_card_with_a_bad_psf_input_is_refused(psf_bundle, tmp_path):
+    bundle = load_bundle(psf_bundle)
+    card = copy.deepcopy(bundle.card)
+    card["hyperparameters"]["psf_input"] = {"centre": 1.0, "scale": 0.0}
+    for key in ("format", "weights"):
+        card.pop(key, None)
+    bad = save_bundle(tmp_path / "bad", card, dict(bundle.tensors))
+    with pytest.raises(BundleError, match="psf_input"):
+        MorphologyModel(bad)
