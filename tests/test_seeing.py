@@ -17,7 +17,7 @@ from galaxy_inspector.errors import BundleError
 from galaxy_inspector.flags import Flag
 from galaxy_inspector.io.image import SkyImage
 from galaxy_inspector.models.bundle import load_bundle, save_bundle
-from galaxy_inspector.models.morphology import MorphologyModel
+from galaxy_inspector.models.morphology import MorphologyModel, spread_factors
 from galaxy_inspector.models.morphology_network import MorphologyNet, gaussian_nll_ldl
 from training.train import PSF_INPUT, _warm_start, psf_given
 
@@ -156,3 +156,28 @@ def test_a_card_with_a_bad_psf_input_is_refused(psf_bundle, tmp_path):
     bad = save_bundle(tmp_path / "bad", card, dict(bundle.tensors))
     with pytest.raises(BundleError, match="psf_input"):
         MorphologyModel(bad)
+
+
+def test_seeing_factors_multiply_the_brightness_factors_of_galaxies_told_the_psf():
+    table = {"flux_knots": [0.0, 1.0], "factors": [[1.0, 2.0], [1.0, 1.0]],
+             "psf_knots": [0.7, 1.3], "psf_factors": [[0.5, 1.5], [2.0, 2.0]]}
+    rows = spread_factors(table, np.array([0.0, 1.0, 0.5]), psf=np.array([0.7, math.nan, 1.0]))
+    np.testing.assert_allclose(rows, [[0.5, 2.0], [2.0, 1.0], [1.5, 2.0]])
+    np.testing.assert_allclose(spread_factors(table, np.array([1.0])), [[2.0, 1.0]])
+
+
+def test_a_card_with_seeing_factors_loads_and_a_malformed_one_is_refused(psf_bundle, tmp_path):
+    bundle = load_bundle(psf_bundle)
+    for psf_knots, ok in (([0.7, 1.3], True), ([1.3, 0.7], False)):
+        card = copy.deepcopy(bundle.card)
+        card["posterior"]["sigma_scale"] = {
+            "flux_knots": [0.0], "factors": [[1.0]] * 3, "psf_knots": psf_knots,
+            "psf_factors": [[0.9, 1.1]] * 3}
+        for key in ("format", "weights"):
+            card.pop(key, None)
+        folder = save_bundle(tmp_path / str(ok), card, dict(bundle.tensors))
+        if ok:
+            assert MorphologyModel(folder).sigma_scale["psf_knots"] == psf_knots
+        else:
+            with pytest.raises(BundleError, match="sigma_scale"):
+                MorphologyModel(folder)

@@ -39,6 +39,7 @@ DROPOUT_GRID = (0.0, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
 CALIBRATION_NOISE_SEED = 2024
 TOLERANCE = 0.025  # largest accepted |coverage - level| on validation data
 SPREAD_BINS = 5  # spread factors are fitted per quantile bin of predicted flux
+SEEING_BINS = 4  # and, for a seeing-conditioned model, per quantile bin of the PSF it is told
 
 
 def truth_table(dataset, conditions, n):
@@ -127,10 +128,47 @@ def _fit_spread(model, mu, draw, truth, level) -> dict:
             "factors": np.array([f for _, f in kept]).T.tolist()}
 
 
-def _binned_coverage(model, mu, draw, truth, level, factors) -> list:
-    """Per bin of predicted brightness: coverage per level (rows) and parameter (columns)."""
-    return [_coverage_table(model, mu[m], draw[m], truth[m], factors[m])
-            for m in _spread_bins(level) if m.any()]
+def _seeing_bins(psf: np.ndarray) -> list[np.ndarray]:
+    """Masks of the ``SEEING_BINS`` quantile bins of the known (finite) PSF FWHMs ``psf``."""
+    known = np.isfinite(psf)
+    if known.sum() < SEEING_BINS:
+        return []
+    edges = np.quantile(psf[known], np.linspace(0.0, 1.0, SEEING_BINS + 1))
+    bins = np.clip(np.searchsorted(edges, np.where(known, psf, edges[0]), side="right") - 1,
+                   0, SEEING_BINS - 1)
+    return [known & (bins == b) for b in range(SEEING_BINS)]
+
+
+def _fit_seeing(model, mu, draw, truth, level, psf) -> dict:
+    """Spread factors per bin of brightness and, multiplying them, per bin of told seeing.
+
+    The two are fitted in turn, twice (each on draws scaled by the other's current factors):
+    a network told the PSF may still be too sure at one seeing and too unsure at another,
+    which factors per brightness alone average away. Galaxies told "unknown" keep the
+    brightness factors only.
+    """
+    seeing = np.ones_like(draw[:, 0, :])
+    kept = [m for m in _seeing_bins(psf) if m.any()]
+    for _ in range(2 if kept else 1):
+        spread = _fit_spread(model, mu, draw * seeing[:, None, :], truth, level)
+        if not kept:  # nobody was told the PSF
+            break
+        scaled = draw * spread_factors(spread, level)[:, None, :]
+        spread["psf_knots"] = [float(np.median(psf[m])) for m in kept]
+        spread["psf_factors"] = np.array(
+            [[_solve_factor(model, mu[m], scaled[m], truth[m], j) for j in range(truth.shape[1])]
+             for m in kept]).T.tolist()
+        seeing = spread_factors(spread, level, psf) / spread_factors(
+            {k: spread[k] for k in ("flux_knots", "factors")}, level)
+    return spread
+
+
+def _binned_coverage(model, mu, draw, truth, level, factors, psf=None) -> list:
+    """Per bin of predicted brightness (and of told seeing): coverage per level (rows) and
+    parameter (columns)."""
+    masks = _spread_bins(level) + (_seeing_bins(psf) if psf is not None else [])
+    return [_coverage_table(model, mu[m], draw[m], truth[m], factors[m]) for m in masks
+            if m.any()]
 
 
 def _coverage_table(model, mu, draw, truth, factors) -> list[list[float]]:
@@ -200,25 +238,28 @@ def calibrate(bundle_dir, val_path, n_galaxies=4000, n_samples=300, orientations
     results = []
     for p in DROPOUT_GRID:
         mu, draw, level = pieces(p, CALIBRATION_NOISE_SEED)
-        spread = _fit_spread(model, mu, draw, truth, level)
-        factors = spread_factors(spread, level)
+        spread = (_fit_seeing(model, mu, draw, truth, level, psf) if psf is not None
+                  else _fit_spread(model, mu, draw, truth, level))
+        factors = spread_factors(spread, level, psf)
         cov = _coverage_table(model, mu, draw, truth, factors)
         # The score (which decides when no rate is within tolerance overall) sums the squared
         # coverage errors per bin, so being calibrated only on average does not help it.
-        by_bin = _binned_coverage(model, mu, draw, truth, level, factors)
+        by_bin = _binned_coverage(model, mu, draw, truth, level, factors, psf)
         score = float(sum((c - lev) ** 2 for table in by_bin
                           for row, lev in zip(table, LEVELS, strict=True) for c in row))
         results.append({"dropout": p, "sigma_scale": spread, "coverage": cov,
-                        "coverage_by_brightness": by_bin, "score": score})
+                        "coverage_by_bin": by_bin, "score": score})
         progress.emit("calibrate", dropout=p,
                       factors=[[round(f, 3) for f in row] for row in spread["factors"]],
                       coverage=[[round(c, 4) for c in row] for row in cov], score=score)
     for r in results:
         r["worst_error"] = max(abs(c - lev) for row, lev in zip(r["coverage"], LEVELS,
                                                                 strict=True) for c in row)
+    bins = (f"{SPREAD_BINS} bins of predicted flux"
+            + (f" and {SEEING_BINS} of told seeing" if psf is not None else ""))
     rule = (f"largest dropout rate with every coverage within {TOLERANCE:.3f} of its level "
-            f"(else the best summed over {SPREAD_BINS} bins of predicted flux), spread factors "
-            "fitted to all three levels per bin")
+            f"(else the best summed over {bins}), spread factors fitted to all three levels "
+            "per bin")
     return finish_calibration(bundle_dir, model, x.numpy(), truth, results, affine,
                               orientations, n_samples, rule, progress, psf=psf)
 

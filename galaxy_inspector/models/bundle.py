@@ -480,16 +480,26 @@ def _nesting_depth(text: str) -> int:
 
 def _check_sigma_scale(sigma_scale, n_params: int, path: str) -> None:
     """Spread factors: one positive factor per output, or a table per bin of predicted flux
-    (``{"flux_knots": increasing, "factors": one list per output}``)."""
+    (``{"flux_knots": increasing, "factors": one list per output}``), optionally with factors
+    per PSF FWHM that multiply them (``"psf_knots"``, ``"psf_factors"``, alike)."""
     if sigma_scale is None:
         return
+
+    def table_ok(knot_key, factor_key):
+        knots = np.asarray(sigma_scale[knot_key], dtype=np.float64)
+        factors = np.asarray(sigma_scale[factor_key], dtype=np.float64)
+        return (knots.ndim == 1 and len(knots) >= 1 and bool(np.all(np.diff(knots) > 0))
+                and factors.shape == (n_params, len(knots)) and bool(np.isfinite(knots).all())
+                and bool(np.all(np.isfinite(factors) & (factors > 0))))
+
     try:
         if isinstance(sigma_scale, dict):
-            knots = np.asarray(sigma_scale["flux_knots"], dtype=np.float64)
             factors = np.asarray(sigma_scale["factors"], dtype=np.float64)
-            ok = (set(sigma_scale) == {"flux_knots", "factors"} and knots.ndim == 1
-                  and len(knots) >= 1 and bool(np.all(np.diff(knots) > 0))
-                  and factors.shape == (n_params, len(knots)) and bool(np.isfinite(knots).all()))
+            keys = set(sigma_scale)
+            ok = (keys in ({"flux_knots", "factors"},
+                           {"flux_knots", "factors", "psf_knots", "psf_factors"})
+                  and table_ok("flux_knots", "factors")
+                  and ("psf_knots" not in keys or table_ok("psf_knots", "psf_factors")))
         else:
             factors = np.asarray(sigma_scale, dtype=np.float64)
             ok = factors.shape == (n_params,)
@@ -498,7 +508,8 @@ def _check_sigma_scale(sigma_scale, n_params: int, path: str) -> None:
         ok = False
     if not ok:
         raise _Invalid(f"{path} must be {n_params} positive factors or {{flux_knots: increasing "
-                       "list, factors: one list of positive factors per output}, got "
+                       "list, factors: one list of positive factors per output[, psf_knots, "
+                       "psf_factors: alike]}, got "
                        f"{_shown(sigma_scale)}")
 
 

@@ -34,18 +34,27 @@ def pick_device(device: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def spread_factors(table: dict, level: np.ndarray) -> np.ndarray:
+def spread_factors(table: dict, level: np.ndarray, psf=None) -> np.ndarray:
     """Spread factors ``(N, P)`` for galaxies at predicted working-space log flux ``level`` (N,).
 
     ``table`` is a card's ``{"flux_knots": [K values], "factors": [[K values] per parameter]}``
     (a card may instead give one factor per parameter): factors calibrated per bin of predicted
     flux and interpolated linearly in between (constant beyond the outer knots). The network's
     spread needs a smaller correction for bright galaxies than for faint ones: one global
-    factor over-covered the first and under-covered the second.
+    factor over-covered the first and under-covered the second. A seeing-conditioned model's
+    table may add ``psf_knots``/``psf_factors``, alike, per PSF FWHM told to it: they multiply
+    the factors of galaxies whose ``psf`` (N,) is known (finite).
     """
     level = np.asarray(level, dtype=np.float64).reshape(-1)
     knots = np.asarray(table["flux_knots"], dtype=np.float64)
-    return np.stack([np.interp(level, knots, row) for row in table["factors"]], axis=1)
+    factors = np.stack([np.interp(level, knots, row) for row in table["factors"]], axis=1)
+    if "psf_knots" in table and psf is not None:
+        psf = np.broadcast_to(np.asarray(psf, dtype=np.float64), level.shape)
+        known = np.isfinite(psf)
+        seeing = np.stack([np.interp(np.where(known, psf, 0.0), table["psf_knots"], row)
+                           for row in table["psf_factors"]], axis=1)
+        factors = factors * np.where(known[:, None], seeing, 1.0)
+    return factors
 
 
 #: Head rows per call on the CPU. The head's tensors are about 1 kB per row each; at 16,000
@@ -220,7 +229,7 @@ class MorphologyModel(LoadedModel):
         u1, u2, eps = self._draws(stamps, seed, n_samples, self.network.hidden, n_params)
         out = self.network.head(rows, dropout=self.dropout, sample=True, uniforms=(u1, u2),
                                 psf_fwhm=self.psf_rows(psf, n_samples))
-        draw = sample_ldl(out, n_params, scale=self._row_spread(out, n_samples), eps=eps)
+        draw = sample_ldl(out, n_params, scale=self._row_spread(out, n_samples, psf), eps=eps)
         draw = draw.reshape(len(stamps), n_samples, n_params).cpu().numpy()
         draw = self.affine[:, 0] + self.affine[:, 1] * draw
         samples = np.empty(draw.shape, dtype=np.float32)
@@ -241,8 +250,10 @@ class MorphologyModel(LoadedModel):
         mean = out[..., j].reshape(-1, n_samples).mean(1).detach().cpu().numpy()
         return self.affine[j, 0] + self.affine[j, 1] * mean
 
-    def _row_spread(self, out: torch.Tensor, n_samples: int) -> torch.Tensor | None:
-        """Spread factors per head row, each at its galaxy's predicted brightness.
+    def _row_spread(self, out: torch.Tensor, n_samples: int,
+                    psf: np.ndarray | None = None) -> torch.Tensor | None:
+        """Spread factors per head row, each at its galaxy's predicted brightness (and the PSF
+        FWHM it was told, ``psf`` (N,)).
 
         The brightness is the mean over the galaxy's ``n_samples`` passes (300 in calibration);
         a call with very few samples looks its factor up at a noisier brightness.
@@ -251,7 +262,7 @@ class MorphologyModel(LoadedModel):
             return None
         if not isinstance(self.sigma_scale, dict):
             return torch.as_tensor(self.sigma_scale, dtype=out.dtype, device=out.device)
-        factors = spread_factors(self.sigma_scale, self.brightness(out, n_samples))
+        factors = spread_factors(self.sigma_scale, self.brightness(out, n_samples), psf)
         return torch.as_tensor(np.repeat(factors, n_samples, axis=0), dtype=out.dtype,
                                device=out.device)
 
