@@ -117,6 +117,9 @@ class Measurement:
     error : str
         Why there is no morphology posterior ("" when there is one); the engine then gives
         empty ``names`` and ``summary`` and no ``samples``.
+    psf_told : float or None
+        For a seeing-conditioned model, the PSF FWHM (arcsec, in the model's frame) it was
+        told, NaN when it was told "unknown"; None for a model that does not read it.
     """
 
     stamp: Stamp
@@ -132,6 +135,7 @@ class Measurement:
     crop: np.ndarray | None = None
     properties: dict = field(default_factory=dict)
     error: str = ""
+    psf_told: float | None = None
 
 
 def load_models(names=None, device: str | None = None):
@@ -348,7 +352,8 @@ def _posteriors(stamps: list[Stamp], model, n_samples, seed, return_crops) -> li
             stamp=stamp, names=names, units=list(pred.units), samples=pred.samples[i],
             summary=row, stn_scale=scale, crop_box=stamp.source_box(scale * model.stamp_size),
             snr=float(snr[i]), label=label, flags=int(flags[i]),
-            crop=pred.crops[i] if return_crops else None)
+            crop=pred.crops[i] if return_crops else None,
+            psf_told=None if psf is None else float(psf[i]))
         if not snr[i] >= NO_GALAXY_SNR:  # NaN too: a flat stamp without sky noise
             value = f"{snr[i]:.1f}" if math.isfinite(snr[i]) else "undefined (a flat stamp)"
             m = dataclasses.replace(m, names=[], units=[], samples=np.empty((0, 0), np.float32),

@@ -142,6 +142,7 @@ def test_the_engine_tells_a_conditioned_model_the_psf_its_stamp_holds(psf_bundle
                                     n_samples=64)[0]
     assert told[0] == [pytest.approx(0.8)] and told[1] == [pytest.approx(1.4)]
     assert math.isnan(told[2][0])
+    assert rows[0.8].psf_told == pytest.approx(0.8) and math.isnan(rows[None].psf_told)
     # Same pixels, another seeing: another posterior.
     assert not np.array_equal(rows[0.8].samples, rows[1.4].samples)
     assert not np.array_equal(rows[0.8].samples, rows[None].samples)

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from galaxy_inspector.models.morphology import MorphologyModel, spread_factors
+from galaxy_inspector.models.morphology import MorphologyModel, spread_factors, tail_widening
 from galaxy_inspector.models.morphology_network import unpack_ldl
 from galaxy_inspector.posterior import LEVELS, coverage, summarize
 from training.dataset import load_set, psf_in_stamps
@@ -40,6 +40,8 @@ CALIBRATION_NOISE_SEED = 2024
 TOLERANCE = 0.025  # largest accepted |coverage - level| on validation data
 SPREAD_BINS = 5  # spread factors are fitted per quantile bin of predicted flux
 SEEING_BINS = 4  # and, for a seeing-conditioned model, per quantile bin of the PSF it is told
+#: Tails tried per parameter: Student-t degrees of freedom of the aleatoric draw (None: Gaussian).
+TAIL_GRID = (None, 30.0, 10.0, 6.0, 4.0, 3.0)
 
 
 def truth_table(dataset, conditions, n):
@@ -177,6 +179,58 @@ def _coverage_table(model, mu, draw, truth, factors) -> list[list[float]]:
                      for j in range(truth.shape[1])], axis=1).tolist()
 
 
+def _fitted(model, p, mu, draw, truth, level, psf, tail_dof=None) -> dict:
+    """Spread factors for the posterior pieces at dropout rate ``p`` (draws already widened
+    for ``tail_dof``), its coverages, per bin too, and score."""
+    spread = (_fit_seeing(model, mu, draw, truth, level, psf) if psf is not None
+              else _fit_spread(model, mu, draw, truth, level))
+    factors = spread_factors(spread, level, psf)
+    cov = _coverage_table(model, mu, draw, truth, factors)
+    # The score (which decides when no rate is within tolerance overall) sums the squared
+    # coverage errors per bin, so being calibrated only on average does not help it.
+    by_bin = _binned_coverage(model, mu, draw, truth, level, factors, psf)
+    return {"dropout": p, "sigma_scale": spread, "tail_dof": tail_dof, "coverage": cov,
+            "coverage_by_bin": by_bin, "score": _squared_errors(by_bin),
+            "worst_error": _worst_error(cov)}
+
+
+def _choose_tails(model, mu, draw, truth, level, psf, rng) -> tuple[list, np.ndarray]:
+    """Per parameter, the tail of ``TAIL_GRID`` whose fitted spread factors leave the smallest
+    squared coverage errors over the bins: the degrees of freedom (None: Gaussian) and the
+    draws widened with them."""
+    tried = {dof: draw if dof is None else draw * tail_widening(dof, draw.shape, rng)
+             for dof in TAIL_GRID}
+    errors = {dof: _parameter_errors(_fitted(model, 0.0, mu, d, truth, level,
+                                             psf)["coverage_by_bin"])
+              for dof, d in tried.items()}
+    dofs = [min(TAIL_GRID, key=lambda dof: errors[dof][j]) for j in range(truth.shape[1])]
+    return dofs, np.stack([tried[dof][..., j] for j, dof in enumerate(dofs)], axis=-1)
+
+
+def _squared_errors(by_bin) -> float:
+    """Squared coverage errors summed over bins (tables: levels x parameters) and levels."""
+    return float(np.sum(_parameter_errors(by_bin)))
+
+
+def _parameter_errors(by_bin) -> np.ndarray:
+    """Per parameter, squared coverage errors summed over the bins and levels."""
+    tables = np.asarray(by_bin, dtype=np.float64)  # (bins, levels, parameters)
+    return ((tables - np.asarray(LEVELS)[None, :, None]) ** 2).sum(axis=(0, 1))
+
+
+def _worst_error(cov) -> float:
+    """Largest |coverage - level| of a coverage table (levels x parameters)."""
+    return float(np.max(np.abs(np.asarray(cov) - np.asarray(LEVELS)[:, None])))
+
+
+def _chosen(results: list[dict]) -> dict:
+    """The rule: the largest dropout rate with every coverage within ``TOLERANCE``, else the
+    smallest score."""
+    within = [r for r in results if r["worst_error"] <= TOLERANCE]
+    return (max(within, key=lambda r: r["dropout"]) if within
+            else min(results, key=lambda r: r["score"]))
+
+
 def _choose_threshold(predicted, truth_flag, candidates, below: bool):
     """Threshold on the predicted value that maximises label accuracy (F1) on validation."""
     best = (-1.0, None, None)
@@ -238,23 +292,24 @@ def calibrate(bundle_dir, val_path, n_galaxies=4000, n_samples=300, orientations
     results = []
     for p in DROPOUT_GRID:
         mu, draw, level = pieces(p, CALIBRATION_NOISE_SEED)
-        spread = (_fit_seeing(model, mu, draw, truth, level, psf) if psf is not None
-                  else _fit_spread(model, mu, draw, truth, level))
-        factors = spread_factors(spread, level, psf)
-        cov = _coverage_table(model, mu, draw, truth, factors)
-        # The score (which decides when no rate is within tolerance overall) sums the squared
-        # coverage errors per bin, so being calibrated only on average does not help it.
-        by_bin = _binned_coverage(model, mu, draw, truth, level, factors, psf)
-        score = float(sum((c - lev) ** 2 for table in by_bin
-                          for row, lev in zip(table, LEVELS, strict=True) for c in row))
-        results.append({"dropout": p, "sigma_scale": spread, "coverage": cov,
-                        "coverage_by_bin": by_bin, "score": score})
+        r = _fitted(model, p, mu, draw, truth, level, psf)
+        results.append(r)
         progress.emit("calibrate", dropout=p,
-                      factors=[[round(f, 3) for f in row] for row in spread["factors"]],
-                      coverage=[[round(c, 4) for c in row] for row in cov], score=score)
-    for r in results:
-        r["worst_error"] = max(abs(c - lev) for row, lev in zip(r["coverage"], LEVELS,
-                                                                strict=True) for c in row)
+                      factors=[[round(f, 3) for f in row] for row in r["sigma_scale"]["factors"]],
+                      coverage=[[round(c, 4) for c in row] for row in r["coverage"]],
+                      score=r["score"])
+    # Heavier tails than a Gaussian's, per parameter, at the rate the rule chooses: one
+    # spread factor cannot make 68.27 % intervals narrower and 99.73 % ones wider at once.
+    best = _chosen(results)
+    mu, draw, level = pieces(best["dropout"], CALIBRATION_NOISE_SEED)
+    dofs, draw = _choose_tails(model, mu, draw, truth, level, psf,
+                               np.random.default_rng([CALIBRATION_NOISE_SEED, 17]))
+    tailed = _fitted(model, best["dropout"], mu, draw, truth, level, psf, tail_dof=dofs)
+    progress.emit("tails", dropout=best["dropout"], tail_dof=dofs, score=tailed["score"],
+                  gaussian_score=best["score"])
+    if (any(d is not None for d in dofs) and tailed["score"] < best["score"]
+            and tailed["worst_error"] <= max(best["worst_error"], TOLERANCE)):
+        results[results.index(best)] = tailed
     bins = (f"{SPREAD_BINS} bins of predicted flux"
             + (f" and {SEEING_BINS} of told seeing" if psf is not None else ""))
     rule = (f"largest dropout rate with every coverage within {TOLERANCE:.3f} of its level "
@@ -271,10 +326,9 @@ def finish_calibration(bundle_dir, model: MorphologyModel, stamps: np.ndarray, t
     within ``TOLERANCE``, else the best score), choose the label thresholds on the posteriors
     the app computes with it (``psf``: the FWHMs it is told), and write both into the bundle's
     card (the flux and the display models' calibrations end alike)."""
-    within = [r for r in results if r["worst_error"] <= TOLERANCE]
-    best = (max(within, key=lambda r: r["dropout"]) if within
-            else min(results, key=lambda r: r["score"]))
+    best = _chosen(results)
     model.dropout, model.sigma_scale = best["dropout"], best["sigma_scale"]
+    model.tail_dof = best.get("tail_dof")
     samples = model.predict(stamps, n_samples=n_samples, seed=7, psf_fwhm=psf).samples
     summary = summarize(samples, model.names, model.mode_transforms())
     bt_mode, re_mode = summary["bt_mode"], summary["re_arcsec_mode"]
@@ -288,6 +342,8 @@ def finish_calibration(bundle_dir, model: MorphologyModel, stamps: np.ndarray, t
     card["posterior"] = {"dropout": best["dropout"], "sigma_scale": best["sigma_scale"],
                          "affine": affine.tolist(), "n_samples": 500,
                          "orientations": orientations, "calibrated": True}
+    if best.get("tail_dof"):
+        card["posterior"]["tail_dof"] = best["tail_dof"]
     card["labels"] = {"bt_disk_max": disk_t, "bt_bulge_min": bulge_t, "re_small_arcsec": re_t,
                       "definitions": {"highly disk-dominated": "true B/T <= 0.1",
                                       "highly bulge-dominated": "true B/T >= 0.85",

@@ -258,6 +258,11 @@ class PosteriorPanel(QWidget):
         s = m.stamp
         psf = (f"FWHM {format_value(s.psf_fwhm)}″ ({s.psf_source})" if math.isfinite(s.psf_fwhm)
                else "unknown (no header keyword; give one in Image ▸ Settings…)")
+        if m.psf_told is not None:  # a seeing-conditioned model
+            psf += (f"; the model was told {format_value(m.psf_told)}″ in its frame, and its "
+                    "posterior is for that seeing" if math.isfinite(m.psf_told) else
+                    "; the model was told it is unknown, so its posterior is marginalised over "
+                    "the seeing it was trained on")
         lines = [f"<b>Calibration:</b> {html.escape(s.calibration)}",
                  f"<b>PSF:</b> {html.escape(psf)}"]
         set_flags = [f for f in Flag if m.flags & f]

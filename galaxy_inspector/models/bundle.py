@@ -436,6 +436,7 @@ CARD_SCHEMA = _Object({
         "dropout": _DROPOUT, "sigma_scale": _anything,  # checked against the outputs
         "affine": _List(_List(_FINITE, 2, 2), 1, 16), "n_samples": _Integer(1, 100_000),
         "orientations": _Integer(1, 8), "calibrated": _flag,
+        "tail_dof": _List(_Nullable(_Number(2.0, 1000.0, lo_open=True)), 1, 16),
     }),
     "labels": _Object({
         "bt_disk_max": _Number(0.0, 1.0), "bt_bulge_min": _Number(0.0, 1.0),
@@ -552,6 +553,9 @@ def _check_consistency(card: dict) -> None:
         if "affine" in posterior and len(posterior["affine"]) != len(outputs):
             raise _Invalid(f"posterior.affine must hold one [a, b] pair per output "
                            f"({len(outputs)}), got {len(posterior['affine'])}")
+        if "tail_dof" in posterior and len(posterior["tail_dof"]) != len(outputs):
+            raise _Invalid(f"posterior.tail_dof must hold one value (or null) per output "
+                           f"({len(outputs)}), got {len(posterior['tail_dof'])}")
         return
     if "method" not in card:
         raise _Invalid("method is missing (cnn or cnn+gbm)")

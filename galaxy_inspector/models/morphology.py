@@ -24,7 +24,10 @@ from galaxy_inspector.posterior import UNBOUNDED, ModeTransform
 from galaxy_inspector.seeding import galaxy_seed
 
 __all__ = ["MorphologyModel", "MorphologyPrediction", "CallSizes", "call_sizes", "pick_device",
-           "spread_factors"]
+           "spread_factors", "tail_widening"]
+
+#: Stream of a galaxy's generator that its Student-t widening draws come from.
+TAIL_STREAM = 17
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -55,6 +58,13 @@ def spread_factors(table: dict, level: np.ndarray, psf=None) -> np.ndarray:
                            for row in table["psf_factors"]], axis=1)
         factors = factors * np.where(known[:, None], seeing, 1.0)
     return factors
+
+
+def tail_widening(dof: float, shape, rng: np.random.Generator) -> np.ndarray:
+    """Draws of ``sqrt(dof / chi2(dof))``: a Gaussian draw times one is Student-t with ``dof``
+    degrees of freedom, which calibration may give a parameter whose residuals have heavier
+    tails than a Gaussian (card ``posterior.tail_dof``)."""
+    return np.sqrt(dof / rng.chisquare(dof, shape))
 
 
 #: Head rows per call on the CPU. The head's tensors are about 1 kB per row each; at 16,000
@@ -147,6 +157,8 @@ class MorphologyModel(LoadedModel):
         self.affine = np.asarray(posterior.get("affine", [[0.0, 1.0]] * len(self.outputs)),
                                  dtype=np.float32)
         self.default_samples = int(posterior.get("n_samples", 500))
+        # Student-t degrees of freedom of each parameter's aleatoric draw (None: Gaussian).
+        self.tail_dof = posterior.get("tail_dof")
         self.orientations = int(posterior.get("orientations", 1))
 
     def mode_transforms(self) -> dict:
@@ -229,7 +241,11 @@ class MorphologyModel(LoadedModel):
         u1, u2, eps = self._draws(stamps, seed, n_samples, self.network.hidden, n_params)
         out = self.network.head(rows, dropout=self.dropout, sample=True, uniforms=(u1, u2),
                                 psf_fwhm=self.psf_rows(psf, n_samples))
-        draw = sample_ldl(out, n_params, scale=self._row_spread(out, n_samples, psf), eps=eps)
+        scale = self._row_spread(out, n_samples, psf)
+        if self.tail_dof and any(d is not None for d in self.tail_dof):
+            widen = torch.from_numpy(self._tail_rows(stamps, seed, n_samples)).to(out)
+            scale = widen if scale is None else scale * widen
+        draw = sample_ldl(out, n_params, scale=scale, eps=eps)
         draw = draw.reshape(len(stamps), n_samples, n_params).cpu().numpy()
         draw = self.affine[:, 0] + self.affine[:, 1] * draw
         samples = np.empty(draw.shape, dtype=np.float32)
@@ -296,6 +312,17 @@ class MorphologyModel(LoadedModel):
         views, n = features.shape[:2]
         pick = torch.arange(n_samples, device=features.device) % views
         return features[pick].transpose(0, 1).reshape(n * n_samples, -1)
+
+    def _tail_rows(self, stamps: np.ndarray, seed: int, n_samples: int) -> np.ndarray:
+        """Per head row and parameter, the Student-t widening of its draw (1 where Gaussian),
+        from each galaxy's own generator (``TAIL_STREAM``)."""
+        rows = np.ones((len(stamps), n_samples, len(self.tail_dof)))
+        for i, stamp in enumerate(stamps):
+            rng = np.random.default_rng([galaxy_seed(seed, stamp), TAIL_STREAM])
+            for j, dof in enumerate(self.tail_dof):
+                if dof is not None:
+                    rows[i, :, j] = tail_widening(dof, n_samples, rng)
+        return rows.reshape(-1, len(self.tail_dof))
 
     def _draws(self, stamps: np.ndarray, seed: int, n_samples: int, hidden: int, n_params: int):
         """Dropout uniforms and Gaussian draws, seeded per galaxy by ``seed`` and its pixels.
