@@ -259,11 +259,14 @@ def _fit_affine(model, mu, truth):
 
 
 def calibrate(bundle_dir, val_path, n_galaxies=4000, n_samples=300, orientations=1,
-              progress=None) -> dict:
+              progress=None, flux_priors=("log-uniform",)) -> dict:
     """Fit dropout rate, spread factors and label thresholds; write them into the card.
 
     ``orientations`` (1-8) dihedral views of each stamp are read at inference (test-time
-    augmentation); everything is calibrated with that many.
+    augmentation); everything is calibrated with that many. ``flux_priors``: the validation
+    galaxies are observed once per flux draw named (``observe.draw_conditions``), so that
+    "uniform" (GaMPEN's, 80 % brighter than 10^6 nJy) adds bright galaxies to the bins of
+    brightness that a log-uniform draw leaves thin.
     """
     if not 1 <= orientations <= 8:
         raise ValueError(f"orientations must be 1-8, got {orientations}")
@@ -272,10 +275,12 @@ def calibrate(bundle_dir, val_path, n_galaxies=4000, n_samples=300, orientations
     model = MorphologyModel(bundle_dir, device="cpu")
     model.orientations = orientations
     val = load_set(val_path, n_galaxies)
-    x, cond = fixed_observations(val, seed=CALIBRATION_NOISE_SEED)
-    truth = truth_table(val, cond, len(val))
+    observed = [fixed_observations(val, seed=CALIBRATION_NOISE_SEED, flux_prior=prior)
+                for prior in flux_priors]
+    x = torch.cat([x for x, _ in observed])
+    truth = np.concatenate([truth_table(val, cond, len(val)) for _, cond in observed])
     # A seeing-conditioned network is told the PSF as in training: for most stamps, not all.
-    psf = (psf_given(psf_in_stamps(val),
+    psf = (psf_given(np.tile(psf_in_stamps(val), len(flux_priors)),
                      np.random.default_rng([CALIBRATION_NOISE_SEED, 7]))
            if model.takes_psf else None)
     mu0, _, _ = posterior_pieces(model, x, orientations, 0.0, seed=CALIBRATION_NOISE_SEED,

@@ -53,7 +53,8 @@ def _calibrate(args, progress):
     from training.calibrate import calibrate
 
     calibrate(args.bundle, args.val, n_galaxies=args.n, n_samples=args.samples,
-              orientations=args.orientations, progress=progress)
+              orientations=args.orientations, progress=progress,
+              flux_priors=tuple(args.flux_priors))
 
 
 def _evaluate(args, progress):
@@ -214,6 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--val", required=True, help="validation set (HDF5)")
     cal.add_argument("--n", type=int, default=4000, help="validation galaxies to use")
     cal.add_argument("--samples", type=int, default=300, help="posterior samples per galaxy")
+    cal.add_argument("--flux-priors", nargs="+", choices=("log-uniform", "uniform"),
+                     default=["log-uniform"], metavar="PRIOR",
+                     help="observe the validation galaxies once per flux draw named "
+                          "(log-uniform, uniform: GaMPEN's, mostly bright)")
     cal.add_argument("--orientations", type=int, default=1, choices=range(1, 9),
                      metavar="1-8", help="dihedral views of each stamp read at inference "
                                          "(test-time augmentation)")
