@@ -73,3 +73,14 @@ def test_training_progress_reports_time_left_once_known(monkeypatch):
     assert "seconds_left" not in events[0]
     assert events[-2]["done"] == 6 and events[-2]["seconds_left"] == pytest.approx(2.0)
     assert events[-1]["stage"] == "epoch 1/2" and "seconds_left" not in events[-1]
+
+
+def test_a_cancel_lost_in_a_finaliser_still_ends_a_training_command_at_its_next_report():
+    progress = Progress(json_lines=True, stream=io.StringIO())
+    with pytest.raises(KeyboardInterrupt):
+        progress.cancel()  # the signal handler; say its KeyboardInterrupt was swallowed
+    for report in (lambda: progress.emit("epoch"), lambda: progress.update(1, 2, "train"),
+                   progress.check_cancelled):
+        with pytest.raises(KeyboardInterrupt):
+            report()
+    assert progress.stream.getvalue() == ""

@@ -78,9 +78,10 @@ def _adapt(args, progress):
         keep_work=args.keep_work)
     # SIGTERM (the GUI's cancel, a batch system's limit) ends it like Ctrl-C: the finished
     # steps and the last epoch's checkpoint stay for --resume.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, progress.cancel)
     try:
         adapt(options, resume=args.resume, progress=progress)
+        progress.check_cancelled()  # a cancel too late to stop a step still ends it so
     except GalaxyInspectorError as exc:
         raise ValueError(user_message(exc)) from None
     except KeyboardInterrupt:

@@ -23,9 +23,23 @@ class Progress:
         self._last = 0.0
         self._stage = None
         self._estimate = RateEstimate()
+        self.cancelled = False
+
+    def cancel(self, *_signal) -> None:
+        """A signal handler: end the command with ``KeyboardInterrupt`` now, and at its next
+        report should that one be lost (raised while Python ran a finaliser, which ignores
+        it, the command would otherwise run to its end)."""
+        self.cancelled = True
+        raise KeyboardInterrupt
+
+    def check_cancelled(self) -> None:
+        """Raise ``KeyboardInterrupt`` if ``cancel`` was called."""
+        if self.cancelled:
+            raise KeyboardInterrupt
 
     def emit(self, event: str, **fields) -> None:
         """A discrete event (epoch finished, file written, ...)."""
+        self.check_cancelled()
         if self.json_lines:
             self.stream.write(event_line(event, **fields) + "\n")
         else:
@@ -35,6 +49,7 @@ class Progress:
 
     def update(self, done: int, total: int, stage: str, **fields) -> None:
         """Throttled progress within a stage (each stage has its own rate)."""
+        self.check_cancelled()
         now = time.monotonic()
         if stage != self._stage:
             self._stage, self._estimate = stage, RateEstimate()
