@@ -32,6 +32,10 @@ references' ``bt_mode`` is recomputed by that rule from their own stored samples
 run stores none, and its modes (of interior posteriors, whose grid now starts at a bound the
 padding reaches) are compared within ``BT_MODE_ATOL``.
 
+Issue 16 replaced the default morphology model by one that reads the PSF: the runs name the
+bundle the references were written with (``REFERENCE_MODEL``, the same weights), and its path
+in the ``models`` attribute is compared as the one it had.
+
 Issue 16 measures the background and noise of the fill (masked, non-finite and off-image stamp
 pixels) on the cut's pixels beyond the stamp's inscribed circle, not on the whole cut, whose
 median a galaxy filling the stamp sets. Rows with filled pixels (``FILLED``: masked_fraction > 0
@@ -77,6 +81,11 @@ from galaxy_inspector.posterior import summarize
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = Path("tests/data/reference")
+#: The morphology bundle the references were written with (the shipped default until issue 16
+#: made the default read the PSF; the same weights, so the same ``model_sha256``), and where
+#: it lay then.
+REFERENCE_MODEL = REFERENCE / "morphology-hsc-g"
+REFERENCE_MODEL_PATH = "resources/models/morphology-hsc-g"
 #: Where the reference files were written: absolute paths inside them start here.
 REFERENCE_ROOT = "/work/main"
 #: How the reference tables' relative image paths were typed, seen from the root.
@@ -98,13 +107,15 @@ NEW_FLAGS = {"flag_RESCALED", "flag_PSF_MATCHED", "flag_NEIGHBOURS_MASKED", "fla
 pytestmark = pytest.mark.slow
 
 RUNS = {
-    "morphology": ["--batch", "resources/samples", "--save-samples"],
+    "morphology": ["--batch", "resources/samples", "--model", str(REFERENCE_MODEL),
+                   "--save-samples"],
     "wu_boada": ["--batch", "resources/samples/galaxies_radec.csv",
-                 str(REFERENCE / "targets_z.csv"), "--model", "morphology-hsc-g",
+                 str(REFERENCE / "targets_z.csv"), "--model", str(REFERENCE_MODEL),
                  "--model", "properties-wu-boada-sim", "--save-samples"],
     "dobbels": ["--batch", str(REFERENCE / "targets_z.csv"), "--model",
                 "properties-dobbels-sim", "--save-samples"],
-    "detect": ["--batch", "resources/samples/field_3gal.fits", "--detect"],
+    "detect": ["--batch", "resources/samples/field_3gal.fits", "--model", str(REFERENCE_MODEL),
+               "--detect"],
 }
 
 
@@ -294,7 +305,8 @@ def _comparable_attrs(attrs, root: str) -> dict:
         if key in NEW_MEANINGS:
             value = value[:len(NEW_MEANINGS[key])]
         if key == "models":  # bundle folders are absolute paths
-            value = [{**m, "path": _relative(m["path"], root)} for m in json.loads(value)]
+            value = [{**m, "path": _relative(m["path"], root).replace(
+                str(REFERENCE_MODEL), REFERENCE_MODEL_PATH)} for m in json.loads(value)]
         elif key == "summary":  # without the duration, and counts that follow the rows
             value = {k: v for k, v in json.loads(value).items()
                      if k not in ("seconds", "done", "failed", "partial")}
@@ -317,7 +329,7 @@ def _with_bounded_bt_modes(old_rows: np.ndarray, new_rows: np.ndarray, old) -> n
         return rows
     samples = old["posterior_samples"][:]
     measured = np.isfinite(samples).all(axis=(1, 2))
-    model = load_model("morphology-hsc-g")
+    model = load_model(str(REFERENCE_MODEL))
     rows["bt_mode"][measured] = summarize(samples[measured], model.names,
                                           model.mode_transforms())["bt_mode"]
     return rows

@@ -33,6 +33,10 @@ SAMPLES = Path(__file__).resolve().parents[1] / "resources" / "samples"
 #: threads (oneDNN and BLAS pick their kernels by shape): up to 4e-5 relative measured on the
 #: KDE modes, ~2e-6 elsewhere. The random draws themselves are equal (seeded per galaxy).
 NETWORK_RTOL = 1e-4
+#: KDE modes move further: their grid spans each galaxy's padded extreme samples, which the
+#: Student-t tails of the seeing-conditioned model (issue 16) spread wide, so a sample moved in
+#: its last bits can cross a bin edge (measured: 1.5e-4 relative on a flux mode).
+MODE_RTOL = 5e-4
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +82,8 @@ def _assert_same_catalogue(new, old) -> None:
         old_rows[["input_key_sha256", "id"]]))
     for name in old_rows.dtype.names:
         if old_rows.dtype[name].kind == "f":
-            np.testing.assert_allclose(new_rows[name], old_rows[name], rtol=NETWORK_RTOL,
+            rtol = MODE_RTOL if name.endswith("_mode") else NETWORK_RTOL
+            np.testing.assert_allclose(new_rows[name], old_rows[name], rtol=rtol,
                                        atol=1e-12, equal_nan=True, err_msg=name)
         else:
             assert (new_rows[name] == old_rows[name]).all(), name
