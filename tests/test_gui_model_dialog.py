@@ -77,8 +77,8 @@ def test_the_morphology_summary_names_parameters_and_the_calibrated_samples(qtbo
     dialog = _dialog(qtbot)
     summary = dialog.card_view.toPlainText()
     for expected in ("B/T", "R_e [arcsec]", "flux [nJy]", "0.1002 – 6.125",
-                     "500 samples per galaxy", "σ(B/T residual)", "training seed 5",
-                     "highly bulge-dominated", "B/T mode ≥ 0.84", "R_e mode < 0.98″"):
+                     "500 samples per galaxy", "σ(B/T residual)", "training seed 6",
+                     "highly bulge-dominated", "B/T mode ≥ 0.84", "R_e mode < 1.02″"):
         assert expected in summary, expected  # "<" is escaped, not the start of a tag
 
 
