@@ -182,3 +182,32 @@ def test_a_card_with_seeing_factors_loads_and_a_malformed_one_is_refused(psf_bun
         else:
             with pytest.raises(BundleError, match="sigma_scale"):
                 MorphologyModel(folder)
+
+
+def test_seeing_factors_on_a_network_that_does_not_read_the_psf_are_refused(tiny_bundle,
+                                                                            tmp_path):
+    # The brightness factors of such a table were fitted as half of a product: applied alone
+    # (the network is never told a PSF) they would be wrong without a word.
+    bundle = load_bundle(tiny_bundle)
+    card = copy.deepcopy(bundle.card)
+    card["posterior"]["sigma_scale"] = {"flux_knots": [0.0], "factors": [[1.0]] * 3,
+                                        "psf_knots": [0.7], "psf_factors": [[0.9]] * 3}
+    for key in ("format", "weights"):
+        card.pop(key, None)
+    folder = save_bundle(tmp_path / "plain", card, dict(bundle.tensors))
+    with pytest.raises(BundleError, match="psf_input"):
+        MorphologyModel(folder)
+
+
+def test_brightness_bins_are_of_equal_width_whatever_the_flux_draw():
+    # Calibrating on GaMPEN's mostly bright draw too must not leave the faint half one bin.
+    from training.calibrate import SPREAD_BINS, _spread_bins
+
+    rng = np.random.default_rng(0)
+    log_uniform = rng.uniform(-1.5, 1.5, 4000)
+    bright = rng.uniform(0.5, 1.5, 4000)
+    for level in (log_uniform, np.concatenate([log_uniform, bright])):
+        masks = _spread_bins(level)
+        assert len(masks) == SPREAD_BINS and sum(m.sum() for m in masks) == len(level)
+        faint = [m for m in masks if np.median(level[m]) < -0.3]
+        assert len(faint) == 2, [float(np.median(level[m])) for m in masks]

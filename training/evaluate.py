@@ -185,7 +185,7 @@ def _scores(model, test, samples, point, summary, truth, label_thresholds):
     figures["sigma_bt_residual_two_component"] = float(np.std(point[~one, 0] - truth[~one, 0]))
     faint = truth[:, 2] < 1e4
     figures["bright_1e4_njy"] = residual_figures(point[~faint], truth[~faint])
-    seeing = np.asarray(test.table["psf_fwhm"][:len(test)], dtype=np.float64)
+    seeing = psf_in_stamps(test)  # the PSF in the stamps, as the model is told it
     by_seeing = binned_coverage(samples, model.names, truth, seeing, SEEING_EDGES)
     by_flux = binned_coverage(samples, model.names, truth, truth[:, 2], FLUX_EDGES)
     figures["worst_bin_coverage_error"] = worst_bin_error(by_seeing + by_flux)

@@ -182,9 +182,9 @@ def _train(processes: Ranks, train_path, val_path, out_dir: Path, config: TrainC
         pct_start=0.15)
     val_x, val_cond = fixed_observations(val_set, seed=config.seed + 1000)
     val_y = targets_for(val_set.table, val_cond, specs, np.arange(len(val_set)))
-    val_psf = psf_in_stamps(val_set)
     own = processes.shard(len(val_y))  # each rank evaluates its part of the validation set
-    val_x, val_y, val_psf = val_x[own], val_y[own], val_psf[own]
+    val_x, val_y = val_x[own], val_y[own]
+    val_psf = psf_in_stamps(val_set)[own] if config.psf_input else None
     start_epoch = 0
     ckpt_path = out_dir / CHECKPOINT_NAME
     resumed = (resume_checkpoint(ckpt_path, model, optimizer, scheduler, device, processes)
@@ -229,8 +229,7 @@ def _train(processes: Ranks, train_path, val_path, out_dir: Path, config: TrainC
             progress.update(step + 1, steps_per_epoch, stage=f"epoch {epoch + 1}/{config.epochs}",
                             loss=running / (step + 1))
         processes.sync_buffers(model)
-        val_loss, val_rmse = evaluate_loss(model, val_x, val_y, device, processes,
-                                           psf=val_psf if config.psf_input else None)
+        val_loss, val_rmse = evaluate_loss(model, val_x, val_y, device, processes, psf=val_psf)
         elapsed += time.time() - t0
         train_loss = float(processes.sum(running)) / (processes.world_size * steps_per_epoch)
         history.append({"stage": stage, "epoch": epoch + 1, "train_loss": train_loss,

@@ -553,6 +553,11 @@ def _check_consistency(card: dict) -> None:
         if "affine" in posterior and len(posterior["affine"]) != len(outputs):
             raise _Invalid(f"posterior.affine must hold one [a, b] pair per output "
                            f"({len(outputs)}), got {len(posterior['affine'])}")
+        sigma_scale = posterior.get("sigma_scale")
+        if (isinstance(sigma_scale, dict) and "psf_knots" in sigma_scale
+                and not hyper.get("psf_input")):
+            raise _Invalid("posterior.sigma_scale has factors per PSF FWHM (psf_knots) but the "
+                           "network does not read the PSF (hyperparameters.psf_input)")
         if "tail_dof" in posterior and len(posterior["tail_dof"]) != len(outputs):
             raise _Invalid(f"posterior.tail_dof must hold one value (or null) per output "
                            f"({len(outputs)}), got {len(posterior['tail_dof'])}")
