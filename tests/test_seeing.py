@@ -165,10 +165,6 @@ def test_seeing_factors_multiply_the_brightness_factors_of_galaxies_told_the_psf
     rows = spread_factors(table, np.array([0.0, 1.0, 0.5]), psf=np.array([0.7, math.nan, 1.0]))
     np.testing.assert_allclose(rows, [[0.5, 2.0], [2.0, 1.0], [1.5, 2.0]])
     np.testing.assert_allclose(spread_factors(table, np.array([1.0])), [[2.0, 1.0]])
-    # Galaxies told "unknown" have factors of their own.
-    table["psf_unknown_factors"] = [3.0, 0.5]
-    rows = spread_factors(table, np.array([0.0, 1.0]), psf=np.array([0.7, math.nan]))
-    np.testing.assert_allclose(rows, [[0.5, 2.0], [6.0, 0.5]])
 
 
 def test_a_card_with_seeing_factors_loads_and_a_malformed_one_is_refused(psf_bundle, tmp_path):

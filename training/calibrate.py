@@ -152,8 +152,8 @@ def _fit_seeing(model, mu, draw, truth, level, psf) -> dict:
 
     The two are fitted in turn, twice (each on draws scaled by the other's current factors):
     a network told the PSF may still be too sure at one seeing and too unsure at another,
-    which factors per brightness alone average away. Galaxies told "unknown" are a group of
-    their own (``psf_unknown_factors``, multiplying the brightness factors likewise).
+    which factors per brightness alone average away. Galaxies told "unknown" keep the
+    brightness factors only.
     """
     seeing = np.ones_like(draw[:, 0, :])
     kept = [m for m in _seeing_bins(psf) if m.any()]
@@ -166,11 +166,6 @@ def _fit_seeing(model, mu, draw, truth, level, psf) -> dict:
         spread["psf_factors"] = np.array(
             [[_solve_factor(model, mu[m], scaled[m], truth[m], j) for j in range(truth.shape[1])]
              for m in kept]).T.tolist()
-        unknown = ~np.isfinite(psf)
-        if unknown.any():
-            spread["psf_unknown_factors"] = [
-                _solve_factor(model, mu[unknown], scaled[unknown], truth[unknown], j)
-                for j in range(truth.shape[1])]
         seeing = spread_factors(spread, level, psf) / spread_factors(
             {k: spread[k] for k in ("flux_knots", "factors")}, level)
     return spread
@@ -179,8 +174,7 @@ def _fit_seeing(model, mu, draw, truth, level, psf) -> dict:
 def _binned_coverage(model, mu, draw, truth, level, factors, psf=None) -> list:
     """Per bin of predicted brightness (and of told seeing): coverage per level (rows) and
     parameter (columns)."""
-    masks = _spread_bins(level) + (_seeing_bins(psf) + [~np.isfinite(psf)]
-                                    if psf is not None else [])
+    masks = _spread_bins(level) + (_seeing_bins(psf) if psf is not None else [])
     return [_coverage_table(model, mu[m], draw[m], truth[m], factors[m]) for m in masks
             if m.any()]
 

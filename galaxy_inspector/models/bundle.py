@@ -497,16 +497,10 @@ def _check_sigma_scale(sigma_scale, n_params: int, path: str) -> None:
         if isinstance(sigma_scale, dict):
             factors = np.asarray(sigma_scale["factors"], dtype=np.float64)
             keys = set(sigma_scale)
-            unknown = np.asarray(sigma_scale.get("psf_unknown_factors", [1.0] * n_params),
-                                 dtype=np.float64)
-            ok = (keys - {"psf_unknown_factors"} in (
-                      {"flux_knots", "factors"},
-                      {"flux_knots", "factors", "psf_knots", "psf_factors"})
-                  and ("psf_unknown_factors" not in keys or "psf_knots" in keys)
+            ok = (keys in ({"flux_knots", "factors"},
+                           {"flux_knots", "factors", "psf_knots", "psf_factors"})
                   and table_ok("flux_knots", "factors")
-                  and ("psf_knots" not in keys or table_ok("psf_knots", "psf_factors"))
-                  and unknown.shape == (n_params,)
-                  and bool(np.all(np.isfinite(unknown) & (unknown > 0))))
+                  and ("psf_knots" not in keys or table_ok("psf_knots", "psf_factors")))
         else:
             factors = np.asarray(sigma_scale, dtype=np.float64)
             ok = factors.shape == (n_params,)
@@ -516,7 +510,7 @@ def _check_sigma_scale(sigma_scale, n_params: int, path: str) -> None:
     if not ok:
         raise _Invalid(f"{path} must be {n_params} positive factors or {{flux_knots: increasing "
                        "list, factors: one list of positive factors per output[, psf_knots, "
-                       "psf_factors: alike, psf_unknown_factors: one per output]}, got "
+                       "psf_factors: alike]}, got "
                        f"{_shown(sigma_scale)}")
 
 

@@ -46,8 +46,7 @@ def spread_factors(table: dict, level: np.ndarray, psf=None) -> np.ndarray:
     spread needs a smaller correction for bright galaxies than for faint ones: one global
     factor over-covered the first and under-covered the second. A seeing-conditioned model's
     table may add ``psf_knots``/``psf_factors``, alike, per PSF FWHM told to it: they multiply
-    the factors of galaxies whose ``psf`` (N,) is known (finite); ``psf_unknown_factors`` (one
-    per parameter) those of galaxies told "unknown" (NaN).
+    the factors of galaxies whose ``psf`` (N,) is known (finite).
     """
     level = np.asarray(level, dtype=np.float64).reshape(-1)
     knots = np.asarray(table["flux_knots"], dtype=np.float64)
@@ -57,8 +56,7 @@ def spread_factors(table: dict, level: np.ndarray, psf=None) -> np.ndarray:
         known = np.isfinite(psf)
         seeing = np.stack([np.interp(np.where(known, psf, 0.0), table["psf_knots"], row)
                            for row in table["psf_factors"]], axis=1)
-        unknown = np.asarray(table.get("psf_unknown_factors", np.ones(factors.shape[1])))
-        factors = factors * np.where(known[:, None], seeing, unknown[None, :])
+        factors = factors * np.where(known[:, None], seeing, 1.0)
     return factors
 
 
