@@ -198,16 +198,3 @@ def test_seeing_factors_on_a_network_that_does_not_read_the_psf_are_refused(tiny
     with pytest.raises(BundleError, match="psf_input"):
         MorphologyModel(folder)
 
-
-def test_brightness_bins_are_of_equal_width_whatever_the_flux_draw():
-    # Calibrating on GaMPEN's mostly bright draw too must not leave the faint half one bin.
-    from training.calibrate import SPREAD_BINS, _spread_bins
-
-    rng = np.random.default_rng(0)
-    log_uniform = rng.uniform(-1.5, 1.5, 4000)
-    bright = rng.uniform(0.5, 1.5, 4000)
-    for level in (log_uniform, np.concatenate([log_uniform, bright])):
-        masks = _spread_bins(level)
-        assert len(masks) == SPREAD_BINS and sum(m.sum() for m in masks) == len(level)
-        faint = [m for m in masks if np.median(level[m]) < -0.3]
-        assert len(faint) == 2, [float(np.median(level[m])) for m in masks]

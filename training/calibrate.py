@@ -6,8 +6,8 @@ only where it lowers the validation error: it removes the regression towards the
 training leaves (e.g. faint fluxes high, bright ones low). Then the Monte Carlo dropout rate of
 the head, and factors on the spread of the predicted Gaussian (Sigma -> S Sigma S). The
 factors depend on the galaxy's predicted flux: the validation galaxies are split into
-``SPREAD_BINS`` bins of it, of equal width in log flux, and in each bin every parameter's
-factor is chosen so that the coverages of the 68.27, 95.45 and 99.73 % highest-density intervals best match their
+``SPREAD_BINS`` quantile bins of it, and in each bin every parameter's factor is chosen so
+that the coverages of the 68.27, 95.45 and 99.73 % highest-density intervals best match their
 levels (least squares); inference interpolates between the bins. One global factor
 over-covered bright galaxies (68 % intervals held the truth 80 % of the time when fluxes were
 drawn as GaMPEN drew them) and under-covered faint ones. Keying on the network's own
@@ -38,7 +38,7 @@ __all__ = ["calibrate", "posterior_pieces", "truth_table"]
 DROPOUT_GRID = (0.0, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
 CALIBRATION_NOISE_SEED = 2024
 TOLERANCE = 0.025  # largest accepted |coverage - level| on validation data
-SPREAD_BINS = 5  # spread factors are fitted per bin (equal width) of predicted log flux
+SPREAD_BINS = 5  # spread factors are fitted per quantile bin of predicted flux
 SEEING_BINS = 4  # and, for a seeing-conditioned model, per quantile bin of the PSF it is told
 #: Tails tried per parameter: Student-t degrees of freedom of the aleatoric draw (None: Gaussian).
 TAIL_GRID = (None, 30.0, 10.0, 6.0, 4.0, 3.0)
@@ -107,14 +107,14 @@ def _solve_factor(model, mu, draw, truth, j):
 
 
 def _spread_bins(level: np.ndarray) -> list[np.ndarray]:
-    """Masks of ``SPREAD_BINS`` bins of predicted brightness ``level`` (N,), of equal width in
-    log flux between its 0.5 and 99.5 percentiles (the outer bins take what lies beyond).
+    """Masks of the ``SPREAD_BINS`` quantile bins of predicted brightness ``level`` (N,).
 
-    Not quantiles: a calibration set observed with GaMPEN's flux draw too (``flux_priors``)
-    holds mostly bright galaxies, and quantile bins put three of five above 4e5 nJy and one
-    knot in the faint half of the range, whose intervals then came out too narrow."""
-    lo, hi = np.percentile(level, [0.5, 99.5])
-    edges = np.linspace(lo, hi, SPREAD_BINS + 1)
+    With GaMPEN's flux draw in the calibration set (``flux_priors``) three of the five lie
+    above 4e5 nJy. Bins of equal width in log flux were tried instead (with the faint half of
+    the range given two knots): on validation galaxies neither was fitted on, the summed
+    squared per-bin coverage errors grew from 0.021 to 0.023 (log-uniform fluxes) and from
+    0.023 to 0.027 (GaMPEN's)."""
+    edges = np.quantile(level, np.linspace(0.0, 1.0, SPREAD_BINS + 1))
     bins = np.clip(np.searchsorted(edges, level, side="right") - 1, 0, SPREAD_BINS - 1)
     return [bins == b for b in range(SPREAD_BINS)]
 
