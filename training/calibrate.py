@@ -110,10 +110,10 @@ def _spread_bins(level: np.ndarray) -> list[np.ndarray]:
     """Masks of the ``SPREAD_BINS`` quantile bins of predicted brightness ``level`` (N,).
 
     With GaMPEN's flux draw in the calibration set (``flux_priors``) three of the five lie
-    above 4e5 nJy. Bins of equal width in log flux were tried instead (with the faint half of
-    the range given two knots): on validation galaxies neither was fitted on, the summed
-    squared per-bin coverage errors grew from 0.021 to 0.023 (log-uniform fluxes) and from
-    0.023 to 0.027 (GaMPEN's)."""
+    above 4e5 nJy. Bins of equal width in log flux (two knots in the faint half of the range)
+    were tried instead: on validation galaxies that neither calibration was fitted on, R_e's
+    68 % intervals still held the truth 64 % of the time below 1e4 nJy and 73 % above 1e6
+    (63 and 74 % with quantile bins)."""
     edges = np.quantile(level, np.linspace(0.0, 1.0, SPREAD_BINS + 1))
     bins = np.clip(np.searchsorted(edges, level, side="right") - 1, 0, SPREAD_BINS - 1)
     return [bins == b for b in range(SPREAD_BINS)]
