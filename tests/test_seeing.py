@@ -198,3 +198,12 @@ def test_seeing_factors_on_a_network_that_does_not_read_the_psf_are_refused(tiny
     with pytest.raises(BundleError, match="psf_input"):
         MorphologyModel(folder)
 
+
+
+def test_a_psf_list_of_the_wrong_length_is_a_one_line_error(psf_bundle):
+    from galaxy_inspector.errors import InputError
+
+    model = MorphologyModel(psf_bundle)
+    with pytest.raises(InputError, match="one per stamp"):
+        model.predict(_stamps(2)[:, 0].numpy(), n_samples=4, psf_fwhm=[0.7, 0.8, 0.9])
+    assert model.predict(_stamps(2)[:, 0].numpy(), n_samples=4, psf_fwhm=0.8).samples.shape[0] == 2

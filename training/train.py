@@ -157,14 +157,15 @@ def _train(processes: Ranks, train_path, val_path, out_dir: Path, config: TrainC
         hyper["flux_skip"] = {"output": flux, "mean": specs[flux].scaler_mean,
                               "std": specs[flux].scaler_std,
                               "floor_njy": 100.0}
-    if config.psf_input:
-        hyper["psf_input"] = dict(PSF_INPUT)
     if config.head_only and not config.init_from:
         raise ValueError("head_only trains the head of a finished network: give init_from")
+    start = load_bundle(config.init_from) if config.init_from else None
+    if config.psf_input:  # a conditioned start keeps how it reads the PSF
+        hyper["psf_input"] = dict((start.card["hyperparameters"].get("psf_input")
+                                   if start else None) or PSF_INPUT)
     model = MorphologyNet(**hyper)
     history, previous, stage, elapsed = [], [], 1, 0.0
-    if config.init_from:  # a further stage: start from a finished bundle's weights
-        start = load_bundle(config.init_from)
+    if start:  # a further stage: start from a finished bundle's weights
         _warm_start(model, start)
         before = start.card.get("training", {})
         history = list(before.get("history", []))

@@ -196,8 +196,11 @@ class MorphologyModel(LoadedModel):
         x = np.ascontiguousarray(stamps, dtype=np.float32)
         if x.ndim == 2:
             x = x[None]
-        psf = np.broadcast_to(np.asarray(np.nan if psf_fwhm is None else psf_fwhm,
-                                         dtype=np.float64), (len(x),))
+        psf = np.asarray(np.nan if psf_fwhm is None else psf_fwhm, dtype=np.float64)
+        if psf.ndim > 1 or psf.size not in (1, len(x)):
+            raise InputError(f"psf_fwhm must be one value or one per stamp ({len(x)}), got "
+                             f"shape {psf.shape}")
+        psf = np.broadcast_to(psf.reshape(-1), (len(x),))
         size = self.stamp_size
         if x.ndim != 3 or x.shape[1:] != (size, size):
             raise InputError(f"stamps must be {size}x{size} pixels for model "
