@@ -26,7 +26,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from galaxy_inspector.models.morphology import MorphologyModel, spread_factors, tail_widening
+from galaxy_inspector.models.morphology import (
+    MorphologyModel,
+    seeing_factors,
+    spread_factors,
+    tail_widening,
+)
 from galaxy_inspector.models.morphology_network import unpack_ldl
 from galaxy_inspector.posterior import LEVELS, coverage, summarize
 from training.dataset import load_set, psf_in_stamps
@@ -166,8 +171,7 @@ def _fit_seeing(model, mu, draw, truth, level, psf) -> dict:
         spread["psf_factors"] = np.array(
             [[_solve_factor(model, mu[m], scaled[m], truth[m], j) for j in range(truth.shape[1])]
              for m in kept]).T.tolist()
-        seeing = spread_factors(spread, level, psf) / spread_factors(
-            {k: spread[k] for k in ("flux_knots", "factors")}, level)
+        seeing = seeing_factors(spread, psf)
     return spread
 
 

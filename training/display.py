@@ -51,6 +51,8 @@ from training.calibrate import (
     _coverage_table,
     _fit_affine,
     _solve_factor,
+    _squared_errors,
+    _worst_error,
     finish_calibration,
     posterior_pieces,
 )
@@ -413,10 +415,8 @@ def calibrate_display(bundle_dir, val_path, n_galaxies: int = 2000, n_samples: i
         mu, draw = affine[:, 0] + affine[:, 1] * mu, affine[:, 1] * draw
         factors = [_solve_factor(model, mu, draw, truth, j) for j in range(2)]
         cov = _coverage_table(model, mu, draw, truth, np.tile(factors, (len(x), 1)))
-        worst = max(abs(c - lev) for row, lev in zip(cov, LEVELS, strict=True) for c in row)
-        score = sum((c - lev) ** 2 for row, lev in zip(cov, LEVELS, strict=True) for c in row)
         results.append({"dropout": p, "sigma_scale": factors, "coverage": cov,
-                        "score": score, "worst_error": worst})
+                        "score": _squared_errors([cov]), "worst_error": _worst_error(cov)})
         progress.emit("calibrate", dropout=p, factors=[round(f, 3) for f in factors],
                       coverage=[[round(c, 4) for c in row] for row in cov])
     rule = (f"largest dropout rate with every coverage within {TOLERANCE:.3f} of its level "

@@ -21,10 +21,10 @@ from galaxy_inspector.models.loaded import LoadedModel
 from galaxy_inspector.models.morphology_network import sample_ldl
 from galaxy_inspector.models.symmetry import dihedral_views
 from galaxy_inspector.posterior import UNBOUNDED, ModeTransform
-from galaxy_inspector.seeding import galaxy_seed
+from galaxy_inspector.seeding import galaxy_seeds
 
 __all__ = ["MorphologyModel", "MorphologyPrediction", "CallSizes", "call_sizes", "pick_device",
-           "spread_factors", "tail_widening"]
+           "spread_factors", "seeing_factors", "tail_widening"]
 
 #: Stream of a galaxy's generator that its Student-t widening draws come from.
 TAIL_STREAM = 17
@@ -52,12 +52,18 @@ def spread_factors(table: dict, level: np.ndarray, psf=None) -> np.ndarray:
     knots = np.asarray(table["flux_knots"], dtype=np.float64)
     factors = np.stack([np.interp(level, knots, row) for row in table["factors"]], axis=1)
     if "psf_knots" in table and psf is not None:
-        psf = np.broadcast_to(np.asarray(psf, dtype=np.float64), level.shape)
-        known = np.isfinite(psf)
-        seeing = np.stack([np.interp(np.where(known, psf, 0.0), table["psf_knots"], row)
-                           for row in table["psf_factors"]], axis=1)
-        factors = factors * np.where(known[:, None], seeing, 1.0)
+        factors = factors * seeing_factors(table, np.broadcast_to(
+            np.asarray(psf, dtype=np.float64), level.shape))
     return factors
+
+
+def seeing_factors(table: dict, psf: np.ndarray) -> np.ndarray:
+    """The factors ``(N, P)`` a table's ``psf_knots``/``psf_factors`` give galaxies told PSF
+    FWHMs ``psf`` (N,): interpolated where known, 1 where unknown (NaN)."""
+    known = np.isfinite(psf)
+    seeing = np.stack([np.interp(np.where(known, psf, 0.0), table["psf_knots"], row)
+                       for row in table["psf_factors"]], axis=1)
+    return np.where(known[:, None], seeing, 1.0)
 
 
 def tail_widening(dof: float, shape, rng: np.random.Generator) -> np.ndarray:
@@ -241,12 +247,13 @@ class MorphologyModel(LoadedModel):
         passes and Gaussian draws."""
         n_params = len(self.outputs)
         rows = self._head_rows(features, n_samples)
-        u1, u2, eps = self._draws(stamps, seed, n_samples, self.network.hidden, n_params)
+        seeds = galaxy_seeds(seed, stamps)  # one pass over the pixels for both kinds of draw
+        u1, u2, eps = self._draws(seeds, n_samples, self.network.hidden, n_params)
         out = self.network.head(rows, dropout=self.dropout, sample=True, uniforms=(u1, u2),
                                 psf_fwhm=self.psf_rows(psf, n_samples))
         scale = self._row_spread(out, n_samples, psf)
         if self.tail_dof and any(d is not None for d in self.tail_dof):
-            widen = torch.from_numpy(self._tail_rows(stamps, seed, n_samples)).to(out)
+            widen = torch.from_numpy(self._tail_rows(seeds, n_samples)).to(out)
             scale = widen if scale is None else scale * widen
         draw = sample_ldl(out, n_params, scale=scale, eps=eps)
         draw = draw.reshape(len(stamps), n_samples, n_params).cpu().numpy()
@@ -316,26 +323,27 @@ class MorphologyModel(LoadedModel):
         pick = torch.arange(n_samples, device=features.device) % views
         return features[pick].transpose(0, 1).reshape(n * n_samples, -1)
 
-    def _tail_rows(self, stamps: np.ndarray, seed: int, n_samples: int) -> np.ndarray:
+    def _tail_rows(self, seeds: list[int], n_samples: int) -> np.ndarray:
         """Per head row and parameter, the Student-t widening of its draw (1 where Gaussian),
-        from each galaxy's own generator (``TAIL_STREAM``)."""
-        rows = np.ones((len(stamps), n_samples, len(self.tail_dof)))
-        for i, stamp in enumerate(stamps):
-            rng = np.random.default_rng([galaxy_seed(seed, stamp), TAIL_STREAM])
+        from each galaxy's own generator (its ``galaxy_seed``, stream ``TAIL_STREAM``)."""
+        rows = np.ones((len(seeds), n_samples, len(self.tail_dof)))
+        for i, galaxy in enumerate(seeds):
+            rng = np.random.default_rng([galaxy, TAIL_STREAM])
             for j, dof in enumerate(self.tail_dof):
                 if dof is not None:
                     rows[i, :, j] = tail_widening(dof, n_samples, rng)
         return rows.reshape(-1, len(self.tail_dof))
 
-    def _draws(self, stamps: np.ndarray, seed: int, n_samples: int, hidden: int, n_params: int):
-        """Dropout uniforms and Gaussian draws, seeded per galaxy by ``seed`` and its pixels.
+    def _draws(self, seeds: list[int], n_samples: int, hidden: int, n_params: int):
+        """Dropout uniforms and Gaussian draws from each galaxy's seed (``galaxy_seeds``: the
+        run's seed and its pixels).
 
         A galaxy's posterior samples therefore do not depend on which other galaxies share its
         batch, nor on its position in the batch (a resumed or regrouped run gives the same rows).
         """
         u1, u2, eps = [], [], []
-        for stamp in stamps:
-            g = torch.Generator().manual_seed(galaxy_seed(seed, stamp))
+        for galaxy in seeds:
+            g = torch.Generator().manual_seed(galaxy)
             u1.append(torch.rand(n_samples, hidden, generator=g))
             u2.append(torch.rand(n_samples, hidden, generator=g))
             eps.append(torch.randn(n_samples, n_params, generator=g))

@@ -309,9 +309,6 @@ class MorphologyNet(nn.Module):
         return out
 
     def forward(self, x: torch.Tensor, psf_fwhm=None) -> torch.Tensor:
-        if self.trunk_frozen:
-            with torch.no_grad():
-                h, _, _ = self.trunk(x)
-        else:
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.trunk_frozen):
             h, _, _ = self.trunk(x)
         return self.head(h, psf_fwhm=psf_fwhm)
