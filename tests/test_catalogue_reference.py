@@ -46,7 +46,7 @@ from 0.328 to 0.381; R_e moved under 0.05″, flux under 0.7 %. Issue 16 also se
 PSF beams (20 pixels) instead of 2 arcsec² (71 at 0.168″/px): the sources found are the same.
 
 Issue 16 added, deliberately, the columns ``NEW_COLUMNS`` (a stamp's binning, the image's
-PSF and where it came from), each checked for the value every reference row must have (no image
+PSF and where it came from, the PSF a seeing-conditioned model was told), each checked for the value every reference row must have (no image
 here is binned or has a known PSF) and left out of the comparison, and the flags ``NEW_FLAGS``,
 whose meanings are new root attributes; BLENDED's meaning is reworded (``NEW_MEANINGS``).
 
@@ -57,7 +57,7 @@ masked posterior may be much narrower. That flag (and BLENDED, for a
 neighbour split off the target) as the only new bits.
 
 Issue 15 added, deliberately, the column ``input_key_sha256`` (the exact resume key, last) and
-the root attributes ``NEW_ATTRS``; each is checked for what it must hold and left out of the
+the root attributes ``NEW_ATTRS`` (issue 16 ``model_reads_psf``); each is checked for what it must hold and left out of the
 comparison.
 """
 
@@ -94,11 +94,12 @@ TYPED_PREFIX = "tests/data/reference/../../../"
 VOLATILE_ATTRS = {"created", "finished", "resumed", "command_line", "app_version"}
 #: Root attributes that issue 15 added: a random id per catalogue (it ties the journal to its
 #: file), and the row-changing options a resume must repeat.
-NEW_ATTRS = {"catalogue_id", "settings"}
+NEW_ATTRS = {"catalogue_id", "settings", "model_reads_psf"}
 #: Root attributes whose text issue 14 changed: compared for the flag's bit alone.
 NEW_MEANINGS = {"flag_EDGE": "1: ", "flag_BLENDED": "512: "}
 #: Columns issue 16 added, with the value each row of these runs holds in them.
-NEW_COLUMNS = {"binning": 1.0, "psf_fwhm_arcsec": np.nan, "psf_source": b""}
+NEW_COLUMNS = {"binning": 1.0, "psf_fwhm_arcsec": np.nan, "psf_source": b"",
+               "psf_told_arcsec": np.nan}
 #: Flags a stamp whose neighbours were replaced may have gained.
 NEIGHBOUR_FLAGS = Flag.NEIGHBOURS_MASKED | Flag.BLENDED
 #: Flags issue 16 added: their meanings are new root attributes.

@@ -207,3 +207,48 @@ def test_a_psf_list_of_the_wrong_length_is_a_one_line_error(psf_bundle):
     with pytest.raises(InputError, match="one per stamp"):
         model.predict(_stamps(2)[:, 0].numpy(), n_samples=4, psf_fwhm=[0.7, 0.8, 0.9])
     assert model.predict(_stamps(2)[:, 0].numpy(), n_samples=4, psf_fwhm=0.8).samples.shape[0] == 2
+
+
+def test_the_psf_a_model_was_told_is_kept_in_the_catalogue(psf_bundle, tiny_bundle, tmp_path):
+    # A reloaded row says which posterior it is, as the measurement did: told a FWHM, told
+    # "unknown" (NaN), or nothing for a model that does not read the PSF (None).
+    from astropy.io import fits
+
+    from galaxy_inspector.batch import BatchOptions, run_batch
+    from galaxy_inspector.catalogue.reader import read_catalogue, stored_measurement
+
+    data = np.random.default_rng(1).normal(0, 2.7, (200, 200)).astype(np.float32)
+    data[95:105, 95:105] += 50.0
+    image = tmp_path / "g.fits"
+    fits.writeto(image, data, fits.Header({"BUNIT": "nJy", "PIXSCALE": 0.168}))
+    told = {}
+    for name, model, fwhm in (("told", psf_bundle, 0.9), ("unknown", psf_bundle, None),
+                              ("plain", tiny_bundle, 0.9)):
+        out = tmp_path / f"{name}.h5"
+        run_batch([image], out, BatchOptions(model=str(model), psf_fwhm=fwhm, n_samples=16))
+        assert read_catalogue(out)[0]["status"] == "ok"
+        told[name] = stored_measurement(out, 0).psf_told
+    assert told["told"] == pytest.approx(0.9, rel=1e-6) and math.isnan(told["unknown"])
+    assert told["plain"] is None
+
+
+@pytest.mark.parametrize("psf_fwhm, binning, flags, told, words", [
+    (0.8, 1.0, 0, None, None),
+    (math.nan, 1.0, 0, math.nan, "marginalised"),
+    (0.8, 1.0, 0, 0.8, "told 0.8″"),
+    (2.4, 1.0, 0, 1.6, "clipped"),  # broader than the training seeing
+    (2.4, 2.0, 0, 1.2, "told 1.2″"),  # binned into the range
+    (0.1, 1.0, int(Flag.PSF_MATCHED), 0.75, "told 0.75″"),  # matched, not clipped
+])
+def test_the_panel_says_which_seeing_the_posterior_is_for(psf_fwhm, binning, flags, told,
+                                                          words):
+    from types import SimpleNamespace
+
+    from galaxy_inspector.viewer.wording import psf_in_words
+
+    stamp = SimpleNamespace(psf_fwhm=psf_fwhm, psf_source="given", binning=binning)
+    text = psf_in_words(SimpleNamespace(stamp=stamp, psf_told=told, flags=flags))
+    assert ("told" in text) == (told is not None)
+    if words:
+        assert words in text
+    assert ("clipped" in text) == (words == "clipped")

@@ -228,12 +228,14 @@ def stored_measurement(path, index: int) -> Measurement:
                       sky_sigma=math.nan, calibration=row["calibration"], binning=binning,
                       psf_fwhm=float(row.get("psf_fwhm_arcsec", math.nan)),
                       psf_source=row.get("psf_source", ""))
+        reads_psf = bool(f.attrs.get("model_reads_psf", False))  # else told nothing
     return Measurement(
         stamp=stamp, names=names, units=[units.get(f"{n}_median", "") for n in names],
         samples=samples, summary=_summary(row, names), stn_scale=row["stn_scale"],
         crop_box=tuple(row[k] for k in ("crop_x0", "crop_y0", "crop_x1", "crop_y1")),
         snr=row["snr"], label=row["label"], flags=row["flags"], crop=None,
-        properties=properties, error=row["error"])
+        properties=properties, error=row["error"],
+        psf_told=float(row.get("psf_told_arcsec", math.nan)) if reads_psf else None)
 
 
 @contextmanager

@@ -171,8 +171,8 @@ class RowBuilder:
                             ("stn_scale", m.stn_scale), ("flags", m.flags),
                             ("snr", m.snr), ("masked_fraction", s.masked_fraction),
                             ("pixel_scale", s.source_scale), ("binning", s.binning),
-                            ("psf_fwhm_arcsec", s.psf_fwhm)):
-            rows[name][i] = value
+                            ("psf_fwhm_arcsec", s.psf_fwhm), ("psf_told_arcsec", m.psf_told)):
+            rows[name][i] = np.nan if value is None else value
         for name, value in zip(("crop_x0", "crop_y0", "crop_x1", "crop_y1"), m.crop_box,
                                strict=True):
             rows[name][i] = value
@@ -224,7 +224,8 @@ def provenance(morphology, properties, n_samples: int, n_saved: int | None,
              "command_line": command_line,
              "parameters": morphology.names if morphology else [],
              "n_samples": n_samples, "n_samples_saved": n_saved or 0, "seed": seed,
-             "model_pixel_scale": first.pixel_scale, "model_stamp_size": first.stamp_size}
+             "model_pixel_scale": first.pixel_scale, "model_stamp_size": first.stamp_size,
+             "model_reads_psf": bool(getattr(morphology, "takes_psf", False))}
     units, notes = {}, {}
     for m in properties:
         demo = "; DEMO: synthetic training labels" if is_demo(m) else ""

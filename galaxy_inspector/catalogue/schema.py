@@ -64,6 +64,10 @@ _TRAILING = [
                                         "than the model's range was matched (flag PSF_MATCHED)"),
     ("psf_source", "S80", "", "where psf_fwhm_arcsec came from: given, PSF image FILE, measured "
                               "from N stars, header KEYWORD (empty: unknown)"),
+    ("psf_told_arcsec", "f4", "arcsec", "PSF FWHM a seeing-conditioned model was told, in its "
+                                        "frame (binned, matched, clipped to its training "
+                                        "range); NaN: told unknown, or the model does not read "
+                                        "the PSF (root attribute model_reads_psf)"),
     ("crop_x0", "f4", "pix", "region the CNN read: lower x, source pixels"),
     ("crop_y0", "f4", "pix", "region the CNN read: lower y, source pixels"),
     ("crop_x1", "f4", "pix", "region the CNN read: upper x, source pixels"),

@@ -42,7 +42,7 @@ from galaxy_inspector.gui.plots import ScrollingCanvas
 from galaxy_inspector.gui.property_section import FittedTable, PropertySection
 from galaxy_inspector.posterior import LEVEL_SUFFIXES, LEVELS
 from galaxy_inspector.viewer.corner_plot import draw_analysis, export_analysis
-from galaxy_inspector.viewer.wording import format_value, parameter_label
+from galaxy_inspector.viewer.wording import format_value, parameter_label, psf_in_words
 
 __all__ = ["PosteriorPanel", "measurement_row", "measurement_attrs"]
 
@@ -255,16 +255,8 @@ class PosteriorPanel(QWidget):
         self.table.fit_height()
 
     def _show_flags(self, m) -> None:
-        s = m.stamp
-        psf = (f"FWHM {format_value(s.psf_fwhm)}″ ({s.psf_source})" if math.isfinite(s.psf_fwhm)
-               else "unknown (no header keyword; give one in Image ▸ Settings…)")
-        if m.psf_told is not None:  # a seeing-conditioned model
-            psf += (f"; the model was told {format_value(m.psf_told)}″ in its frame, and its "
-                    "posterior is for that seeing" if math.isfinite(m.psf_told) else
-                    "; the model was told it is unknown, so its posterior is marginalised over "
-                    "the seeing it was trained on")
-        lines = [f"<b>Calibration:</b> {html.escape(s.calibration)}",
-                 f"<b>PSF:</b> {html.escape(psf)}"]
+        lines = [f"<b>Calibration:</b> {html.escape(m.stamp.calibration)}",
+                 f"<b>PSF:</b> {html.escape(psf_in_words(m))}"]
         set_flags = [f for f in Flag if m.flags & f]
         if not set_flags:
             lines.append("<b>Flags:</b> none — nothing unusual was found.")

@@ -6,7 +6,10 @@ from __future__ import annotations
 import html
 import math
 
-__all__ = ["format_value", "parameter_label", "property_label", "reason_in_words"]
+from galaxy_inspector.flags import Flag
+
+__all__ = ["format_value", "parameter_label", "property_label", "psf_in_words",
+           "reason_in_words"]
 
 #: Morphology parameters as astronomers write them.
 PRETTY_PARAMETERS = {"bt": "B/T", "re_arcsec": "R_e", "flux_njy": "flux"}
@@ -52,4 +55,27 @@ def reason_in_words(error: str, in_catalogue: bool = False) -> str:
                     "<i>--redshift-column</i>) and run the batch again")
         return (f"{text} — type the galaxy's redshift in the toolbar's <i>Redshift</i> field "
                 "to predict it")
+    return text
+
+
+def psf_in_words(measurement) -> str:
+    """The image's PSF and, for a seeing-conditioned model, what it was told: which posterior
+    the user sees (for that seeing, or marginalised over the training seeing), and whether the
+    stamp's PSF lay beyond the training range and was clipped to it."""
+    s = measurement.stamp
+    text = (f"FWHM {format_value(s.psf_fwhm)}″ ({s.psf_source})" if math.isfinite(s.psf_fwhm)
+            else "unknown (no header keyword; give one in Image ▸ Settings…)")
+    told = measurement.psf_told
+    if told is None:  # a model that does not read the PSF
+        return text
+    if not math.isfinite(told):
+        return (text + "; the model was told it is unknown, so its posterior is marginalised "
+                "over the seeing it was trained on")
+    text += (f"; the model was told {format_value(told)}″ in its frame, and its posterior is "
+             "for that seeing")
+    in_frame = s.psf_fwhm / s.binning
+    if not measurement.flags & Flag.PSF_MATCHED and not math.isclose(told, in_frame,
+                                                                     rel_tol=1e-3):
+        text += (f" (the stamp's {format_value(in_frame)}″ lies beyond the seeing it was "
+                 "trained on and was clipped to its edge)")
     return text
