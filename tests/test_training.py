@@ -334,3 +334,30 @@ def test_calibration_gives_heavy_tails_to_a_parameter_whose_residuals_have_them(
     assert dofs[1] is not None and dofs[1] <= 6.0 and dofs[1] in TAIL_GRID
     assert dofs[0] in (None, 30.0) and dofs[2] in (None, 30.0)
     np.testing.assert_array_equal(widened[..., 2] == draw[..., 2], dofs[2] is None)
+
+
+def test_a_realism_test_set_is_scored_per_condition():
+    # Each condition (clumps, neighbours or stars, masks, Kolmogorov PSF) gets its own figures
+    # and coverage, and "plain" holds the stamps with none of them.
+    from training.evaluate import by_realism
+
+    rng = np.random.default_rng(0)
+    n = 400
+    table = {"knot_flux_fraction": np.where(np.arange(n) % 4 == 0, 0.2, 0.0),
+             "n_neighbours": np.where(np.arange(n) % 4 == 1, 2.0, 0.0),
+             "n_stars": np.where(np.arange(n) == 2, 1.0, 0.0),
+             "masked_fraction": np.zeros(n), "psf_kind": np.where(np.arange(n) % 4 == 3, 1.0, 0.0)}
+    truth = np.stack([rng.uniform(0, 1, n), rng.uniform(0.5, 3, n), rng.uniform(1e4, 1e6, n)], 1)
+    point = truth.copy()
+    point[np.arange(n) % 4 == 1, 0] += rng.normal(0, 0.3, 100)  # neighbours make B/T wrong
+    samples = point[:, None, :] + rng.normal(0, 0.01, (n, 50, 3)) * truth[:, None, :]
+    rows = {r["condition"]: r for r in by_realism(table, samples, point,
+                                                  ["bt", "re_arcsec", "flux_njy"], truth)}
+    assert rows["star-forming clumps"]["n"] == 100 and rows["Kolmogorov PSF"]["n"] == 100
+    assert rows["neighbours or stars"]["n"] == 101  # a star alone counts
+    assert rows["masked pixels"]["n"] == 0 and rows["masked pixels"]["coverage"] == {}
+    assert rows["plain"]["n"] == 99
+    assert rows["neighbours or stars"]["figures"]["sigma_bt_residual"] > 0.1
+    assert rows["plain"]["figures"]["sigma_bt_residual"] == 0.0
+    assert by_realism({"bt": truth[:, 0]}, samples, point, ["bt", "re_arcsec", "flux_njy"],
+                      truth) == []

@@ -22,6 +22,7 @@ from galaxy_inspector.preprocessing import stamp_sky_sigma
 from training.calibrate import truth_table
 from training.dataset import load_set, psf_in_stamps
 from training.progress import Progress
+from training.realism import PSF_KINDS
 from training.train import fixed_observations, psf_given
 
 __all__ = ["evaluate", "residual_figures"]
@@ -33,6 +34,14 @@ LABELS = {"bt": "B/T", "re_arcsec": "R_e [arcsec]", "flux_njy": "flux [nJy]"}
 #: brightness at which intervals are too wide and another at which they are too narrow).
 SEEING_EDGES = (0.6, 0.8, 1.0, 1.2, 1.6)
 FLUX_EDGES = (1e3, 1e4, 1e5, 1e6, 5e6)
+#: Conditions of a realism test set (``simulate --realism``) scored apart: its column, and
+#: which of its values hold the condition.
+REALISM_CONDITIONS = {
+    "star-forming clumps": ("knot_flux_fraction", lambda v: v > 0),
+    "neighbours or stars": ("n_neighbours", lambda v: v > 0),
+    "masked pixels": ("masked_fraction", lambda v: v > 0),
+    "Kolmogorov PSF": ("psf_kind", lambda v: v == PSF_KINDS.index("kolmogorov")),
+}
 #: Bins with fewer test galaxies are listed but not counted in the worst per-bin error (at 68 %
 #: a bin of 200 has a binomial scatter of 3.3 points).
 MIN_BIN_GALAXIES = 200
@@ -191,7 +200,31 @@ def _scores(model, test, samples, point, summary, truth, label_thresholds):
     figures["worst_bin_coverage_error"] = worst_bin_error(by_seeing + by_flux)
     return {"figures": figures, "coverage": _coverages(samples, model.names, truth),
             "coverage_by_seeing": by_seeing, "coverage_by_flux": by_flux,
+            "by_realism": by_realism(test.table, samples, point, model.names, truth),
             "labels": _label_accuracy(summary, truth, label_thresholds)}
+
+
+def by_realism(table: dict, samples, point, names, truth) -> list[dict]:
+    """Figures and coverage per condition of a realism test set (``REALISM_CONDITIONS``) and
+    for its stamps with none of them ("plain"); empty for a set without those columns.
+
+    Stamps are scored as the network reads them: the app would replace neighbours by sky
+    first (``neighbours.py``), so "neighbours or stars" is the network's own robustness."""
+    n = len(truth)
+    masks = {}
+    for name, (column, holds) in REALISM_CONDITIONS.items():
+        if column in table:
+            values = np.asarray(table[column][:n])
+            if column == "n_neighbours" and "n_stars" in table:
+                values = values + np.asarray(table["n_stars"][:n])
+            masks[name] = holds(values)
+    if not masks:
+        return []
+    masks = {"plain": ~np.any(list(masks.values()), axis=0), **masks}
+    return [{"condition": name, "n": int(m.sum()),
+             "figures": residual_figures(point[m], truth[m]) if m.any() else {},
+             "coverage": _coverages(samples[m], names, truth[m]) if m.any() else {}}
+            for name, m in masks.items()]
 
 
 def evaluate(bundle_dir, test_path, n_samples=500, limit=None, progress=None) -> dict:
@@ -254,11 +287,35 @@ def _score_tables(scores) -> list[str]:
     lines += _bin_table("true flux [nJy]", scores["coverage_by_flux"], "{:.0e}")
     lines += ["", f"Worst per-bin coverage error (bins of at least {MIN_BIN_GALAXIES}): "
                   f"{100 * f['worst_bin_coverage_error']:.1f} points (target: 3)."]
+    if scores.get("by_realism"):
+        lines += _realism_table(scores["by_realism"])
     lines += ["", "Qualitative labels (GaMPEN §6.4):", "",
               "| label | labelled | truly in class | precision | recall |", "|---|---|---|---|---|"]
     for name, row in scores["labels"].items():
         lines.append(f"| {name} | {row['labelled']} | {row['truly_in_class']} | "
                      f"{row['precision']:.3f} | {row['recall']:.3f} |")
+    return lines
+
+
+def _realism_table(rows) -> list[str]:
+    """Markdown rows: per realism condition, its galaxies, residual figures and 68 / 95 %
+    coverage of each parameter."""
+    names = next((list(r["coverage"]) for r in rows if r["coverage"]), [])
+    lines = ["", "Per condition of the realism set (stamps as the network reads them; the app "
+                 "replaces neighbours by sky first):", "",
+             "| condition | n | sigma(B/T) | median abs(dR_e)/R_e | median abs(dF)/F | "
+             + " | ".join(f"{n} 68 / 95 %" for n in names) + " |",
+             "|---|---|---|---|---|" + "---|" * len(names)]
+    for r in rows:
+        if not r["n"]:
+            lines.append(f"| {r['condition']} | 0 |" + " |" * (3 + len(names)))
+            continue
+        f = r["figures"]
+        cells = [" / ".join(f"{100 * v:.1f}" for v in list(r["coverage"][n].values())[:2])
+                 for n in names]
+        lines.append(f"| {r['condition']} | {r['n']} | {f['sigma_bt_residual']:.3f} | "
+                     f"{f['median_rel_re_error']:.3f} | {f['median_rel_flux_error']:.3f} | "
+                     + " | ".join(cells) + " |")
     return lines
 
 
