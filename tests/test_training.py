@@ -357,6 +357,17 @@ def test_a_realism_test_set_is_scored_per_condition():
     assert rows["neighbours or stars"]["n"] == 101  # a star alone counts
     assert rows["masked pixels"]["n"] == 0 and rows["masked pixels"]["coverage"] == {}
     assert rows["plain"]["n"] == 99
+    assert rows["neighbours or stars alone"]["n"] == 101
+    table["knot_flux_fraction"][1] = 0.2  # one stamp with neighbours and clumps
+    rows = {r["condition"]: r for r in by_realism(table, samples, point,
+                                                  ["bt", "re_arcsec", "flux_njy"], truth)}
+    assert rows["neighbours or stars"]["n"] == 101
+    assert rows["neighbours or stars alone"]["n"] == 100
+    assert rows["star-forming clumps alone"]["n"] == 100
+    from training.evaluate import _realism_table
+
+    table_text = "\n".join(_realism_table(list(rows.values())))
+    assert "| masked pixels | 0 |" in table_text and "| plain | 99 | 0.000 |" in table_text
     assert rows["neighbours or stars"]["figures"]["sigma_bt_residual"] > 0.1
     assert rows["plain"]["figures"]["sigma_bt_residual"] == 0.0
     assert by_realism({"bt": truth[:, 0]}, samples, point, ["bt", "re_arcsec", "flux_njy"],

@@ -205,8 +205,9 @@ def _scores(model, test, samples, point, summary, truth, label_thresholds):
 
 
 def by_realism(table: dict, samples, point, names, truth) -> list[dict]:
-    """Figures and coverage per condition of a realism test set (``REALISM_CONDITIONS``) and
-    for its stamps with none of them ("plain"); empty for a set without those columns.
+    """Figures and coverage per condition of a realism test set (``REALISM_CONDITIONS``), of
+    its stamps with that condition alone, and of those with none ("plain"); empty for a set
+    without those columns.
 
     Stamps are scored as the network reads them: the app would replace neighbours by sky
     first (``neighbours.py``), so "neighbours or stars" is the network's own robustness."""
@@ -220,7 +221,9 @@ def by_realism(table: dict, samples, point, names, truth) -> list[dict]:
             masks[name] = holds(values)
     if not masks:
         return []
-    masks = {"plain": ~np.any(list(masks.values()), axis=0), **masks}
+    held = np.array(list(masks.values()))
+    alone = {f"{name} alone": m & (held.sum(axis=0) == 1) for name, m in masks.items()}
+    masks = {"plain": ~held.any(axis=0), **masks, **alone}  # conditions overlap; alone: not
     return [{"condition": name, "n": int(m.sum()),
              "figures": residual_figures(point[m], truth[m]) if m.any() else {},
              "coverage": _coverages(samples[m], names, truth[m]) if m.any() else {}}
