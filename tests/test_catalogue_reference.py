@@ -375,3 +375,27 @@ def test_catalogue_equals_the_reference_written_before_the_refactor(name, tmp_pa
         assert json.loads(new.attrs["settings"])["--detect"] == (name == "detect")
         assert (_comparable_attrs(new.attrs, str(ROOT))
                 == _comparable_attrs(old.attrs, REFERENCE_ROOT))
+
+
+def test_a_catalogue_of_an_older_version_resumes_with_its_own_columns(tmp_path):
+    # The reference files predate binning, the PSF columns and psf_told_arcsec: resuming one
+    # keeps its columns (the new ones are not written), each input exactly once, no traceback.
+    import shutil
+
+    from galaxy_inspector.batch import BatchOptions, run_batch
+
+    out = tmp_path / "old.h5"
+    shutil.copy(REFERENCE / "morphology.h5", out)
+    with h5py.File(out, "a") as f:
+        old_columns = f["galaxies"].dtype.names
+        n = len(f["galaxies"])
+        for name in ("galaxies", "posterior_samples"):
+            f[name].resize(n - 2, axis=0)  # as if killed before its last two inputs
+        f.attrs["complete"] = False
+    run_batch([ROOT / "resources/samples"], out,
+              BatchOptions(model=str(REFERENCE_MODEL), save_samples=True, resume=True))
+    with h5py.File(out, "r") as f:
+        rows = f["galaxies"][:]
+        assert rows.dtype.names == old_columns and "psf_told_arcsec" not in old_columns
+        assert len(rows) == n and len(set(rows["source"])) == n
+        assert len(f["posterior_samples"]) == n

@@ -166,13 +166,16 @@ class RowBuilder:
                      property_error_text(errors, rows.dtype["property_error"].itemsize))
         set_text(rows, i, "label", m.label)
         set_text(rows, i, "calibration", s.calibration)
-        set_text(rows, i, "psf_source", s.psf_source)
+        # A catalogue of an older version being resumed lacks the columns added since.
+        if "psf_source" in rows.dtype.names:
+            set_text(rows, i, "psf_source", s.psf_source)
         for name, value in (("x", s.x), ("y", s.y), ("ra", s.ra), ("dec", s.dec),
                             ("stn_scale", m.stn_scale), ("flags", m.flags),
                             ("snr", m.snr), ("masked_fraction", s.masked_fraction),
                             ("pixel_scale", s.source_scale), ("binning", s.binning),
                             ("psf_fwhm_arcsec", s.psf_fwhm), ("psf_told_arcsec", m.psf_told)):
-            rows[name][i] = np.nan if value is None else value
+            if name in rows.dtype.names:
+                rows[name][i] = np.nan if value is None else value
         for name, value in zip(("crop_x0", "crop_y0", "crop_x1", "crop_y1"), m.crop_box,
                                strict=True):
             rows[name][i] = value
