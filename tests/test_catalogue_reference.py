@@ -373,6 +373,7 @@ def test_catalogue_equals_the_reference_written_before_the_refactor(name, tmp_pa
             assert dict(new[dataset].attrs) == dict(old[dataset].attrs)
         assert sorted(set(new.attrs) - NEW_ATTRS - NEW_FLAGS) == sorted(old.attrs)
         assert json.loads(new.attrs["settings"])["--detect"] == (name == "detect")
+        assert not new.attrs["model_reads_psf"]  # the reference model does not read the PSF
         assert (_comparable_attrs(new.attrs, str(ROOT))
                 == _comparable_attrs(old.attrs, REFERENCE_ROOT))
 
@@ -399,3 +400,5 @@ def test_a_catalogue_of_an_older_version_resumes_with_its_own_columns(tmp_path):
         assert rows.dtype.names == old_columns and "psf_told_arcsec" not in old_columns
         assert len(rows) == n and len(set(rows["source"])) == n
         assert len(f["posterior_samples"]) == n
+        # It now names the id its journal's records carry, so a second kill loses nothing.
+        assert len(f.attrs["catalogue_id"]) == 32

@@ -239,6 +239,7 @@ def test_the_psf_a_model_was_told_is_kept_in_the_catalogue(psf_bundle, tiny_bund
     (2.4, 1.0, 0, 1.6, "clipped"),  # broader than the training seeing
     (2.4, 2.0, 0, 1.2, "told 1.2″"),  # binned into the range
     (0.1, 1.0, int(Flag.PSF_MATCHED), 0.75, "told 0.75″"),  # matched, not clipped
+    (math.nan, 1.0, 0, 1.0, "told 1″"),  # no image PSF to compare with: nothing claimed
 ])
 def test_the_panel_says_which_seeing_the_posterior_is_for(psf_fwhm, binning, flags, told,
                                                           words):

@@ -222,10 +222,12 @@ def by_realism(table: dict, samples, point, names, truth) -> list[dict]:
     if not masks:
         return []
     held = np.array(list(masks.values()))
-    alone = {f"{name} alone": m & (held.sum(axis=0) == 1) for name, m in masks.items()}
+    alone = ({f"{name} alone": m & (held.sum(axis=0) == 1) for name, m in masks.items()}
+             if len(masks) > 1 else {})
     masks = {"plain": ~held.any(axis=0), **masks, **alone}  # conditions overlap; alone: not
+    # Figures of fewer than two stamps would be NaN (R^2), which JSON cannot hold.
     return [{"condition": name, "n": int(m.sum()),
-             "figures": residual_figures(point[m], truth[m]) if m.any() else {},
+             "figures": residual_figures(point[m], truth[m]) if m.sum() > 1 else {},
              "coverage": _coverages(samples[m], names, truth[m]) if m.any() else {}}
             for name, m in masks.items()]
 
@@ -310,8 +312,8 @@ def _realism_table(rows) -> list[str]:
              + " | ".join(f"{n} 68 / 95 %" for n in names) + " |",
              "|---|---|---|---|---|" + "---|" * len(names)]
     for r in rows:
-        if not r["n"]:
-            lines.append(f"| {r['condition']} | 0 |" + " |" * (3 + len(names)))
+        if not r["figures"]:
+            lines.append(f"| {r['condition']} | {r['n']} |" + " |" * (3 + len(names)))
             continue
         f = r["figures"]
         cells = [" / ".join(f"{100 * v:.1f}" for v in list(r["coverage"][n].values())[:2])

@@ -79,6 +79,7 @@ def measurement_attrs(analysis) -> dict:
             "model_name": analysis.model_name, "model_sha256": analysis.model_sha256,
             "model_names": ", ".join([analysis.model_name, *properties]),
             "demo_models": ", ".join(name for name, p in properties.items() if p.demo),
+            "model_reads_psf": analysis.measurement.psf_told is not None,
             **flag_attributes()}
 
 

@@ -74,8 +74,8 @@ def psf_in_words(measurement) -> str:
     text += (f"; the model was told {format_value(told)}″ in its frame, and its posterior is "
              "for that seeing")
     in_frame = s.psf_fwhm / s.binning
-    if not measurement.flags & Flag.PSF_MATCHED and not math.isclose(told, in_frame,
-                                                                     rel_tol=1e-3):
+    if (math.isfinite(in_frame) and not measurement.flags & Flag.PSF_MATCHED
+            and not math.isclose(told, in_frame, rel_tol=1e-3)):
         text += (f" (the stamp's {format_value(in_frame)}″ lies beyond the seeing it was "
                  "trained on and was clipped to its edge)")
     return text
