@@ -34,13 +34,14 @@ LABELS = {"bt": "B/T", "re_arcsec": "R_e [arcsec]", "flux_njy": "flux [nJy]"}
 #: brightness at which intervals are too wide and another at which they are too narrow).
 SEEING_EDGES = (0.6, 0.8, 1.0, 1.2, 1.6)
 FLUX_EDGES = (1e3, 1e4, 1e5, 1e6, 5e6)
-#: Conditions of a realism test set (``simulate --realism``) scored apart: its column, and
-#: which of its values hold the condition.
+#: Conditions of a realism test set (``simulate --realism``) scored apart: the column that
+#: says whether a stamp has it, and which stamps do (from the set's table).
 REALISM_CONDITIONS = {
-    "star-forming clumps": ("knot_flux_fraction", lambda v: v > 0),
-    "neighbours or stars": ("n_neighbours", lambda v: v > 0),
-    "masked pixels": ("masked_fraction", lambda v: v > 0),
-    "Kolmogorov PSF": ("psf_kind", lambda v: v == PSF_KINDS.index("kolmogorov")),
+    "star-forming clumps": ("knot_flux_fraction", lambda t: t["knot_flux_fraction"] > 0),
+    "neighbours or stars": ("n_neighbours",
+                            lambda t: t["n_neighbours"] + t.get("n_stars", 0) > 0),
+    "masked pixels": ("masked_fraction", lambda t: t["masked_fraction"] > 0),
+    "Kolmogorov PSF": ("psf_kind", lambda t: t["psf_kind"] == PSF_KINDS.index("kolmogorov")),
 }
 #: Bins with fewer test galaxies are listed but not counted in the worst per-bin error (at 68 %
 #: a bin of 200 has a binomial scatter of 3.3 points).
@@ -211,14 +212,9 @@ def by_realism(table: dict, samples, point, names, truth) -> list[dict]:
 
     Stamps are scored as the network reads them: the app would replace neighbours by sky
     first (``neighbours.py``), so "neighbours or stars" is the network's own robustness."""
-    n = len(truth)
-    masks = {}
-    for name, (column, holds) in REALISM_CONDITIONS.items():
-        if column in table:
-            values = np.asarray(table[column][:n])
-            if column == "n_neighbours" and "n_stars" in table:
-                values = values + np.asarray(table["n_stars"][:n])
-            masks[name] = holds(values)
+    rows = {k: np.asarray(v[:len(truth)]) for k, v in table.items()}
+    masks = {name: holds(rows) for name, (column, holds) in REALISM_CONDITIONS.items()
+             if column in rows}
     if not masks:
         return []
     held = np.array(list(masks.values()))

@@ -321,8 +321,8 @@ class CatalogueWriter:
                                        for name in table.dtype.names])
                 key = "input_key_sha256" if "input_key_sha256" in self.dtype.names else "input_key"
                 rows = table.fields(["status", key])[:]
-                had_id = bool(f.attrs.get("catalogue_id", ""))
-                self._catalogue_id = str(f.attrs.get("catalogue_id", "")) or uuid.uuid4().hex
+                stored_id = str(f.attrs.get("catalogue_id", ""))
+                self._catalogue_id = stored_id or uuid.uuid4().hex
         except InputError:
             raise
         except OSError as exc:
@@ -347,7 +347,7 @@ class CatalogueWriter:
                               f"recovered from {journal_path(path).name}")
         self._open_journal(truncate_at=self._journal_end)
         self._attrs_due = {"complete": False, "resumed": _now()}
-        if not had_id:  # a file of an older version: it must name the id its journal will carry
+        if not stored_id:  # a file of an older version: it must name the id its journal will carry
             self._attrs_due["catalogue_id"] = self._catalogue_id
             self.checkpoint()
         return done
