@@ -9,6 +9,7 @@ completion order), every value to the float32 rounding of the networks (``NETWOR
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import signal
 import subprocess
@@ -48,11 +49,22 @@ def scheduler():
         yield client
 
 
+def _unpatch_prepare_unit() -> None:
+    """On a worker: undo the tests' wrappers of ``batch.prepare_unit`` (each keeps ``__wrapped__``)."""
+    while hasattr(batch.prepare_unit, "__wrapped__"):
+        batch.prepare_unit = batch.prepare_unit.__wrapped__
+
+
 @pytest.fixture
-def restart_workers(scheduler):
-    """Fresh worker processes after the test (it patches code inside them)."""
+def unpatch_workers(scheduler):
+    """The workers' code as it was after the test (it patches code inside them).
+
+    Undone in place rather than by restarting the workers: a restart waits for every worker
+    process to come back, which took over two minutes once on a loaded two-core CI machine.
+    """
     yield
-    scheduler.restart()
+    scheduler.wait_for_workers(2, timeout=300)  # one the test killed has come back
+    scheduler.run(_unpatch_prepare_unit)
 
 
 @pytest.fixture(scope="module")
@@ -188,6 +200,7 @@ def _die_in_first_task(marker: str) -> None:
     """On a worker: the first task any worker starts kills its own process (SIGKILL), once."""
     original = batch.prepare_unit
 
+    @functools.wraps(original)
     def dying(*args, **kwargs):
         try:
             os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
@@ -200,7 +213,7 @@ def _die_in_first_task(marker: str) -> None:
 
 @pytest.mark.slow
 def test_worker_killed_mid_task_loses_nothing(tmp_path, bundle, write_galaxies, scheduler,
-                                              restart_workers, monkeypatch):
+                                              unpatch_workers, monkeypatch):
     paths = write_galaxies(tmp_path / "in", 40)
     run_batch(paths, tmp_path / "local.h5", _options(bundle))
     marker = tmp_path / "killed"
@@ -218,6 +231,7 @@ def _fail_tasks_of(ident: str) -> None:
     """On a worker: a task holding the input ``ident`` raises (a bug, not a worker death)."""
     original = batch.prepare_unit
 
+    @functools.wraps(original)
     def failing(targets, *args, **kwargs):
         if any(t.id == ident for t in targets):
             raise RuntimeError("injected failure")
@@ -228,7 +242,7 @@ def _fail_tasks_of(ident: str) -> None:
 
 @pytest.mark.slow
 def test_a_failing_task_gives_its_inputs_error_rows(tmp_path, bundle, write_galaxies, scheduler,
-                                                    restart_workers, monkeypatch):
+                                                    unpatch_workers, monkeypatch):
     paths = write_galaxies(tmp_path / "in", 12)
     scheduler.run(_fail_tasks_of, paths[5].name)
     monkeypatch.setattr(batch, "TASK_INPUTS", 4)  # inputs 4-7 share the failing task
