@@ -167,21 +167,40 @@ def test_seeing_factors_multiply_the_brightness_factors_of_galaxies_told_the_psf
     np.testing.assert_allclose(spread_factors(table, np.array([1.0])), [[2.0, 1.0]])
 
 
-def test_a_card_with_seeing_factors_loads_and_a_malformed_one_is_refused(psf_bundle, tmp_path):
+def test_cell_factors_replace_the_brightness_factors_of_galaxies_told_the_psf():
+    # Bilinear in (brightness, told FWHM) between the cells, constant beyond the outer knots;
+    # a galaxy told "unknown" keeps its brightness factors.
+    table = {"flux_knots": [0.0, 1.0], "factors": [[1.0, 2.0], [3.0, 3.0]],
+             "psf_knots": [0.7, 1.3],
+             "psf_flux_factors": [[[0.5, 1.5], [2.5, 3.5]], [[1.0, 1.0], [1.0, 1.0]]]}
+    rows = spread_factors(table, np.array([0.0, 1.0, 0.5, 0.5, -4.0, 0.25]),
+                          psf=np.array([0.7, 1.3, 1.0, math.nan, 2.0, 0.85]))
+    np.testing.assert_allclose(rows[:, 0], [0.5, 3.5, 2.0, 1.5, 1.5, 1.25])
+    np.testing.assert_allclose(rows[:, 1], [1.0, 1.0, 1.0, 3.0, 1.0, 1.0])
+
+
+@pytest.mark.parametrize("extra, ok", [
+    ({"psf_knots": [0.7, 1.3], "psf_factors": [[0.9, 1.1]] * 3}, True),
+    ({"psf_knots": [1.3, 0.7], "psf_factors": [[0.9, 1.1]] * 3}, False),
+    ({"psf_knots": [0.7, 1.3], "psf_flux_factors": [[[0.9, 1.1]]] * 3}, True),
+    ({"psf_knots": [0.7, 1.3], "psf_flux_factors": [[0.9, 1.1]] * 3}, False),
+    ({"psf_knots": [0.7, 1.3], "psf_flux_factors": [[[0.9, -1.0]]] * 3}, False),
+    ({"psf_knots": [0.7, 1.3], "psf_factors": [[0.9, 1.1]] * 3,
+      "psf_flux_factors": [[[0.9, 1.1]]] * 3}, False),
+])
+def test_a_card_with_seeing_factors_loads_and_a_malformed_one_is_refused(psf_bundle, tmp_path,
+                                                                         extra, ok):
     bundle = load_bundle(psf_bundle)
-    for psf_knots, ok in (([0.7, 1.3], True), ([1.3, 0.7], False)):
-        card = copy.deepcopy(bundle.card)
-        card["posterior"]["sigma_scale"] = {
-            "flux_knots": [0.0], "factors": [[1.0]] * 3, "psf_knots": psf_knots,
-            "psf_factors": [[0.9, 1.1]] * 3}
-        for key in ("format", "weights"):
-            card.pop(key, None)
-        folder = save_bundle(tmp_path / str(ok), card, dict(bundle.tensors))
-        if ok:
-            assert MorphologyModel(folder).sigma_scale["psf_knots"] == psf_knots
-        else:
-            with pytest.raises(BundleError, match="sigma_scale"):
-                MorphologyModel(folder)
+    card = copy.deepcopy(bundle.card)
+    card["posterior"]["sigma_scale"] = {"flux_knots": [0.0], "factors": [[1.0]] * 3, **extra}
+    for key in ("format", "weights"):
+        card.pop(key, None)
+    folder = save_bundle(tmp_path / "bundle", card, dict(bundle.tensors))
+    if ok:
+        assert MorphologyModel(folder).sigma_scale["psf_knots"] == extra["psf_knots"]
+    else:
+        with pytest.raises(BundleError, match="sigma_scale"):
+            MorphologyModel(folder)
 
 
 def test_seeing_factors_on_a_network_that_does_not_read_the_psf_are_refused(tiny_bundle,

@@ -180,8 +180,9 @@ def test_a_head_only_stage_adds_seeing_and_keeps_the_trunk(tiny_set, tmp_path, r
     assert train_main(["--json", "calibrate", "--bundle", bundle, "--val", str(tiny_set),
                        "--n", "24", "--samples", "40"]) == 0
     spread = json.loads((second.path / "card.json").read_text())["posterior"]["sigma_scale"]
-    assert np.all(np.diff(spread["psf_knots"]) > 0)  # factors per bin of told seeing too
-    assert np.shape(spread["psf_factors"]) == (3, len(spread["psf_knots"]))
+    assert np.all(np.diff(spread["psf_knots"]) > 0)  # factors per cell of told seeing too
+    assert np.shape(spread["psf_flux_factors"]) == (3, len(spread["flux_knots"]),
+                                                    len(spread["psf_knots"]))
     assert train_main(["evaluate", "--bundle", bundle, "--test", str(tiny_set),
                        "--samples", "50"]) == 0
     report = json.loads((second.path / "report" / "report.json").read_text())

@@ -28,7 +28,6 @@ import torch
 
 from galaxy_inspector.models.morphology import (
     MorphologyModel,
-    seeing_factors,
     spread_factors,
     tail_widening,
 )
@@ -45,6 +44,7 @@ CALIBRATION_NOISE_SEED = 2024
 TOLERANCE = 0.025  # largest accepted |coverage - level| on validation data
 SPREAD_BINS = 5  # spread factors are fitted per quantile bin of predicted flux
 SEEING_BINS = 4  # and, for a seeing-conditioned model, per quantile bin of the PSF it is told
+MIN_CELL = 20  # galaxies a cell of brightness and seeing needs for factors of its own
 #: Tails tried per parameter: Student-t degrees of freedom of the aleatoric draw (None: Gaussian).
 TAIL_GRID = (None, 30.0, 10.0, 6.0, 4.0, 3.0)
 
@@ -124,21 +124,24 @@ def _spread_bins(level: np.ndarray) -> list[np.ndarray]:
     return [bins == b for b in range(SPREAD_BINS)]
 
 
-def _fit_spread(model, mu, draw, truth, level) -> dict:
-    """Spread factors per parameter and bin of predicted brightness (``_spread_bins``).
-
-    The knots are the bins' median brightness; ``spread_factors`` interpolates between them
-    at inference. A bin whose median does not exceed the last kept one is skipped, so knots
-    always increase.
-    """
+def _flux_bins(level: np.ndarray) -> list[tuple[float, np.ndarray]]:
+    """The bins of predicted brightness spread factors are fitted on: each one's knot (its
+    median brightness) and mask. A bin whose median does not exceed the last kept one is
+    skipped, so knots always increase."""
     kept = []
     for m in _spread_bins(level):
         if m.any() and (not kept or np.median(level[m]) > kept[-1][0]):
-            kept.append((float(np.median(level[m])),
-                         [_solve_factor(model, mu[m], draw[m], truth[m], j)
-                          for j in range(truth.shape[1])]))
-    return {"flux_knots": [k for k, _ in kept],
-            "factors": np.array([f for _, f in kept]).T.tolist()}
+            kept.append((float(np.median(level[m])), m))
+    return kept
+
+
+def _fit_spread(model, mu, draw, truth, level) -> dict:
+    """Spread factors per parameter and bin of predicted brightness (``_flux_bins``); at
+    inference ``spread_factors`` interpolates between the bins' knots."""
+    bins = _flux_bins(level)
+    return {"flux_knots": [k for k, _ in bins],
+            "factors": [[_solve_factor(model, mu[m], draw[m], truth[m], j) for _, m in bins]
+                        for j in range(truth.shape[1])]}
 
 
 def _seeing_bins(psf: np.ndarray) -> list[np.ndarray]:
@@ -153,25 +156,32 @@ def _seeing_bins(psf: np.ndarray) -> list[np.ndarray]:
 
 
 def _fit_seeing(model, mu, draw, truth, level, psf) -> dict:
-    """Spread factors per bin of brightness and, multiplying them, per bin of told seeing.
+    """Spread factors per bin of brightness, and for the galaxies told the PSF per cell of
+    brightness and told seeing (``psf_flux_factors``); galaxies told "unknown" keep the
+    brightness factors.
 
-    The two are fitted in turn, twice (each on draws scaled by the other's current factors):
-    a network told the PSF may still be too sure at one seeing and too unsure at another,
-    which factors per brightness alone average away. Galaxies told "unknown" keep the
-    brightness factors only.
+    A network told the PSF may be too sure at one seeing and too unsure at another, and not
+    by the same factor at every brightness. Factors per seeing that multiplied those per
+    brightness (fitted in turn) were tried first: on validation galaxies with another seeing
+    mix than the calibration's, R_e's 68 % intervals then held the truth 63 % of the time
+    for the faintest and 73 % for the brightest; with cells, summed squared per-bin coverage
+    errors fell from 0.021 to 0.012 (log-uniform fluxes) and 0.015 to 0.012 (GaMPEN's draw).
+    A cell with fewer than ``MIN_CELL`` galaxies keeps its brightness bin's factors.
     """
-    seeing = np.ones_like(draw[:, 0, :])
+    spread = _fit_spread(model, mu, draw, truth, level)
     kept = [m for m in _seeing_bins(psf) if m.any()]
-    for _ in range(2 if kept else 1):
-        spread = _fit_spread(model, mu, draw * seeing[:, None, :], truth, level)
-        if not kept:  # nobody was told the PSF
-            break
-        scaled = draw * spread_factors(spread, level)[:, None, :]
-        spread["psf_knots"] = [float(np.median(psf[m])) for m in kept]
-        spread["psf_factors"] = np.array(
-            [[_solve_factor(model, mu[m], scaled[m], truth[m], j) for j in range(truth.shape[1])]
-             for m in kept]).T.tolist()
-        seeing = seeing_factors(spread, psf)
+    if not kept:  # nobody was told the PSF
+        return spread
+
+    def cell(j, a, in_flux, in_seeing):
+        m = in_flux & in_seeing
+        return (_solve_factor(model, mu[m], draw[m], truth[m], j) if m.sum() >= MIN_CELL
+                else spread["factors"][j][a])
+
+    spread["psf_knots"] = [float(np.median(psf[m])) for m in kept]
+    spread["psf_flux_factors"] = [[[cell(j, a, in_flux, in_seeing) for in_seeing in kept]
+                                   for a, (_, in_flux) in enumerate(_flux_bins(level))]
+                                  for j in range(truth.shape[1])]
     return spread
 
 
@@ -328,7 +338,8 @@ def calibrate(bundle_dir, val_path, n_galaxies=4000, n_samples=300, orientations
             and tailed["worst_error"] <= max(best["worst_error"], TOLERANCE)):
         results[results.index(best)] = tailed
     bins = (f"{SPREAD_BINS} bins of predicted flux"
-            + (f" and {SEEING_BINS} of told seeing" if psf is not None else ""))
+            + (f" and {SEEING_BINS} of told seeing, with factors per cell of both for galaxies "
+               "told the PSF" if psf is not None else ""))
     rule = (f"largest dropout rate with every coverage within {TOLERANCE:.3f} of its level "
             f"(else the best summed over {bins}), spread factors fitted to all three levels "
             "per bin")

@@ -482,15 +482,19 @@ def _nesting_depth(text: str) -> int:
 def _check_sigma_scale(sigma_scale, n_params: int, path: str) -> None:
     """Spread factors: one positive factor per output, or a table per bin of predicted flux
     (``{"flux_knots": increasing, "factors": one list per output}``), optionally with factors
-    per PSF FWHM that multiply them (``"psf_knots"``, ``"psf_factors"``, alike)."""
+    per PSF FWHM that multiply them (``"psf_knots"``, ``"psf_factors"``, alike) or, per flux
+    knot and PSF knot, replace them (``"psf_flux_factors"``: per output, flux knot, PSF knot)."""
     if sigma_scale is None:
         return
 
-    def table_ok(knot_key, factor_key):
-        knots = np.asarray(sigma_scale[knot_key], dtype=np.float64)
-        factors = np.asarray(sigma_scale[factor_key], dtype=np.float64)
+    def knots_ok(key):
+        knots = np.asarray(sigma_scale[key], dtype=np.float64)
         return (knots.ndim == 1 and len(knots) >= 1 and bool(np.all(np.diff(knots) > 0))
-                and factors.shape == (n_params, len(knots)) and bool(np.isfinite(knots).all())
+                and bool(np.isfinite(knots).all()))
+
+    def factors_ok(key, *knot_keys):
+        factors = np.asarray(sigma_scale[key], dtype=np.float64)
+        return (factors.shape == (n_params, *(len(sigma_scale[k]) for k in knot_keys))
                 and bool(np.all(np.isfinite(factors) & (factors > 0))))
 
     try:
@@ -498,9 +502,13 @@ def _check_sigma_scale(sigma_scale, n_params: int, path: str) -> None:
             factors = np.asarray(sigma_scale["factors"], dtype=np.float64)
             keys = set(sigma_scale)
             ok = (keys in ({"flux_knots", "factors"},
-                           {"flux_knots", "factors", "psf_knots", "psf_factors"})
-                  and table_ok("flux_knots", "factors")
-                  and ("psf_knots" not in keys or table_ok("psf_knots", "psf_factors")))
+                           {"flux_knots", "factors", "psf_knots", "psf_factors"},
+                           {"flux_knots", "factors", "psf_knots", "psf_flux_factors"})
+                  and knots_ok("flux_knots") and factors_ok("factors", "flux_knots")
+                  and ("psf_knots" not in keys or knots_ok("psf_knots"))
+                  and ("psf_factors" not in keys or factors_ok("psf_factors", "psf_knots"))
+                  and ("psf_flux_factors" not in keys
+                       or factors_ok("psf_flux_factors", "flux_knots", "psf_knots")))
         else:
             factors = np.asarray(sigma_scale, dtype=np.float64)
             ok = factors.shape == (n_params,)
@@ -510,7 +518,8 @@ def _check_sigma_scale(sigma_scale, n_params: int, path: str) -> None:
     if not ok:
         raise _Invalid(f"{path} must be {n_params} positive factors or {{flux_knots: increasing "
                        "list, factors: one list of positive factors per output[, psf_knots, "
-                       "psf_factors: alike]}, got "
+                       "psf_factors: alike, or psf_flux_factors: per output a list per flux "
+                       "knot]}, got "
                        f"{_shown(sigma_scale)}")
 
 

@@ -45,16 +45,37 @@ def spread_factors(table: dict, level: np.ndarray, psf=None) -> np.ndarray:
     flux and interpolated linearly in between (constant beyond the outer knots). The network's
     spread needs a smaller correction for bright galaxies than for faint ones: one global
     factor over-covered the first and under-covered the second. A seeing-conditioned model's
-    table may add ``psf_knots``/``psf_factors``, alike, per PSF FWHM told to it: they multiply
-    the factors of galaxies whose ``psf`` (N,) is known (finite).
+    table adds ``psf_knots`` and, for galaxies whose ``psf`` (N,) is known (finite), either
+    ``psf_flux_factors`` (per parameter, flux knot and PSF knot; interpolated bilinearly),
+    which replace their factors, or (cards calibrated before those) ``psf_factors`` per
+    parameter and PSF knot, which multiply them.
     """
     level = np.asarray(level, dtype=np.float64).reshape(-1)
     knots = np.asarray(table["flux_knots"], dtype=np.float64)
     factors = np.stack([np.interp(level, knots, row) for row in table["factors"]], axis=1)
-    if "psf_knots" in table and psf is not None:
-        factors = factors * seeing_factors(table, np.broadcast_to(
-            np.asarray(psf, dtype=np.float64), level.shape))
-    return factors
+    if "psf_knots" not in table or psf is None:
+        return factors
+    psf = np.broadcast_to(np.asarray(psf, dtype=np.float64), level.shape)
+    if "psf_factors" in table:
+        return factors * seeing_factors(table, psf)
+    known = np.isfinite(psf)
+    cells = np.stack([_interp_each(level, knots, np.stack(
+        [np.interp(np.where(known, psf, 0.0), table["psf_knots"], row) for row in by_flux],
+        axis=1)) for by_flux in table["psf_flux_factors"]], axis=1)
+    return np.where(known[:, None], cells, factors)
+
+
+def _interp_each(x: np.ndarray, knots, rows: np.ndarray) -> np.ndarray:
+    """Row ``i`` of ``rows`` (N, K), given at ``knots`` (K,), interpolated linearly at ``x[i]``
+    (constant beyond the outer knots)."""
+    knots = np.asarray(knots, dtype=np.float64)
+    if len(knots) == 1:
+        return rows[:, 0]
+    x = np.clip(x, knots[0], knots[-1])
+    i = np.clip(np.searchsorted(knots, x, side="right") - 1, 0, len(knots) - 2)
+    t = (x - knots[i]) / (knots[i + 1] - knots[i])
+    r = np.arange(len(x))
+    return (1.0 - t) * rows[r, i] + t * rows[r, i + 1]
 
 
 def seeing_factors(table: dict, psf: np.ndarray) -> np.ndarray:
