@@ -135,10 +135,9 @@ def _flux_bins(level: np.ndarray) -> list[tuple[float, np.ndarray]]:
     return kept
 
 
-def _fit_spread(model, mu, draw, truth, level) -> dict:
+def _fit_spread(model, mu, draw, truth, bins) -> dict:
     """Spread factors per parameter and bin of predicted brightness (``_flux_bins``); at
     inference ``spread_factors`` interpolates between the bins' knots."""
-    bins = _flux_bins(level)
     return {"flux_knots": [k for k, _ in bins],
             "factors": [[_solve_factor(model, mu[m], draw[m], truth[m], j) for _, m in bins]
                         for j in range(truth.shape[1])]}
@@ -168,7 +167,8 @@ def _fit_seeing(model, mu, draw, truth, level, psf) -> dict:
     errors fell from 0.021 to 0.012 (log-uniform fluxes) and 0.015 to 0.012 (GaMPEN's draw).
     A cell with fewer than ``MIN_CELL`` galaxies keeps its brightness bin's factors.
     """
-    spread = _fit_spread(model, mu, draw, truth, level)
+    flux_bins = _flux_bins(level)
+    spread = _fit_spread(model, mu, draw, truth, flux_bins)
     kept = [m for m in _seeing_bins(psf) if m.any()]
     if not kept:  # nobody was told the PSF
         return spread
@@ -180,7 +180,7 @@ def _fit_seeing(model, mu, draw, truth, level, psf) -> dict:
 
     spread["psf_knots"] = [float(np.median(psf[m])) for m in kept]
     spread["psf_flux_factors"] = [[[cell(j, a, in_flux, in_seeing) for in_seeing in kept]
-                                   for a, (_, in_flux) in enumerate(_flux_bins(level))]
+                                   for a, (_, in_flux) in enumerate(flux_bins)]
                                   for j in range(truth.shape[1])]
     return spread
 
@@ -203,7 +203,7 @@ def _fitted(model, p, mu, draw, truth, level, psf, tail_dof=None) -> dict:
     """Spread factors for the posterior pieces at dropout rate ``p`` (draws already widened
     for ``tail_dof``), its coverages, per bin too, and score."""
     spread = (_fit_seeing(model, mu, draw, truth, level, psf) if psf is not None
-              else _fit_spread(model, mu, draw, truth, level))
+              else _fit_spread(model, mu, draw, truth, _flux_bins(level)))
     factors = spread_factors(spread, level, psf)
     cov = _coverage_table(model, mu, draw, truth, factors)
     # The score (which decides when no rate is within tolerance overall) sums the squared
