@@ -83,6 +83,10 @@ HALF_NORMAL_MEDIAN = 0.6745
 NO_SKY_SPREAD = 3.0
 #: Radius, in window sides, of the circle about a galaxy left out of its background.
 BACKGROUND_HOLE = 0.45
+#: Side (source pixels) of the blocks of sky whose sums measure the noise's power on the
+#: scales a stamp keeps when it sums or smooths many source pixels (``_low_frequency_noise``),
+#: and the fewest such blocks that measure it.
+NOISE_BLOCK, MIN_NOISE_BLOCKS = 4, 50
 #: A calibrated image's sky level farther from zero than this many pixel noises is a pedestal
 #: to subtract: a sky-subtracted image's is a hundredth of one, but the faint wings of a
 #: galaxy filling a small cutout raise a clipped median by up to about one even with its
@@ -256,6 +260,9 @@ def make_stamp(image: SkyImage, x: float, y: float, stamp_size: int, pixel_scale
         bad |= ~(variance > 0)
     sky_note = ""
     sky_level, sky_noise = image_background(image)
+    # The level the stamp's galaxy is measured against, which the fill must share (None: the
+    # sky around the galaxy, measured below).
+    fill_level = None
     if not image.is_display_image and math.isnan(sky_level):
         # No sky in the image, a big galaxy fills it: what lies on its wing is measured against
         # the smooth background around it, that galaxy's light, which is taken away.
@@ -263,11 +270,16 @@ def make_stamp(image: SkyImage, x: float, y: float, stamp_size: int, pixel_scale
         if background is not None:
             data, flags = data - background, flags | Flag.BLENDED
             sky_note = "; no sky in the image: the background around the galaxy subtracted"
-    elif image.calibrated and sky_noise > 0 and abs(sky_level) > PEDESTAL_NOISES * sky_noise:
+            fill_level = 0.0
+    elif image.calibrated:
         # A calibrated image is taken as sky-subtracted, unless its sky says otherwise (WFPC2
         # and ground-based frames often keep a pedestal).
-        data = data - sky_level
-        sky_note = f"; its sky level {sky_level:.4g} subtracted"
+        if sky_noise > 0 and abs(sky_level) > PEDESTAL_NOISES * sky_noise:
+            data = data - sky_level
+            sky_note = f"; its sky level {sky_level:.4g} subtracted"
+        fill_level = 0.0
+    elif not math.isnan(sky_level):  # the sky an uncalibrated stamp is measured against
+        fill_level = sky_level
     xc, yc = cut.position
     rows, cols = np.ogrid[:cut.shape[0], :cut.shape[1]]
     half = footprint / 2.0
@@ -305,9 +317,12 @@ def make_stamp(image: SkyImage, x: float, y: float, stamp_size: int, pixel_scale
     # Else no background or noise is needed (a convolution reads the whole cut).
     if (bad[window] if same_scale and not psf_kernel_fwhm else bad).any():
         sky, clipped_std, around = _local_sky(data, good, np.hypot(cols - xc, rows - yc), half)
+        sky = sky if fill_level is None else fill_level
         noise = math.sqrt(np.median(variance[around])) if variance is not None else clipped_std
+        fill_noise = (_low_frequency_noise(data, good, noise)
+                      if psf_kernel_fwhm or ratio >= NOISE_BLOCK / 2 else noise)
         rng = np.random.default_rng(seed)
-        filled = np.where(bad, sky + rng.normal(0.0, noise, data.shape), data)
+        filled = np.where(bad, sky + rng.normal(0.0, fill_noise, data.shape), data)
 
     if psf_kernel_fwhm:
         from scipy.ndimage import gaussian_filter
@@ -486,6 +501,32 @@ def _sky_around(data: np.ndarray, good: np.ndarray, distance: np.ndarray,
         far = np.sort(distance[good])[::-1]
         around = good & (distance >= far[min(MIN_SKY_PIXELS, far.size) - 1])
     return _without_sources(data, around)
+
+
+def _low_frequency_noise(data: np.ndarray, good: np.ndarray, noise: float) -> float:
+    """The white noise with the power the image's noise has on scales of several pixels.
+
+    A stamp that sums or smooths many source pixels (a PSF-matching kernel, pixels several
+    times larger) keeps only that power. Drizzled (HST) noise is correlated between pixels, so
+    summing lowers it less than it lowers white noise of its pixels' spread (``noise``): a
+    fill of that came out up to five times quieter than the image around it, set the stamp's
+    sky noise, and scaled the galaxy to five times its signal-to-noise ratio. The factor is
+    the spread of sums over ``NOISE_BLOCK`` x ``NOISE_BLOCK`` blocks of sky (sources left
+    out) over what white noise would give; 1 where too few such blocks are found.
+    """
+    b = NOISE_BLOCK
+    sky = _without_sources(data, good)
+    ny, nx = (data.shape[0] // b) * b, (data.shape[1] // b) * b
+    blocks = lambda a: a[:ny, :nx].reshape(ny // b, b, nx // b, b).swapaxes(1, 2)  # noqa: E731
+    whole = blocks(sky).all(axis=(2, 3))
+    if whole.sum() < MIN_NOISE_BLOCKS:
+        return noise
+    pixels = blocks(data)[whole]  # (blocks, b, b)
+    sums = _sigma_clipped(pixels.sum(axis=(1, 2)))
+    spread = float(np.std(_sigma_clipped(pixels.ravel())))
+    if not spread > 0:
+        return noise
+    return noise * float(np.std(sums)) / (b * spread)
 
 
 def _resample(filled, in_image, cut_wcs, xc, yc, ra, dec, source_scale, pixel_scale,

@@ -273,3 +273,53 @@ def test_detection_at_hst_scale_finds_a_small_galaxy():
     assert detect_galaxies(image, min_area_arcsec2=2.0) == []
     assert detect_min_pixels(scale) == detect_min_pixels(0.168) == 20
     assert detect_min_pixels(scale, 0.1) == 40 and detect_min_pixels(scale, 1e-4) == 10
+
+
+def _drizzled_noise(n, seed):
+    """Noise of spread 1 per pixel, correlated over 3x3 pixels as drizzling correlates it: nine
+    times white noise's power on scales of several pixels."""
+    white = np.random.default_rng(seed).normal(0.0, 1.0, (n + 2, n + 2))
+    return sum(white[i:i + n, j:j + n] for i in range(3) for j in range(3)) / 3.0
+
+
+def _fill_and_image(stamp, image_side_arcsec):
+    """The stamp's filled pixels (well off the image) and its image pixels (well inside it,
+    beyond 2″ of the galaxy)."""
+    c, half = (SIZE - 1) / 2.0, image_side_arcsec / MODEL_SCALE / 2.0
+    yy, xx = np.indices(stamp.data.shape)
+    box = np.maximum(np.abs(xx - c), np.abs(yy - c))
+    beyond = np.hypot(xx - c, yy - c) * MODEL_SCALE > 2.0
+    return stamp.data[box > half + 8], stamp.data[(box < half - 8) & beyond]
+
+
+def test_fill_of_a_psf_matched_stamp_has_the_drizzled_images_noise():
+    """A small HST-like cut (0.06″/px, correlated noise) PSF-matched to 0.8″ and mostly filled:
+    the fill's noise is the image's as the stamp sees it. White noise of the pixels' spread,
+    as it was, came out three times quieter than the image after the kernel, set the stamp's
+    sky noise and so tripled the galaxy's signal-to-noise ratio (Abell 2744's HFF cutouts)."""
+    scale, n = 0.06, 160
+    galaxy = galsim.Exponential(half_light_radius=0.3, flux=500.0)
+    data = (galaxy.drawImage(nx=n, ny=n, scale=scale, method="no_pixel").array
+            + _drizzled_noise(n, 7))
+    stamp = make_stamp(SkyImage.from_array(data, scale), (n - 1) / 2, (n - 1) / 2, SIZE,
+                       MODEL_SCALE, seed=3, psf_kernel_fwhm=0.8)
+    assert stamp.flags & Flag.EDGE
+    fill, image = _fill_and_image(stamp, n * scale)
+    assert fill.std() / image.std() == pytest.approx(1.0, abs=0.25)
+    assert stamp.sky_sigma / image.std() == pytest.approx(1.0, abs=0.25)
+
+
+def test_fill_of_a_calibrated_image_is_at_its_zero_sky_not_under_a_galaxys_wings():
+    """A calibrated, sky-subtracted cut whose galaxy's wings reach its edges (half a noise
+    sigma per pixel there): the fill is at the zero sky the stamp is measured against. At the
+    wings' level, as the sky around the galaxy put it, it was a pedestal of over twenty times
+    the fill's noise over the filled frame, which the model took for light."""
+    scale, n = 0.06, 160
+    galaxy = galsim.DeVaucouleurs(half_light_radius=2.0, flux=2e5)
+    data = (galaxy.drawImage(nx=n, ny=n, scale=scale, method="no_pixel").array
+            + _drizzled_noise(n, 8))
+    assert np.median(data[:5]) > 0.3  # the wings at the cut's edge
+    stamp = make_stamp(SkyImage.from_array(data, scale), (n - 1) / 2, (n - 1) / 2, SIZE,
+                       MODEL_SCALE, seed=4, psf_kernel_fwhm=0.8)
+    fill, _ = _fill_and_image(stamp, n * scale)
+    assert abs(np.median(fill)) < 0.3 * fill.std()
