@@ -90,7 +90,9 @@ def first_look(image: SkyImage, x: float, y: float, footprint: float,
     (``preprocessing``'s segmentation: 3 sigma of the 1-pixel-smoothed sky-subtracted pixels,
     a few PSF beams at least) in a window of ``footprint`` source pixels, grown while the
     segment reaches the window's border, and the radius within which half of the segment's
-    flux lies."""
+    flux lies. Where that radius is large enough to bin or refuse the galaxy, the other
+    sources the stamp will replace (``neighbours.other_sources``) are taken off the segment
+    first."""
     from scipy.ndimage import gaussian_filter
 
     from galaxy_inspector.preprocessing import (
@@ -140,17 +142,34 @@ def first_look(image: SkyImage, x: float, y: float, footprint: float,
         if not reaches_border or side >= largest:
             break  # the whole isophote is in view, or as much of it as may be read
         side = min(largest, int(side * WINDOW_GROWTH))
-    rows, cols = np.nonzero(segment)
     light = data - sky
-    flux = light[rows, cols]
+    r50 = _half_light_pixels(segment, light, xc, yc)
+    if r50 * scale > BINNING_START_ARCSEC:
+        # Large enough to be binned or refused: first take off what the stamp will replace.
+        # At HST depth a small galaxy's isophote runs into a cluster galaxy's halo, and the
+        # merged segment's half light lay 8.7″ out for a 0.7″ elliptical (refused).
+        from galaxy_inspector.neighbours import other_sources
+
+        others, _ = other_sources(data, bad, xc, yc, detect_min_pixels(scale))
+        if (segment & others).any():
+            segment = segment & ~others
+            r50 = _half_light_pixels(segment, light, xc, yc)
+    if math.isnan(r50):
+        return FirstLook(math.nan, False)
+    return FirstLook(r50 * scale, _truncated(segment, cut.in_image, light, xc, yc, r50))
+
+
+def _half_light_pixels(segment, light, xc, yc) -> float:
+    """Radius (pixels) about (xc, yc) within which half of the segment's light lies (NaN:
+    no light)."""
+    rows, cols = np.nonzero(segment)
     distance = np.hypot(cols - xc, rows - yc)
     order = np.argsort(distance)
-    cumulative = np.cumsum(flux[order])
-    if not cumulative[-1] > 0:
-        return FirstLook(math.nan, False)
+    cumulative = np.cumsum(light[rows, cols][order])
+    if not cumulative.size or not cumulative[-1] > 0:
+        return math.nan
     half = int(np.searchsorted(cumulative, 0.5 * cumulative[-1]))
-    r50 = float(distance[order][min(half, order.size - 1)])
-    return FirstLook(r50 * scale, _truncated(segment, cut.in_image, light, xc, yc, r50))
+    return float(distance[order][min(half, order.size - 1)])
 
 
 def _window_border(shape) -> np.ndarray:

@@ -10,7 +10,12 @@ import galsim
 import numpy as np
 import pytest
 
-from galaxy_inspector.domain import BINNING_START_ARCSEC, PSF_TARGET_FACTOR, plan_stamp
+from galaxy_inspector.domain import (
+    BINNING_START_ARCSEC,
+    PSF_TARGET_FACTOR,
+    first_look,
+    plan_stamp,
+)
 from galaxy_inspector.engine import StampSpec, load_model, measure_stamps, stamp_for
 from galaxy_inspector.errors import InputError
 from galaxy_inspector.flags import Flag
@@ -261,3 +266,17 @@ def test_a_calibrated_image_with_a_sky_pedestal_has_it_subtracted(model):
     np.testing.assert_allclose(raised.data, flat.data, atol=0.3 * SKY_SIGMA)
     offset = float(np.median(raised.data - flat.data))
     assert abs(offset) < 0.3 * SKY_SIGMA
+
+
+def test_a_small_galaxy_on_a_big_ones_halo_is_looked_at_alone(model):
+    """A 0.5″ galaxy 9″ from a big elliptical, so deep that their isophotes merge: the first
+    look takes off the neighbour the stamp will replace, and does not bin it. The merged
+    isophote's half light lay 9.3″ out here, and the galaxy was binned 6.5 times (on Abell
+    2744's HFF cutout: 8.7″ for a 0.7″ galaxy, refused as larger than the image)."""
+    small = galsim.Sersic(2.0, half_light_radius=0.5, flux=2e5)
+    big = galsim.DeVaucouleurs(half_light_radius=4.0, flux=2e6).shift(9.0, 0.0)
+    image = _image(small + big, side=600, sigma=0.3)
+    x, y = _centre(image)
+    assert first_look(image, x, y, 128, HSC_SCALE).r50_arcsec < 1.5
+    plan = plan_stamp(image, x, y, 128, HSC_SCALE, (0.6, 1.6))
+    assert plan.binning == 1.0 and not plan.flags & Flag.RESCALED
