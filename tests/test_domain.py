@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
 import galsim
 import numpy as np
@@ -19,6 +20,7 @@ from galaxy_inspector.domain import (
 from galaxy_inspector.engine import StampSpec, load_model, measure_stamps, stamp_for
 from galaxy_inspector.errors import InputError
 from galaxy_inspector.flags import Flag
+from galaxy_inspector.io import read_image
 from galaxy_inspector.io.image import SkyImage
 from galaxy_inspector.preprocessing import FWHM_PER_SIGMA, make_stamp
 
@@ -280,3 +282,14 @@ def test_a_small_galaxy_on_a_big_ones_halo_is_looked_at_alone(model):
     assert first_look(image, x, y, 128, HSC_SCALE).r50_arcsec < 1.5
     plan = plan_stamp(image, x, y, 128, HSC_SCALE, (0.6, 1.6))
     assert plan.binning == 1.0 and not plan.flags & Flag.RESCALED
+
+
+def test_a_click_on_a_big_galaxys_wing_does_not_take_its_core_off_as_a_neighbour():
+    """Clicked 3-4″ off the shipped cube's galaxy, on a bump of its wing, the deblend calls
+    the core a neighbour: the wing left alone held half its light 9.3″ from the click (4.7″
+    a pixel further on), and the stamp was binned so far that 2 % of it lay on the image (an
+    error row in a batch over a grid of clicks)."""
+    image = read_image(Path(__file__).resolve().parents[1] / "resources" / "samples"
+                       / "cube_gri.fits")
+    looks = [first_look(image, x, 44.0, 128, image.pixel_scale).r50_arcsec for x in (46, 47)]
+    assert max(looks) < 1.3 * min(looks), looks
