@@ -10,6 +10,7 @@ import pytest
 
 from galaxy_inspector.models.bundle import shipped_bundles
 from galaxy_inspector.viewer.model_cards import QUOTED_FIELDS, read_card
+from galaxy_inspector.viewer.wording import format_value
 
 pytestmark = pytest.mark.gui
 
@@ -76,9 +77,12 @@ def test_the_summary_writes_numbers_for_people(qtbot, name):
 def test_the_morphology_summary_names_parameters_and_the_calibrated_samples(qtbot):
     dialog = _dialog(qtbot)
     summary = dialog.card_view.toPlainText()
+    thresholds = read_card("morphology-hsc-g")["labels"]  # chosen anew by each calibration
     for expected in ("B/T", "R_e [arcsec]", "flux [nJy]", "0.1002 – 6.125",
                      "500 samples per galaxy", "σ(B/T residual)", "training seed 6",
-                     "highly bulge-dominated", "B/T mode ≥ 0.84", "R_e mode < 1.02″"):
+                     "highly bulge-dominated",
+                     f"B/T mode ≥ {format_value(thresholds['bt_bulge_min'])}",
+                     f"R_e mode < {format_value(thresholds['re_small_arcsec'])}″"):
         assert expected in summary, expected  # "<" is escaped, not the start of a tag
 
 
