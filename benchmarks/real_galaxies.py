@@ -7,6 +7,11 @@ The images are real ones that Python packages ship, so nothing is downloaded at 
   image of M32 (INT). Pixel scales, PSFs and sky levels are those of mgefit's own example script (``mgefit/examples/mge_fit_example.py``); fluxes are
   in nJy by the tool's own calibration of each file (WFPC2 ``PHOTFLAM``), the INT image has
   none, so its flux is not compared.
+* ``petrofit`` (Geda et al. 2022), in its source distribution (``docs/data``): Hubble
+  Frontier Fields WFC3/IR F105W cutouts of the cluster Abell 2744 (0.06"/px, e-/s, from the
+  sky-subtracted mosaic) and the F105W PSF image; the tool reads that PSF image itself. Get it
+  once with ``pip download --no-deps --no-binary :all: petrofit==0.5.0 -d benchmarks/data``
+  (without it these galaxies are skipped, and the run says so).
 * ``scikit-image``: the Hubble Deep Field as a colour JPEG, which the tool must refuse.
 
 Each galaxy is measured by the tool (``read_image`` with the PSF FWHM given, then
@@ -23,6 +28,7 @@ bulge+disk B/T. Where the tool's answer is not confirmed it must say so: a refus
 among ``WARNING_FLAGS``.
 
     nice -n 10 python benchmarks/real_galaxies.py [--quick] [--out results.json]
+        [--petrofit PETROFIT_SDIST]
 
 Needs the optional extra: ``pip install -e ".[benchmark]"`` (mgefit, statmorph, pyimfit,
 which builds Imfit from source).
@@ -35,14 +41,17 @@ import importlib
 import json
 import math
 import sys
+import tarfile
+import tempfile
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
 import galsim
 import numpy as np
+from astropy.io import fits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import galaxy_fitters as fitters  # noqa: E402
@@ -75,22 +84,36 @@ INT_PSF = galsim.Gaussian(fwhm=1.0)
 #: mgefit's example masks the NGC 5831 mosaic's neighbour within 200 px when it takes the sky.
 MOSAIC_NEIGHBOUR, MOSAIC_NEIGHBOUR_RADIUS = (1408.1, 357.7), 200.0
 
+#: petrofit's source distribution, with its Hubble Frontier Fields cutouts in docs/data.
+PETROFIT = "petrofit-0.5.0"
+PETROFIT_SDIST = Path(__file__).resolve().parent / "data" / f"{PETROFIT}.tar.gz"
+HFF_SCALE = 0.06
+HFF_PSF = "f105w_psf.fits.gz"
+#: The AB zero point of the F105W mosaic, from the PHOTFLAM and PHOTPLAM its cutouts record
+#: (the spiral's cutout lost those keywords; it shares the mosaic's WCS reference point).
+HFF_ZERO_POINT = -2.5 * math.log10(3.03865739999999e-20) - 5 * math.log10(10551.047) - 2.408
+
 
 @dataclass(frozen=True)
 class Target:
-    """A real galaxy: its image (in ``mgefit/images``), pixel scale, PSF, the sky level of
-    the file in its counts (None: mgefit's ``sky_level`` as its example takes it), its
-    0-based position and the half-size (source pixels) of the window the fitters read."""
+    """A real galaxy: its image (in ``mgefit/images``, or petrofit's ``docs/data`` where
+    ``source`` says so), pixel scale, PSF (a GalSim profile, or the name of a PSF image beside
+    the image, which the tool then reads too), the sky level of the file in its counts (None:
+    mgefit's ``sky_level`` as its example takes it), its 0-based position, the half-size
+    (source pixels) of the window the fitters read, and an AB zero point for a file that
+    lacks its calibration."""
 
     name: str
     file: str
     pixel_scale: float
-    psf: galsim.GSObject
+    psf: galsim.GSObject | str
     sky: float | None
     x: float
     y: float
     half_size: int
     quick: bool = False
+    source: str = "mgefit"
+    zero_point: float | None = None
 
 
 TARGETS = (
@@ -103,6 +126,15 @@ TARGETS = (
     Target("NGC 5831", "ngc5831_f702w_mosaic.fits", 0.1, MOSAIC_PSF, None, 967.3, 969.2, 700),
     Target("NGC 5831 field: elliptical", "ngc5831_f702w_mosaic.fits", 0.1, MOSAIC_PSF, None,
            1407.8, 357.9, 150, quick=True),
+    # Positions are the tool's detections (detect_galaxies); the dwarf's is petrofit's own.
+    *(Target(name, f"abell_2744_{file}_f105w.fits.gz", HFF_SCALE, HFF_PSF, 0.0, x, y, half,
+             quick, "petrofit", HFF_ZERO_POINT) for name, file, x, y, half, quick in (
+        ("Abell 2744 cD galaxy", "cd_galaxy", 193.9, 196.6, 190, False),
+        ("Abell 2744 cD field: elliptical", "cd_galaxy", 198.4, 348.3, 50, False),
+        ("Abell 2744 dwarf", "dwarf_galaxy", 138.6, 89.3, 60, True),
+        ("Abell 2744 group: north", "group_of_galaxies", 43.3, 69.3, 30, False),
+        ("Abell 2744 group: south", "group_of_galaxies", 69.7, 30.2, 30, False),
+        ("Abell 2744 spiral", "spiral_galaxy", 78.1, 74.3, 72, False))),
 )
 
 
@@ -238,24 +270,58 @@ def _agreement(row: dict) -> None:
     row["tool_confirmed"] = row["fitters_agree"] and all(c is True for c in confirmed)
 
 
-def measure(target: Target, model) -> dict:
-    """One galaxy through the tool and every fitter."""
-    from astropy.io import fits
+def unpack_petrofit(sdist: Path, folder: Path) -> Path | None:
+    """petrofit's ``docs/data`` FITS files, extracted into ``folder`` (None: no sdist)."""
+    if not sdist.is_file():
+        return None
+    with tarfile.open(sdist) as archive:
+        members = [m for m in archive.getmembers()
+                   if m.name.startswith(f"{PETROFIT}/docs/data/") and ".fits" in m.name]
+        archive.extractall(folder, members=members, filter="data")
+    return folder / PETROFIT / "docs" / "data"
 
-    path = resources.files("mgefit") / "images" / target.file
-    raw = fits.getdata(path).astype(float)
-    image = read_image(path, pixel_scale=target.pixel_scale)
+
+def _psf_profile(psf_path: Path, scale: float) -> galsim.GSObject:
+    """A PSF image as a GalSim profile for the fitters (it holds the pixel's response too,
+    which the fitters' drawing adds again: 4 % in FWHM at 0.06"/px, negligible here)."""
+    psf = fits.getdata(psf_path).astype(float)
+    return galsim.InterpolatedImage(galsim.Image(psf / psf.sum(), scale=scale))
+
+
+def tool_image(target: Target, folders: dict[str, Path]):
+    """``(image, target, fwhm)``: the target's file as the tool reads it, PSF given or read
+    from its PSF image, and the target with its PSF as a GalSim profile for the fitters."""
+    path = folders[target.source] / target.file
+    if isinstance(target.psf, str):
+        psf_path = folders[target.source] / target.psf
+        target = replace(target, psf=_psf_profile(psf_path, target.pixel_scale))
+        image = read_image(path, pixel_scale=target.pixel_scale,
+                           zero_point=target.zero_point, psf=psf_path)
+        return image, target, float(image.psf_fwhm)
+    image = read_image(path, pixel_scale=target.pixel_scale, zero_point=target.zero_point)
     fwhm = float(target.psf.calculateFWHM(scale=target.pixel_scale / 10))
-    image = image.with_psf(fwhm, "given")
+    return image.with_psf(fwhm, "given"), target, fwhm
+
+
+def njy_per_count(image, raw: np.ndarray) -> float:
+    """The tool's calibration of a file's counts ``raw`` (its ``image``), in nJy per count."""
     bad = ~np.isfinite(raw) | (raw == 0)
-    to_njy = float(np.median(image.data[~bad] / raw[~bad]))
-    data = (raw - _sky(target, raw, bad)) * to_njy
+    return float(np.median(image.data[~bad] / raw[~bad]))
+
+
+def measure(target: Target, model, folders: dict[str, Path]) -> dict:
+    """One galaxy through the tool and every fitter (``folders``: each source's images)."""
+    raw = fits.getdata(folders[target.source] / target.file).astype(float)
+    image, target, fwhm = tool_image(target, folders)
+    bad = ~np.isfinite(raw) | (raw == 0)
+    data = (raw - _sky(target, raw, bad)) * njy_per_count(image, raw)
     window = fitters.cut_window(data, fitters.noise_variance(data, bad), bad, target.x,
                                 target.y, target.half_size, target.pixel_scale, target.psf)
     growth = fitters.curve_of_growth(window, *window.centre)
     sersic = fitters.fit_sersic(window)
     bulge_disk = fitters.fit_bulge_disk(window, sersic)
-    row = {"name": target.name, "image": f"mgefit/images/{target.file}",
+    where = "mgefit/images" if target.source == "mgefit" else f"{PETROFIT}/docs/data"
+    row = {"name": target.name, "image": f"{where}/{target.file}",
            "calibrated": bool(image.calibrated), "psf_fwhm_arcsec": fwhm,
            "window_binning": window.binning,
            "fitters": {"imfit Sersic": _imfit(window, growth, False),
@@ -348,6 +414,8 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="a few galaxies only")
     parser.add_argument("--out", type=Path, help="write every row and the summary as JSON")
     parser.add_argument("--model", default=None, help="morphology bundle (default: shipped)")
+    parser.add_argument("--petrofit", type=Path, default=PETROFIT_SDIST,
+                        help=f"petrofit's source distribution (default: {PETROFIT_SDIST})")
     args = parser.parse_args(argv)
     _require()
     start = time.perf_counter()
@@ -357,9 +425,18 @@ def main(argv=None) -> int:
         sys.exit(user_message(exc))
     targets = [t for t in TARGETS if t.quick or not args.quick]
     rows = []
-    for target in targets:
-        rows.append(measure(target, model))
-        print_row(rows[-1])
+    with tempfile.TemporaryDirectory() as tmp:
+        folders = {"mgefit": Path(str(resources.files("mgefit") / "images"))}
+        petrofit = unpack_petrofit(args.petrofit, Path(tmp))
+        if petrofit is None:
+            print(f"{args.petrofit} not found: the Abell 2744 galaxies are skipped (pip "
+                  "download --no-deps --no-binary :all: petrofit==0.5.0 -d benchmarks/data)")
+            targets = [t for t in targets if t.source != "petrofit"]
+        else:
+            folders["petrofit"] = petrofit
+        for target in targets:
+            rows.append(measure(target, model, folders))
+            print_row(rows[-1])
     for row in hdf_rows(model, 1 if args.quick else HDF_GALAXIES):
         rows.append(row)
         print_row(row)
