@@ -269,3 +269,24 @@ def test_fits_table_with_path_column_is_a_position_table(tmp_path):
     Table({"path": ["a.fits"], "x": [3.0], "y": [4.0]}).write(tmp_path / "pos.fits")
     (target,) = expand_inputs([tmp_path / "pos.fits"])
     assert (target.x, target.y, target.path) == (3.0, 4.0, str(tmp_path / "a.fits"))
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_a_mosaics_zero_fill_off_the_chips_is_no_data_and_its_sky_is_found(
+        tmp_path, monkeypatch, lazy):
+    """Drizzle, SWarp and WFPC2 mosaics write 0 where nothing was exposed. Taken as data, a
+    quarter of an image at 0 beside a sky of 90 spread the sky so wide that the image seemed
+    to have none (NGC 5831's WFPC2 mosaic); a lone zero of a count image stays data."""
+    from galaxy_inspector.io import fits as fits_io
+    from galaxy_inspector.preprocessing import image_sky
+
+    data = np.random.default_rng(4).normal(90.0, 5.0, (200, 200)).astype(np.float32)
+    data[:100, :100] = 0.0  # the chevron of a WFPC2 mosaic
+    data[150, 150] = 0.0  # a pixel that happens to be 0
+    path = _write(tmp_path / "mosaic.fits", [fits.PrimaryHDU(data)])
+    monkeypatch.setattr(fits_io, "LAZY_ABOVE_BYTES", 0 if lazy else float("inf"))
+    image = read_image(path, pixel_scale=0.1)
+    assert isinstance(image.pixels, fits_io.FitsSectionPixels) == lazy
+    mask = image.window(slice(None), slice(None)).mask
+    assert mask[:100, :100].all() and mask.sum() == 100 * 100
+    assert image_sky(image) == pytest.approx(90.0, abs=0.5)

@@ -61,6 +61,9 @@ WHOLE_READ_BYTES_PER_PIXEL = 12
 MASK_SCAN_ROWS = 1024
 #: Relative difference below which a pixel scale the user gives is the file's own (kept as is).
 SAME_SCALE_TOLERANCE = 1e-3
+#: Connected runs of at least this many pixels of exactly zero are no data: where drizzle,
+#: SWarp and WFPC2 mosaics had no exposure they write 0, and no sky noise holds such a run.
+OFF_CHIP_MIN_PIXELS = 100
 
 
 def _first_sentence(exc: BaseException) -> str:
@@ -180,6 +183,25 @@ def _mask_from(values, bits):
     return np.nan_to_num(values.astype(float), nan=1.0) != 0
 
 
+def _with_off_chip(data: np.ndarray, mask: np.ndarray | None) -> np.ndarray | None:
+    """``mask`` (None: none) with the pixels off the chips of a mosaic (``OFF_CHIP_MIN_PIXELS``)
+    marked unusable. Taken as data, the 28 % of the NGC 5831 WFPC2 mosaic that is 0 spread its
+    sky so wide that the image seemed to have none, and a galaxy beside NGC 5831 was measured
+    against a local level that took 12 % of its light."""
+    zero = data == 0
+    if zero.sum() < OFF_CHIP_MIN_PIXELS:
+        return mask
+    from scipy.ndimage import label
+
+    runs, _ = label(zero)
+    sizes = np.bincount(runs.ravel())
+    sizes[0] = 0
+    off_chip = sizes[runs] >= OFF_CHIP_MIN_PIXELS
+    if not off_chip.any():
+        return mask
+    return off_chip if mask is None else mask | off_chip
+
+
 def _variance_from(name, values):
     """Variance (file units) from a VARIANCE/VAR or IVAR extension's ``values``."""
     if name == "IVAR":
@@ -241,6 +263,7 @@ class FitsSectionPixels:
                 if "VARIANCE" in self.auxiliary:
                     h = hdul[self.auxiliary["VARIANCE"]]
                     variance = _variance_from(_name(h), np.asarray(h.section[rows, cols]))
+        mask = _with_off_chip(data, mask)
         if self.factor is not None:
             data = data * self.factor
             if variance is not None:
@@ -382,6 +405,7 @@ def _read_hdul(hdul, path, label, hdu, plane, user_scale, user_zp) -> SkyImage:
     data = np.asarray(raw)[plane_index]
     mask, variance = (None, None) if is_cube else _auxiliary(hdul, data.shape)
     data = np.asarray(data, dtype=np.float64)
+    mask = _with_off_chip(data, mask)
     if factor is not None:
         data = data * factor
         if variance is not None:
