@@ -92,6 +92,9 @@ NOISE_BLOCK, MIN_NOISE_BLOCKS = 4, 50
 #: galaxy filling a small cutout raise a clipped median by up to about one even with its
 #: sources masked; real pedestals (WFPC2, ground-based frames) are tens to thousands.
 PEDESTAL_NOISES = 3.0
+#: Beyond this skew ((mean - median) / spread) of the sky's pixels the mode estimate is not
+#: trusted and the median is the sky (SExtractor's rule).
+SKY_MODE_SKEW_LIMIT = 0.3
 #: Images larger than this (pixels a side) have their sky measured on a central window.
 SKY_WINDOW_SIDE = 4096
 #: Longest side of the subsampled view of an image its sky level is measured on.
@@ -386,7 +389,7 @@ def image_sky(image: SkyImage) -> float:
 
 
 def image_background(image: SkyImage) -> tuple[float, float]:
-    """The sky level of the whole image (sigma-clipped median of its preview), once per image:
+    """The sky level of the whole image (``sky_mode`` of its clipped preview), once per image:
     a window filled by a big galaxy has no sky of its own. NaN when the image has no sky: the
     spread of its clipped pixels is over ``NO_SKY_SPREAD`` times the noise of its pixels
     (from differences of neighbours, which a smooth galaxy does not change), so they are a
@@ -398,10 +401,25 @@ def image_background(image: SkyImage) -> tuple[float, float]:
             kept = _sigma_clipped(data[_without_sources(data, good)])
             noise = pixel_noise(data, good)
             # Without noise (a model image, a flat display sky) nothing tells: take the median.
-            if not noise > 0 or not np.std(kept) > NO_SKY_SPREAD * noise:
+            if not noise > 0:
                 sky = float(np.median(kept))
+            elif not np.std(kept) > NO_SKY_SPREAD * noise:
+                sky = sky_mode(kept)
         _SKIES[image] = (sky, noise)
     return _SKIES[image]
+
+
+def sky_mode(kept: np.ndarray) -> float:
+    """The sky level of clipped, source-masked pixels ``kept``: SExtractor's mode estimate
+    (Bertin & Arnouts 1996; photutils' ``SExtractorBackground``), 2.5 median - 1.5 mean, or
+    the median where the two differ by 0.3 of their spread or more. Faint sources and a big
+    galaxy's halo lift a median: on the NGC 5831 WFPC2 mosaic it lay 3 nJy (a quarter of the
+    pixel noise) above the level the fitters recover injected galaxies against, and took 20 %
+    of a 3″ de Vaucouleurs galaxy's flux; this estimate lies 1 nJy above it."""
+    median, mean, spread = float(np.median(kept)), float(np.mean(kept)), float(np.std(kept))
+    if spread > 0 and abs(mean - median) / spread < SKY_MODE_SKEW_LIMIT:
+        return 2.5 * median - 1.5 * mean
+    return median
 
 
 def _sky_view(image: SkyImage) -> tuple[np.ndarray, np.ndarray]:
