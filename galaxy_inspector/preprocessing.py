@@ -535,7 +535,10 @@ def _low_frequency_noise(data: np.ndarray, good: np.ndarray, noise: float) -> fl
     b = NOISE_BLOCK
     sky = _without_sources(data, good)
     ny, nx = (data.shape[0] // b) * b, (data.shape[1] // b) * b
-    blocks = lambda a: a[:ny, :nx].reshape(ny // b, b, nx // b, b).swapaxes(1, 2)  # noqa: E731
+
+    def blocks(a):
+        return a[:ny, :nx].reshape(ny // b, b, nx // b, b).swapaxes(1, 2)
+
     whole = blocks(sky).all(axis=(2, 3))
     if whole.sum() < MIN_NOISE_BLOCKS:
         return noise
