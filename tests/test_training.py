@@ -189,8 +189,10 @@ def test_a_head_only_stage_adds_seeing_and_keeps_the_trunk(tiny_set, tmp_path, r
     for scores in (report, report["psf_unknown"]):
         assert sum(b["n"] for b in scores["coverage_by_seeing"]) == 24
         assert sum(b["n"] for b in scores["coverage_by_flux"]) == 24
+        assert sum(b["n"] for b in scores["coverage_by_axis_ratio"]) == 24
     assert report["coverage_by_seeing"][0]["range"] == [0.6, 0.8]
-    assert "## PSF unknown" in (second.path / "report" / "report.md").read_text()
+    markdown = (second.path / "report" / "report.md").read_text()
+    assert "## PSF unknown" in markdown and "axis ratio of the brighter component" in markdown
 
 
 def test_affine_correction_undoes_regression_to_the_mean_and_only_when_it_helps():
