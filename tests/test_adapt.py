@@ -252,7 +252,9 @@ def test_cancel_stops_an_adaptation(qtbot, gui_settings, tmp_path, tiny_bundle):
     dialog.start()
     qtbot.waitUntil(lambda: (out / "work" / "state.json").is_file(), timeout=60_000)
     assert dialog.process.state() == QProcess.ProcessState.Running
-    assert "step 1/9: measuring the survey" in dialog.log.toPlainText()
+    # The child's progress line reaches the log through the event loop, after the file.
+    qtbot.waitUntil(lambda: "step 1/9: measuring the survey" in dialog.log.toPlainText(),
+                    timeout=15_000)
     with qtbot.waitSignal(dialog.process_finished, timeout=15_000):
         dialog.buttons.cancel.click()
     assert dialog.process is None and dialog.cancelled
