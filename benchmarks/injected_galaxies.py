@@ -84,15 +84,16 @@ def positions(target: real.Target, centre, n: int, shape) -> list[tuple[float, f
     return out
 
 
-def inject(target: real.Target, folders, folder: Path, profile, x, y, psf, to_njy) -> Path:
-    """The target's file with ``profile`` (nJy) drawn through ``psf`` at (x, y) added, in the
-    file's units; PSF images beside it are linked along."""
+def inject(target: real.Target, folders, folder: Path, profile, re, x, y, psf,
+           to_njy) -> Path:
+    """The target's file with ``profile`` (nJy, half-light radius ``re`` arcsec) drawn through
+    ``psf`` at (x, y) added, in the file's units; PSF images beside it are linked along."""
     source = folders[target.source] / target.file
     raw, header = fits.getdata(source, header=True)
     raw = raw.astype(np.float64)
     ny, nx = raw.shape
     drawn = galsim.Convolve(profile.shear(q=AXIS_RATIO, beta=0.5 * galsim.radians), psf)
-    side = min(max(nx, ny), 2 * int(DRAWN_EXTENT * re_of(profile) / target.pixel_scale) + 1)
+    side = min(max(nx, ny), 2 * int(DRAWN_EXTENT * re / target.pixel_scale) + 1)
     stamp = drawn.drawImage(nx=side, ny=side, scale=target.pixel_scale,
                             center=galsim.PositionD(x + 1.0, y + 1.0))  # GalSim is 1-based
     image = galsim.ImageD(nx, ny, scale=target.pixel_scale)
@@ -128,7 +129,7 @@ def run(target: real.Target, model, folders, n_angles: int) -> list[dict]:
         truth = {"re": re_of(profile), "flux": flux, "bt": bt}
         for x, y in positions(target, centre, n_angles, raw.shape):
             with tempfile.TemporaryDirectory() as tmp:
-                inject(target, folders, Path(tmp), profile, x, y, psf, to_njy)
+                inject(target, folders, Path(tmp), profile, truth["re"], x, y, psf, to_njy)
                 row = real.measure(replace(target, x=x, y=y), model,
                                    {**folders, target.source: Path(tmp)})
             rows.append({"target": target.name, "profile": name, "x": x, "y": y,

@@ -202,9 +202,11 @@ def _scores(model, test, samples, point, summary, truth, label_thresholds):
     by_flux = binned_coverage(samples, model.names, truth, truth[:, 2], FLUX_EDGES)
     figures["worst_bin_coverage_error"] = worst_bin_error(by_seeing + by_flux)
     axis_ratio = dominant_axis_ratio(test.table, len(test))
-    by_axis_ratio = ([] if axis_ratio is None else
-                     binned_coverage(samples, model.names, truth, axis_ratio, AXIS_RATIO_EDGES))
-    figures["worst_axis_ratio_bin_coverage_error"] = worst_bin_error(by_axis_ratio)
+    by_axis_ratio = []
+    if axis_ratio is not None:  # else no figure: a NaN would not be JSON
+        by_axis_ratio = binned_coverage(samples, model.names, truth, axis_ratio,
+                                        AXIS_RATIO_EDGES)
+        figures["worst_axis_ratio_bin_coverage_error"] = worst_bin_error(by_axis_ratio)
     return {"figures": figures, "coverage": _coverages(samples, model.names, truth),
             "coverage_by_seeing": by_seeing, "coverage_by_flux": by_flux,
             "coverage_by_axis_ratio": by_axis_ratio,
