@@ -24,6 +24,7 @@ def _simulate(args, progress):
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)  # a fresh user folder too
     simulate(args.out, n=args.n, seed=args.seed, workers=args.workers, progress=progress,
              config=SimulationConfig(broad_psf_fraction=args.broad_psf_fraction,
+                                     small_fraction=args.small_fraction,
                                      **_realism_options(args)),
              cluster=args.cluster, cluster_jobs=args.cluster_jobs)
     progress.emit("done", out=args.out, n=args.n)
@@ -172,6 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--psf-known", type=float, default=None, metavar="FRACTION",
                      help="share of stamps whose PSF FWHM counts as known: a psf_known "
                           "column for training conditioned on seeing (default: no column)")
+    sim.add_argument("--small-fraction", type=float, default=0.0, metavar="FRACTION",
+                     help="share of galaxies whose sizes are redrawn in 0.1-1.5\", with a "
+                          "prior_weight column by which training keeps GaMPEN's size prior "
+                          "(more small galaxies seen, none assumed) (default: 0)")
     sim.set_defaults(func=_simulate)
 
     tr = sub.add_parser("train", formatter_class=_DEFAULTS,

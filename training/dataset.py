@@ -10,7 +10,7 @@ import torch
 
 from galaxy_inspector.models.bundle import OutputSpec
 
-__all__ = ["PARAMETERS", "REQUIRED_COLUMNS", "SimulatedSet", "load_set", "load_sets",
+__all__ = ["PARAMETERS", "PRIOR_WEIGHT", "REQUIRED_COLUMNS", "SimulatedSet", "load_set", "load_sets",
            "fit_output_specs", "psf_in_stamps"]
 
 #: Predicted parameters, their units, transforms and descriptions (as in
@@ -26,6 +26,9 @@ REQUIRED_COLUMNS = ("images", "bt", "re_arcsec")
 #: Real blank-sky patches (nJy per model pixel) a set's galaxies are injected into
 #: (``training.adapt``); its column ``background_index`` names each galaxy's.
 BACKGROUNDS = "backgrounds"
+#: Per-galaxy importance weight of a set whose sizes were partly redrawn
+#: (``training.simulate.draw_small``); training multiplies each galaxy's loss by it.
+PRIOR_WEIGHT = "prior_weight"
 
 
 class SimulatedSet:
@@ -65,6 +68,11 @@ def load_set(path, limit: int | None = None) -> SimulatedSet:
             if bad.size:
                 raise ValueError(f"training set {path} has non-finite {name} in rows "
                                  f"{bad[:10].tolist()}{' ...' if bad.size > 10 else ''}")
+        weights = table.get(PRIOR_WEIGHT)
+        if weights is not None and not (np.all(np.isfinite(weights) & (weights >= 0))
+                                        and weights.sum() > 0):
+            raise ValueError(f"training set {path} has {PRIOR_WEIGHT} values that are not "
+                             "finite and non-negative with a positive sum")
         images = torch.empty((n, *f["images"].shape[1:]), dtype=torch.float32)
         for start in range(0, n, 2048):
             images[start:start + 2048] = torch.from_numpy(f["images"][start:min(n, start + 2048)])
@@ -82,7 +90,9 @@ def load_sets(paths, limit: int | None = None) -> SimulatedSet:
     """One training set from one or several simulated files (e.g. made in separate sessions).
 
     The files must share pixel scale and stamp size; ``attrs["seed"]`` and
-    ``attrs["broad_psf_fraction"]`` become lists, one entry per file.
+    ``attrs["broad_psf_fraction"]`` become lists, one entry per file. Where one file has
+    importance weights (``simulate --small-fraction``), the others get weight 1: each file's
+    weighted loss estimates the loss under the same prior, and so does their concatenation.
     """
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     if len(paths) == 1:
@@ -97,6 +107,8 @@ def load_sets(paths, limit: int | None = None) -> SimulatedSet:
                 or other.attrs.get("pixel_scale") != first.attrs.get("pixel_scale")):
             raise ValueError(f"training set {path} has another stamp size or pixel scale "
                              f"than {paths[0]}")
+    for one in sets:  # a file drawn from the prior itself has weight 1 (``draw_small``)
+        one.table.setdefault(PRIOR_WEIGHT, np.ones(len(one)))
     columns = set.intersection(*(set(s.table) for s in sets))
     table = {k: np.concatenate([s.table[k] for s in sets])[:limit] for k in sorted(columns)}
     attrs = {**first.attrs, "seed": [int(s.attrs.get("seed", -1)) for s in sets],
@@ -115,7 +127,9 @@ def psf_in_stamps(dataset, n: int | None = None) -> np.ndarray:
 
 
 def fit_output_specs(table: dict[str, np.ndarray], flux_range) -> list[OutputSpec]:
-    """Standard scalers for the transformed targets (flux: its log-uniform training law)."""
+    """Standard scalers for the transformed targets (flux: its log-uniform training law), of
+    the prior the galaxies stand for (weighted by ``PRIOR_WEIGHT`` where the set has it)."""
+    weights = table.get(PRIOR_WEIGHT)
     specs = []
     for name, unit, transform, description in PARAMETERS:
         if name == "flux_njy":
@@ -125,7 +139,8 @@ def fit_output_specs(table: dict[str, np.ndarray], flux_range) -> list[OutputSpe
             proto = OutputSpec(name, unit, transform, 0.0, 1.0,
                                BT_CLIP if transform == "logit" else None)
             values = proto.forward(table[name])
-            mean, std = float(values.mean()), float(values.std())
+            mean = float(np.average(values, weights=weights))
+            std = float(np.sqrt(np.average((values - mean) ** 2, weights=weights)))
         specs.append(OutputSpec(name, unit, transform, float(mean), float(std),
                                 BT_CLIP if transform == "logit" else None, description))
     return specs

@@ -26,7 +26,7 @@ from galaxy_inspector.models.bundle import load_bundle, save_bundle
 from galaxy_inspector.models.memory_format import memory_format_for
 from galaxy_inspector.models.morphology import pick_device
 from galaxy_inspector.models.morphology_network import MorphologyNet, gaussian_nll_ldl
-from training.dataset import fit_output_specs, load_set, load_sets, psf_in_stamps
+from training.dataset import PRIOR_WEIGHT, fit_output_specs, load_set, load_sets, psf_in_stamps
 from training.distributed import Ranks, ranks
 from training.loop import CHECKPOINT_NAME, optimisation_step, resume_checkpoint, save_checkpoint
 from training.observe import CONDITION_RANGES, WIDE_SKY_SIGMA_NJY, draw_conditions, observe
@@ -198,6 +198,8 @@ def _train(processes: Ranks, train_path, val_path, out_dir: Path, config: TrainC
                                                                 start_epoch + stop_after)
     trained = processes.wrap(model)
     train_psf = psf_in_stamps(train_set) if config.psf_input else None
+    weights = train_set.table.get(PRIOR_WEIGHT)
+    weights = None if weights is None else np.asarray(weights, dtype=np.float32)
     for epoch in range(start_epoch, last_epoch):
         t0 = time.time()
         trained.train()
@@ -224,8 +226,10 @@ def _train(processes: Ranks, train_path, val_path, out_dir: Path, config: TrainC
             y = targets_for(train_set.table, conditions, specs, index[own])
             psf = conditions.get("psf_fwhm")
             out = trained(x.to(device), psf_fwhm=None if psf is None else torch.from_numpy(psf))
-            loss = processes.batch_loss(gaussian_nll_ldl(out, y.to(device)).mean(), len(x),
-                                        len(index))
+            nll = gaussian_nll_ldl(out, y.to(device))
+            if weights is not None:  # the loss under the prior the sizes were redrawn from
+                nll = nll * torch.from_numpy(weights[index[own]]).to(nll)
+            loss = processes.batch_loss(nll.mean(), len(x), len(index))
             running += optimisation_step(loss, trained, optimizer, scheduler)
             progress.update(step + 1, steps_per_epoch, stage=f"epoch {epoch + 1}/{config.epochs}",
                             loss=running / (step + 1))
