@@ -139,6 +139,7 @@ class BatchOptions:
     cluster_jobs: int = 1  # jobs a dask-jobqueue cluster (slurm, pbs...) is scaled to
     psf_fwhm: float | None = None  # arcsec, every image's PSF (--psf-fwhm)
     psf: str | None = None  # a PSF image's path, or "stars" (--psf); see io.read_image
+    sky_subtracted: bool = False  # every image's sky is 0 (--sky-subtracted)
 
 
 @dataclass
@@ -228,7 +229,8 @@ def prepare_unit(targets: list[Target], spec: StampSpec, options: BatchOptions,
     try:
         image = read_image(targets[0].path, hdu=options.hdu, plane=options.plane,
                            pixel_scale=options.pixel_scale, zero_point=options.zero_point,
-                           psf_fwhm=options.psf_fwhm, psf=options.psf)
+                           psf_fwhm=options.psf_fwhm, psf=options.psf,
+                           sky_subtracted=options.sky_subtracted)
     except Exception as exc:  # every input is answered, whatever a hostile file raises
         for p in todo:
             p.error = user_message(exc)
@@ -429,7 +431,9 @@ def _row_settings(options: BatchOptions, n_samples: int) -> dict:
             "--plane": options.plane, "--samples": n_samples,
             "--save-samples": options.save_samples,
             "--redshift-column": options.redshift_column,
-            "--psf-fwhm": options.psf_fwhm, "--psf": options.psf}
+            "--psf-fwhm": options.psf_fwhm, "--psf": options.psf,
+            # "not given" when off, as in catalogues written before the option existed
+            "--sky-subtracted": options.sky_subtracted or None}
 
 
 def run_batch(inputs: list, out, options: BatchOptions | None = None,

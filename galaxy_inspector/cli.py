@@ -152,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a FITS image of the PSF (its FWHM is fitted; its pixel scale is its "
                         "own or the image's), or 'stars': measure each image's PSF on its "
                         "isolated stars (an image with fewer than 3 gets error rows)")
+    b.add_argument("--sky-subtracted", action="store_true",
+                   help="every image's sky is 0 (a pipeline took it off): measure none, "
+                        "e.g. for a cutout too small to hold sky of its own (FITS only)")
     b.add_argument("--hdu", type=_hdu, metavar="N|NAME",
                    help="FITS HDU to read (default: the first image HDU)")
     b.add_argument("--plane", type=int, default=0, metavar="N",
@@ -222,7 +225,7 @@ def _run_batch(args, argv) -> int:
                            hdu=args.hdu, plane=args.plane, detect=args.detect,
                            detect_min_area=args.detect_min_area,
                            psf_fwhm=args.psf_fwhm, psf=args.psf,
-                           seed=args.seed, redshift_column=args.redshift_column,
+                           sky_subtracted=args.sky_subtracted, seed=args.seed, redshift_column=args.redshift_column,
                            cluster=args.cluster, cluster_jobs=args.cluster_jobs,
                            command_line=printable(shlex.join(["galaxy-inspector", *argv])))
     if hasattr(signal, "SIGXFSZ"):  # a file-size limit is then an error we report, not a kill

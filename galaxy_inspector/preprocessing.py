@@ -261,7 +261,7 @@ def make_stamp(image: SkyImage, x: float, y: float, stamp_size: int, pixel_scale
     if cut.variance is not None:
         variance = cut.variance.astype(np.float64)
         bad |= ~(variance > 0)
-    sky_note = ""
+    sky_note = "; its sky given as 0" if image.sky_subtracted else ""
     sky_level, sky_noise = image_background(image)
     # The level the stamp's galaxy is measured against, which the fill must share (None: the
     # sky around the galaxy, measured below).
@@ -393,15 +393,18 @@ def image_background(image: SkyImage) -> tuple[float, float]:
     a window filled by a big galaxy has no sky of its own. NaN when the image has no sky: the
     spread of its clipped pixels is over ``NO_SKY_SPREAD`` times the noise of its pixels
     (from differences of neighbours, which a smooth galaxy does not change), so they are a
-    galaxy's light, not sky. Also the noise of its pixels (``pixel_noise``)."""
+    galaxy's light, not sky; 0 for an image ``sky_subtracted``. Also the noise of its pixels
+    (``pixel_noise``)."""
     if image not in _SKIES:
         data, good = _sky_view(image)
         sky = noise = math.nan
         if good.any():
             kept = _sigma_clipped(data[_without_sources(data, good)])
             noise = pixel_noise(data, good)
+            if image.sky_subtracted:  # the user knows it
+                sky = 0.0
             # Without noise (a model image, a flat display sky) nothing tells: take the median.
-            if not noise > 0:
+            elif not noise > 0:
                 sky = float(np.median(kept))
             elif not np.std(kept) > NO_SKY_SPREAD * noise:
                 sky = sky_mode(kept)

@@ -264,3 +264,25 @@ def test_uncalibrated_rows_are_flagged_and_the_run_notes_it_once(tmp_path, bundl
     notes = [line for line in capsys.readouterr().err.splitlines()
              if "without a flux calibration" in line]
     assert len(notes) == 1 and notes[0].startswith("note: 3 rows come from images")
+
+
+def test_sky_subtracted_is_said_in_each_row_refused_for_jpegs_and_kept_by_resume(
+        tmp_path, bundle, write_galaxies):
+    from PIL import Image
+
+    (cutout,) = write_galaxies(tmp_path / "in", 1)
+    jpeg = tmp_path / "in" / "colour.jpg"
+    Image.fromarray(np.full((64, 64, 3), 40, np.uint8)).save(jpeg)
+    out = tmp_path / "cat.h5"
+    run_batch([cutout, jpeg], out, _options(bundle, sky_subtracted=True))
+    rows = {row["id"]: row for row in read_catalogue(out)}
+    assert rows[cutout.name]["status"] == "ok"
+    assert rows[cutout.name]["calibration"].endswith("its sky given as 0")
+    assert "--sky-subtracted is for FITS images" in rows["colour.jpg"]["error"]
+    with pytest.raises(InputError, match="--sky-subtracted on \\(now not given\\)"):
+        run_batch([cutout, jpeg], out, _options(bundle, resume=True))
+    run_batch([cutout], tmp_path / "plain.h5", _options(bundle))
+    with h5py.File(tmp_path / "plain.h5") as f:  # as a catalogue made before the option
+        assert json.loads(f.attrs["settings"])["--sky-subtracted"] is None
+    (plain,) = read_catalogue(tmp_path / "plain.h5")
+    assert "sky given" not in plain["calibration"]

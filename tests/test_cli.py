@@ -114,3 +114,10 @@ def test_gui_and_screenshot_are_handed_to_the_gui_module(monkeypatch):
     monkeypatch.setattr(gui, "app", fake, raising=False)
     assert main(["a.fits"]) == 0 and main(["--screenshot", "s.png", "b.fits"]) == 0
     assert calls == [("main", ["a.fits"]), ("shot", "s.png", ["b.fits"])]
+
+
+def test_sky_subtracted_reaches_every_row(tmp_path, images, bundle):
+    out = tmp_path / "c.h5"
+    assert main(["--batch", str(images[0]), "--out", str(out), "--model", bundle,
+                 "--samples", "8", "--workers", "1", "--quiet", "--sky-subtracted"]) == 0
+    assert read_catalogue(out)["calibration"][0].endswith("its sky given as 0")

@@ -293,3 +293,37 @@ def test_a_click_on_a_big_galaxys_wing_does_not_take_its_core_off_as_a_neighbour
                        / "cube_gri.fits")
     looks = [first_look(image, x, 44.0, 128, image.pixel_scale).r50_arcsec for x in (46, 47)]
     assert max(looks) < 1.3 * min(looks), looks
+
+
+def test_a_cutout_without_sky_is_measured_when_the_user_says_its_sky_is_zero(model):
+    """A 9″ cutout that a galaxy fills (petrofit's HFF spiral: every pixel 3σ above 0) has no
+    sky of its own to measure; told it is sky-subtracted (``--sky-subtracted``), the tool
+    measures it against 0, as the same galaxy in a wide image with sky all round."""
+    from galaxy_inspector.preprocessing import image_sky
+
+    galaxy = _galaxy(1.5, 0.3, 2e6)
+    cutout = _image(galaxy, side=54, sigma=0.3)
+    wide = _image(galaxy, side=240, sigma=0.3)
+    assert np.isnan(image_sky(cutout))
+    with pytest.raises(InputError, match="fills the image"):
+        stamp_for(cutout, *_centre(cutout), model)
+    told = cutout.with_sky_subtracted()
+    assert image_sky(told) == 0.0 and not cutout.sky_subtracted
+    stamp = stamp_for(told, *_centre(told), model, seed=2)
+    reference = stamp_for(wide, *_centre(wide), model, seed=2)
+    assert stamp.calibration.endswith("its sky given as 0")
+    assert not stamp.flags & Flag.BLENDED  # no background surface taken off
+    half = 27 // 2  # the cutout's pixels, as they are in the wide image's stamp
+    centre = slice(64 - half, 64 + half)
+    np.testing.assert_allclose(stamp.data[centre, centre], reference.data[centre, centre],
+                               atol=8 * 0.3)  # two noise draws
+
+
+def test_sky_subtracted_keeps_a_level_the_user_vouches_for(model):
+    base = _image(_galaxy(1.2, 0.5, 3e5), side=200)
+    lifted = SkyImage.from_array(np.asarray(base.data) + 20 * SKY_SIGMA, pixel_scale=HSC_SCALE,
+                                 psf_fwhm=0.7, psf_source="given").with_sky_subtracted()
+    flat = stamp_for(base, 99.5, 99.5, model, seed=4)
+    raised = stamp_for(lifted, 99.5, 99.5, model, seed=4)
+    assert "sky level" not in raised.calibration
+    assert float(np.median(raised.data - flat.data)) == pytest.approx(20 * SKY_SIGMA, rel=0.05)

@@ -149,3 +149,11 @@ def test_run_on_a_dask_cluster_reaches_the_options(qtbot, gui_settings, tmp_path
     assert "\n" not in text and not out.exists()
     dialog.run_here.setChecked(True)
     assert dialog.options().cluster is None
+
+
+def test_sky_subtracted_reaches_the_options(qtbot, gui_settings):
+    dialog = BatchDialog("")
+    qtbot.addWidget(dialog)
+    assert not dialog.options().sky_subtracted
+    dialog.sky_subtracted.setChecked(True)
+    assert dialog.options().sky_subtracted

@@ -225,3 +225,23 @@ def test_a_display_image_is_measured_with_the_scale_and_psf_given(sample_paths, 
     assert not grey_given.flags & Flag.PIXEL_SCALE_GUESSED
     assert grey_own.flags & Flag.PIXEL_SCALE_GUESSED and grey_own.psf_fwhm is None
     assert grey_given.data.shape == given[0].shape  # the channels' mean, not one channel
+
+
+def test_sky_subtracted_is_given_for_fits_and_not_offered_for_a_jpeg(
+        qtbot, make_main_window, sample_paths):
+    window = make_main_window()
+    _open(qtbot, window, sample_paths["plain_njy.fits"])
+    dialog = _dialog(qtbot, window)
+    assert dialog.sky_subtracted.isEnabled() and not dialog.sky_subtracted.isChecked()
+    dialog.sky_subtracted.setChecked(True)
+    _apply(qtbot, dialog)
+    assert window.state.image.sky_subtracted
+    assert window.state.shown_frame().settings == ImageSettings(sky_subtracted=True)
+    dialog.close()
+    display = make_main_window()
+    _open(qtbot, display, sample_paths["sdss_gri.jpg"])
+    dialog = _dialog(qtbot, display)
+    assert not dialog.sky_subtracted.isEnabled()
+    assert not dialog.chosen().sky_subtracted
+    with pytest.raises(ValueError, match="--sky-subtracted is for FITS images"):
+        read_planes(str(sample_paths["sdss_gri.jpg"]), ImageSettings(sky_subtracted=True))

@@ -158,6 +158,9 @@ class BatchDialog(QDialog):
         self.psf_fwhm.setSpecialValueText("from the files")
         self.psf_fwhm.setToolTip("FWHM of the images' PSF (--psf-fwhm); from the files: their "
                                  "header's SEEING, PSF_FWHM, FWHM... keyword, else unknown")
+        self.sky_subtracted = QCheckBox("the images' sky is 0 (sky-subtracted): measure none")
+        self.sky_subtracted.setToolTip("--sky-subtracted: for FITS images a pipeline took the "
+                                       "sky off; JPEG/PNG inputs then get error rows")
         form = QFormLayout()
         form.addRow("Model", self.model_edit)
         form.addRow("", self.use_properties)
@@ -173,6 +176,7 @@ class BatchDialog(QDialog):
         form.addRow("Pixel scale (″/px), replaces the file's", self.pixel_scale)
         form.addRow("AB zero point if missing", self.zero_point)
         form.addRow("PSF FWHM (″), replaces the file's", self.psf_fwhm)
+        form.addRow("", self.sky_subtracted)
 
         self.progress_bar = QProgressBar()
         self.progress_label = QLabel("Not started.")
@@ -248,6 +252,7 @@ class BatchDialog(QDialog):
             pixel_scale=self.pixel_scale.value() or None,
             zero_point=self.zero_point.value() or None, detect=self.detect.isChecked(),
             psf_fwhm=self.psf_fwhm.value() or None,
+            sky_subtracted=self.sky_subtracted.isChecked(),
             cluster=self.cluster_address.text().strip() if self.run_on_cluster.isChecked()
             else None,
             hdu=hdu, plane=plane,

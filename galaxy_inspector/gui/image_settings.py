@@ -17,6 +17,7 @@ from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QButtonGroup,
+    QCheckBox,
     QDialog,
     QDialogButtonBox,
     QDoubleSpinBox,
@@ -189,6 +190,11 @@ class ImageSettingsDialog(QDialog):
             "no calibration of its own")
         self.zero_note = QLabel()
         self.zero_note.setWordWrap(True)
+        self.sky_subtracted = QCheckBox("its sky is 0 (sky-subtracted): measure none")
+        self.sky_subtracted.setChecked(settings.sky_subtracted)
+        self.sky_subtracted.setToolTip(
+            "--sky-subtracted: a pipeline took the sky off (HST drizzled mosaics, HSC coadds). "
+            "A cutout too small to hold sky of its own is then measured, not refused")
 
         self.psf_choice = QButtonGroup(self)
         psf_box = QGroupBox("PSF")
@@ -244,6 +250,7 @@ class ImageSettingsDialog(QDialog):
         form.addRow("", self.scale_note)
         form.addRow("AB zero point", self.zero_point)
         form.addRow("", self.zero_note)
+        form.addRow("Sky", self.sky_subtracted)
         layout = QVBoxLayout(self)
         layout.addWidget(self.calibration)
         layout.addLayout(form)
@@ -293,6 +300,9 @@ class ImageSettingsDialog(QDialog):
             self.zero_note.setText("the file has no calibration: give the AB magnitude of "
                                    "one pixel unit" if settings.zero_point is None else
                                    "as given (the file has no calibration of its own)")
+        self.sky_subtracted.setEnabled(not image.is_display_image)
+        if image.is_display_image:
+            self.sky_subtracted.setToolTip("a display image's sky is a display level, not 0")
         stars = self.psf_choice.button(STARS)
         stars.setEnabled(not image.is_display_image)
         stars.setToolTip("a display image's stretch changes its stars' profiles: give the FWHM"
@@ -320,7 +330,8 @@ class ImageSettingsDialog(QDialog):
             pixel_scale=scale if scale > self.pixel_scale.minimum() else None,
             zero_point=(zero_point if self.zero_point.isEnabled()
                         and zero_point > self.zero_point.minimum() else None),
-            psf_fwhm=psf_fwhm, psf=psf)
+            psf_fwhm=psf_fwhm, psf=psf,
+            sky_subtracted=self.sky_subtracted.isEnabled() and self.sky_subtracted.isChecked())
 
     def apply(self) -> None:
         """Read the frame again with the fields' settings (nothing when they are its own)."""

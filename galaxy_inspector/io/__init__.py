@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from galaxy_inspector.errors import ImageReadError
+from galaxy_inspector.errors import ImageReadError, InputError
 from galaxy_inspector.io.calibration import Calibration, calibration_from_header
 from galaxy_inspector.io.fits import fits_band_names, read_fits
 from galaxy_inspector.io.image import SkyImage
@@ -44,14 +44,15 @@ PSF_FROM_STARS = "stars"
 
 def read_image(path, hdu=None, plane: int = 0, pixel_scale: float | None = None,
                zero_point: float | None = None, psf_fwhm: float | None = None,
-               psf=None) -> SkyImage:
+               psf=None, sky_subtracted: bool = False) -> SkyImage:
     """Read an image file (FITS or JPEG/PNG, by its name) as a ``SkyImage``.
 
     ``pixel_scale`` (arcsec/px) replaces the file's own (a wrong WCS scale can be overridden);
     ``zero_point`` (AB) is used only where the file has no calibration. The image's PSF FWHM
     is, in this order: ``psf_fwhm`` (arcsec) as given, that of the PSF image ``psf`` names (a
     FITS path), measured on its stars (``psf="stars"``), its header's (``psf.psf_from_header``),
-    else unknown (None); ``psf_source`` says which.
+    else unknown (None); ``psf_source`` says which. ``sky_subtracted``: the user says the
+    image's sky is 0 (``SkyImage.sky_subtracted``); a JPEG/PNG's sky never is.
     """
     p = Path(path)
     problem = file_problem(p)
@@ -60,10 +61,15 @@ def read_image(path, hdu=None, plane: int = 0, pixel_scale: float | None = None,
     if p.stat().st_size == 0:
         raise ImageReadError(f"{p.name} is empty (0 bytes)")
     if is_raster_path(p):
+        if sky_subtracted:
+            raise InputError(f"{p.name} is a display image, whose sky is not 0: "
+                             "--sky-subtracted is for FITS images")
         image = read_raster(p, pixel_scale=pixel_scale)
     else:
         image = read_fits(p, hdu=hdu, plane=plane, pixel_scale=pixel_scale,
                           zero_point=zero_point)
+    if sky_subtracted:
+        image = image.with_sky_subtracted()
     if psf_fwhm is not None:
         return image.with_psf(float(psf_fwhm), "given")
     if psf is None:

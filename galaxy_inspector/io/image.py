@@ -162,19 +162,24 @@ class SkyImage:
         FWHM of the image's PSF in arcsec (given, from a header or measured); None: unknown.
     psf_source : str
         Where ``psf_fwhm`` came from ("" when unknown), for the catalogue.
+    sky_subtracted : bool
+        The user says the image's sky is 0 (``--sky-subtracted``): none is measured or taken
+        off, where a cutout too small to hold sky would otherwise be refused or have the
+        background around its galaxy removed.
     """
 
     def __init__(self, data=None, pixel_scale: float | None = None, wcs=None, mask=None,
                  variance=None, calibrated: bool = False, calibration: str = "uncalibrated",
                  flags: int = 0, source: str = "", hdu: int = -1, plane: int = 0, *,
                  pixels: PixelSource | None = None, psf_fwhm: float | None = None,
-                 psf_source: str = ""):
+                 psf_source: str = "", sky_subtracted: bool = False):
         if (data is None) == (pixels is None):
             raise ValueError("a SkyImage needs either data arrays or a pixel source")
         values = dict(pixels=pixels or ArrayPixels(data, mask, variance),
                       pixel_scale=pixel_scale, wcs=wcs, calibrated=calibrated,
                       calibration=calibration, flags=flags, source=source, hdu=hdu, plane=plane,
-                      psf_fwhm=psf_fwhm, psf_source=psf_source)
+                      psf_fwhm=psf_fwhm, psf_source=psf_source,
+                      sky_subtracted=bool(sky_subtracted))
         for name, value in values.items():
             object.__setattr__(self, name, value)
 
@@ -194,10 +199,16 @@ class SkyImage:
 
     def with_psf(self, fwhm: float | None, source: str) -> SkyImage:
         """The same image (pixels shared, not copied) with its PSF FWHM (arcsec) known."""
-        return SkyImage(pixel_scale=self.pixel_scale, wcs=self.wcs, calibrated=self.calibrated,
-                        calibration=self.calibration, flags=self.flags, source=self.source,
-                        hdu=self.hdu, plane=self.plane, pixels=self.pixels, psf_fwhm=fwhm,
-                        psf_source=source)
+        return self._replaced(psf_fwhm=fwhm, psf_source=source)
+
+    def with_sky_subtracted(self) -> SkyImage:
+        """The same image (pixels shared) with its sky known to be 0 (``sky_subtracted``)."""
+        return self._replaced(sky_subtracted=True)
+
+    def _replaced(self, **changes) -> SkyImage:
+        kept = ("pixel_scale", "wcs", "calibrated", "calibration", "flags", "source", "hdu",
+                "plane", "pixels", "psf_fwhm", "psf_source", "sky_subtracted")
+        return SkyImage(**{**{name: getattr(self, name) for name in kept}, **changes})
 
     @property
     def shape(self) -> tuple[int, int]:

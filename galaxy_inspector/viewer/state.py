@@ -128,6 +128,7 @@ class ImageSettings:
     zero_point: float | None = None  # AB, used only where the file has no calibration
     psf_fwhm: float | None = None  # arcsec
     psf: str | None = None  # a PSF image's path, or io.PSF_FROM_STARS
+    sky_subtracted: bool = False  # its sky is 0: measure none (FITS only)
 
     @property
     def gives_psf(self) -> bool:

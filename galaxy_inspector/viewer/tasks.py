@@ -53,13 +53,16 @@ def preload_engine_modules() -> None:
 def read_planes(path: str, settings: ImageSettings | None = None) -> list:
     """Every image plane of a file: one for an image, one per band for a FITS cube, the R, G, B
     channels of a JPEG/PNG (shown in colour as they are); read with the ``settings`` a user
-    gave for it (pixel scale, zero point, PSF: ``read_image``'s options, as ``--batch``'s)."""
+    gave for it (pixel scale, zero point, PSF, sky: ``read_image``'s options, as
+    ``--batch``'s)."""
     settings = settings or ImageSettings()
     options = settings.read_options()
     if is_raster_path(path):
         problem = file_problem(Path(path))  # read_image's check: no FIFO, device or folder
         if problem:
             raise ImageReadError(problem)
+        if settings.sky_subtracted:
+            read_image(path, sky_subtracted=True)  # refused with read_image's reason
         channels = read_raster_rgb(path, pixel_scale=settings.pixel_scale)
         if not settings.gives_psf:
             return channels
@@ -69,7 +72,8 @@ def read_planes(path: str, settings: ImageSettings | None = None) -> list:
     for k in range(1, MAX_PLANES):
         try:
             image = read_image(path, plane=k, pixel_scale=settings.pixel_scale,
-                               zero_point=settings.zero_point)
+                               zero_point=settings.zero_point,
+                               sky_subtracted=settings.sky_subtracted)
         except ValueError:  # InputError: the cube has no plane k
             break
         if image.plane != k:  # a 2-D image ignores ``plane``
