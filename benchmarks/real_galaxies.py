@@ -290,15 +290,18 @@ def _psf_profile(psf_path: Path, scale: float) -> galsim.GSObject:
 
 def tool_image(target: Target, folders: dict[str, Path]):
     """``(image, target, fwhm)``: the target's file as the tool reads it, PSF given or read
-    from its PSF image, and the target with its PSF as a GalSim profile for the fitters."""
+    from its PSF image, and the target with its PSF as a GalSim profile for the fitters. A
+    file the fitters are told has sky 0 (HFF's sky-subtracted mosaics) the tool is told so
+    too (``--sky-subtracted``)."""
     path = folders[target.source] / target.file
+    told = dict(pixel_scale=target.pixel_scale, zero_point=target.zero_point,
+                sky_subtracted=target.sky == 0.0)
     if isinstance(target.psf, str):
         psf_path = folders[target.source] / target.psf
         target = replace(target, psf=_psf_profile(psf_path, target.pixel_scale))
-        image = read_image(path, pixel_scale=target.pixel_scale,
-                           zero_point=target.zero_point, psf=psf_path)
+        image = read_image(path, psf=psf_path, **told)
         return image, target, float(image.psf_fwhm)
-    image = read_image(path, pixel_scale=target.pixel_scale, zero_point=target.zero_point)
+    image = read_image(path, **told)
     fwhm = float(target.psf.calculateFWHM(scale=target.pixel_scale / 10))
     return image.with_psf(fwhm, "given"), target, fwhm
 
